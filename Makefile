@@ -1,0 +1,103 @@
+# ebpf.deploy — the two README commands are `make demo` and `make test`.
+# Every target installs what it needs when it is missing and is quick when nothing is.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(CURDIR)/$(VENV)/bin/python
+BUILD       := $(CURDIR)/build
+BPF_OUT     := $(BUILD)/bpf
+COLL_PATH   := $(CURDIR)/.build/collections
+COLL_LINK   := $(COLL_PATH)/ansible_collections/ebpf/deploy
+LAB_HOSTS   ?= 3
+LAB_STATE   ?= $(BUILD)/lab
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export EBPF_DEPLOY_BPF_DIR := $(BPF_OUT)
+export EBPF_DEPLOY_LAB_STATE := $(LAB_STATE)
+export PYTHONDONTWRITEBYTECODE := 1
+
+TIMED := tools/timed
+
+.PHONY: help deps venv bpf collection unit sanity lint integration molecule fault bench docs \
+        demo test lab-up lab-down build-collection clean
+
+help:
+	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
+	@echo "make test   - every test tier: unit sanity lint integration molecule fault"
+	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs lab-up lab-down build-collection"
+
+# --- set-up ---------------------------------------------------------------------------------
+deps:
+	@tools/install-system-deps.sh
+
+$(VENV)/.installed: requirements.txt requirements-test.txt constraints.txt | deps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+$(COLL_LINK):
+	@mkdir -p $(dir $@)
+	@ln -sfn $(CURDIR) $@
+
+collection: venv $(COLL_LINK)
+
+BPF_SRC := $(wildcard examples/bpf/*.bpf.c tests/bpf/*.bpf.c)
+BPF_OBJ := $(addprefix $(BPF_OUT)/,$(notdir $(BPF_SRC:.c=.o)))
+BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu) -Iexamples/bpf/include
+vpath %.bpf.c examples/bpf tests/bpf
+
+$(BPF_OUT)/%.bpf.o: %.bpf.c $(wildcard examples/bpf/include/*.h) | deps
+	@mkdir -p $(BPF_OUT)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+bpf: $(BPF_OBJ)
+
+# --- test tiers -----------------------------------------------------------------------------
+unit: collection
+	@$(TIMED) unit $(PY) -m pytest -q tests/unit
+
+sanity: collection
+	@$(TIMED) sanity tools/sanity.sh
+
+lint: collection
+	@$(TIMED) lint tools/lint.sh
+
+integration: collection bpf
+	@$(TIMED) integration $(PY) -m pytest -q tests/integration
+
+molecule: collection bpf
+	@$(TIMED) molecule tools/molecule.sh
+
+fault: collection bpf
+	@$(TIMED) fault $(PY) -m pytest -q tests/fault
+
+bench: collection bpf
+	@$(TIMED) bench $(PY) -m tests.bench
+
+docs: collection
+	@$(TIMED) docs tools/docs.sh
+
+test: collection bpf
+	@tools/run-tiers unit sanity lint integration molecule fault
+
+# --- lab and demo ---------------------------------------------------------------------------
+lab-up: collection
+	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=present -e lab_host_count=$(LAB_HOSTS) -e lab_dir=$(LAB_STATE)
+
+lab-down: collection
+	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=absent -e lab_dir=$(LAB_STATE)
+
+demo: collection bpf
+	@tools/demo.sh
+
+build-collection: collection
+	@mkdir -p $(BUILD)
+	@ansible-galaxy collection build --force --output-path $(BUILD) .
+
+clean:
+	rm -rf $(BUILD) .build

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the collection's build, lab and tests need, only when missing,
+# and mounts the bpffs. Quick when everything is present. Runs as root on Debian 12.
+set -euo pipefail
+
+# package -> a file that proves it is installed
+declare -A probe=(
+  [clang]=/usr/bin/clang
+  [llvm]=/usr/bin/llvm-objdump
+  [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
+  [libbpf1]=/usr/lib/x86_64-linux-gnu/libbpf.so.1
+  [linux-libc-dev]=/usr/include/linux/bpf.h
+  [bpftool]=/usr/sbin/bpftool
+  [iproute2]=/usr/sbin/ip
+  [openssh-server]=/usr/sbin/sshd
+  [openssh-client]=/usr/bin/ssh
+  [util-linux]=/usr/bin/unshare
+  [procps]=/usr/bin/pgrep
+  [make]=/usr/bin/make
+)
+
+missing=()
+for pkg in "${!probe[@]}"; do
+  # libbpf1's path differs per architecture: accept any multiarch location
+  if [[ $pkg == libbpf1 ]]; then
+    compgen -G '/usr/lib/*/libbpf.so.1' >/dev/null && continue
+  elif [[ -e ${probe[$pkg]} ]]; then
+    continue
+  fi
+  missing+=("$pkg")
+done
+# the venv needs ensurepip, which Debian ships apart from python3
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
