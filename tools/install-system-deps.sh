@@ -16,6 +16,7 @@ declare -A probe=(
   [openssh-client]=/usr/bin/ssh
   [util-linux]=/usr/bin/unshare
   [procps]=/usr/bin/pgrep
+  [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make
 )
 

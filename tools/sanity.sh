@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# ansible-test sanity on a copy of the collection laid out as ansible_collections/ebpf/deploy,
+# each test in its own venv. get-pip comes from tools/offline_get_pip.py (no download).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+py="$repo/.venv/bin/python"
+
+# ansible-test looks for its pip bootstrap script in this cache, named after the pip version it pins
+pip_version=$("$py" - <<'PY'
+import re, ansible_test, pathlib
+src = (pathlib.Path(ansible_test.__file__).parent / "_internal/python_requirements.py").read_text()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+cache=~/.ansible/test/cache
+mkdir -p "$cache"
+install -m 0644 "$repo/tools/offline_get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
+
+# a clean copy of what git would ship (tracked and new files, not ignored ones)
+dest="$repo/.build/sanity/ansible_collections/ebpf/deploy"
+rm -rf "$dest"; mkdir -p "$dest"
+(cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dest")
+cd "$dest"
+git init -q . && git add -A >/dev/null 2>&1   # ansible-test lists files through git when present
+"$repo/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
