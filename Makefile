@@ -77,7 +77,7 @@ fault: collection bpf
 	@$(TIMED) fault $(PY) -m pytest -q tests/fault
 
 bench: collection bpf
-	@$(TIMED) bench $(PY) -m tests.bench
+	@$(TIMED) bench $(PY) tools/bench.py $(BENCH)
 
 docs: collection
 	@$(TIMED) docs tools/docs.sh

@@ -1,0 +1,54 @@
+"""The collection builds into a tarball that ansible-galaxy installs, and every module's docs render."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """Build the collection and install the tarball into an empty collections path."""
+    work = tmp_path_factory.mktemp("galaxy")
+    subprocess.run([BIN / "ansible-galaxy", "collection", "build", "--output-path", work, REPO],
+                   check=True, capture_output=True, text=True)
+    version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    tarball = work / f"ebpf-deploy-{version}.tar.gz"
+    assert tarball.is_file(), sorted(work.iterdir())
+    dest = work / "collections"
+    subprocess.run([BIN / "ansible-galaxy", "collection", "install", "-p", dest, tarball],
+                   check=True, capture_output=True, text=True)
+    return dest
+
+
+def test_tarball_installs_without_build_outputs(installed: Path):
+    root = installed / "ansible_collections" / "ebpf" / "deploy"
+    assert (root / "MANIFEST.json").is_file()
+    assert (root / "meta" / "runtime.yml").is_file()
+    shipped = [p.relative_to(root) for p in root.rglob("*")]
+    assert not [p for p in shipped if p.suffix in (".o", ".pyc") or p.parts[0] in (".venv", "build", ".build")]
+
+
+def test_every_module_is_shipped(installed: Path):
+    assert MODULES, "the collection has no modules"
+    root = installed / "ansible_collections" / "ebpf" / "deploy" / "plugins" / "modules"
+    assert sorted(p.stem for p in root.glob("*.py")) == MODULES
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ansible_doc_renders(installed: Path, module: str):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([BIN / "ansible-doc", "-t", "module", f"ebpf.deploy.{module}"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ebpf.deploy.{module}" in proc.stdout
+    assert "EXAMPLES:" in proc.stdout and "RETURN VALUES:" in proc.stdout, proc.stdout[:2000]
+    assert "[WARNING]" not in proc.stderr, proc.stderr
