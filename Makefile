@@ -33,7 +33,7 @@ help:
 deps:
 	@tools/install-system-deps.sh
 
-$(VENV)/.installed: requirements.txt requirements-test.txt constraints.txt | deps
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-docs.txt constraints.txt | deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
 	@touch $@
@@ -83,7 +83,7 @@ docs: collection
 	@$(TIMED) docs tools/docs.sh
 
 test: collection bpf
-	@tools/run-tiers unit sanity lint integration molecule fault
+	@tools/run-tiers unit sanity lint docs integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
