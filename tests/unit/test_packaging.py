@@ -18,14 +18,16 @@ MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if 
 def installed(tmp_path_factory) -> Path:
     """Build the collection and install the tarball into an empty collections path."""
     work = tmp_path_factory.mktemp("galaxy")
+    # away from the repository's ansible.cfg, which already puts this checkout on the collections path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     subprocess.run([BIN / "ansible-galaxy", "collection", "build", "--output-path", work, REPO],
-                   check=True, capture_output=True, text=True)
+                   check=True, capture_output=True, text=True, cwd=work, env=env)
     version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
     tarball = work / f"ebpf-deploy-{version}.tar.gz"
     assert tarball.is_file(), sorted(work.iterdir())
     dest = work / "collections"
-    subprocess.run([BIN / "ansible-galaxy", "collection", "install", "-p", dest, tarball],
-                   check=True, capture_output=True, text=True)
+    subprocess.run([BIN / "ansible-galaxy", "collection", "install", "--force", "-p", dest, tarball],
+                   check=True, capture_output=True, text=True, cwd=work, env=env)
     return dest
 
 
@@ -45,9 +47,10 @@ def test_every_module_is_shipped(installed: Path):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_ansible_doc_renders(installed: Path, module: str):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_NOCOLOR="1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([BIN / "ansible-doc", "-t", "module", f"ebpf.deploy.{module}"],
-                          capture_output=True, text=True, env=env, check=False)
+                          capture_output=True, text=True, env=env, check=False, cwd=installed)
     assert proc.returncode == 0, proc.stderr
     assert f"ebpf.deploy.{module}" in proc.stdout
     assert "EXAMPLES:" in proc.stdout and "RETURN VALUES:" in proc.stdout, proc.stdout[:2000]
