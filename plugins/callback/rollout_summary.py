@@ -1,0 +1,123 @@
+# Copyright: ebpf.deploy maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: rollout_summary
+type: aggregate
+short_description: Progress and summary of an ebpf.deploy rollout
+version_added: 0.1.0
+description:
+  - Prints one line per host as the P(ebpf.deploy.rollout#role) role finishes it (committed, unchanged,
+    rolled back, halted, failed or unreachable), and at the end of the playbook a table per stage and host
+    with the version before and after, the health checks passed and failed, and the time taken.
+  - Writes the same summary as JSON when O(report_path) is set.
+  - Enable it with C(callbacks_enabled = ebpf.deploy.rollout_summary) in C(ansible.cfg).
+options:
+  report_path:
+    description: File to write the rollout summary to, as JSON.
+    type: path
+    env:
+      - name: EBPF_DEPLOY_ROLLOUT_REPORT
+    ini:
+      - section: ebpf_deploy
+        key: rollout_report
+"""
+
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "ebpf.deploy.rollout_summary"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hosts: dict[str, dict] = {}
+        self._stages: list[tuple[str, ...]] = []
+        self._started = time.monotonic()
+
+    # --- progress ---------------------------------------------------------------------------
+    def _stage_of(self, batch: list[str]) -> int:
+        key = tuple(batch or ())
+        if key not in self._stages:
+            self._stages.append(key)
+        return self._stages.index(key) + 1
+
+    def v2_runner_on_ok(self, result) -> None:
+        rollout = (result._result.get("ansible_facts") or {}).get("rollout_result")
+        if not isinstance(rollout, dict):
+            return
+        host = result._host.get_name()
+        entry = dict(rollout, stage=self._stage_of(rollout.get("batch", [])))
+        self._hosts[host] = entry
+        self._display.display(f"[rollout] stage {entry['stage']} {host}: {self._describe(entry)}")
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        host = result._host.get_name()
+        entry = self._hosts.setdefault(host, {"host": host, "versions": [], "checks": []})
+        entry.update(status="unreachable", reasons=[result._result.get("msg", "unreachable")])
+        self._display.display(f"[rollout] {host}: unreachable")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
+        if ignore_errors:
+            return
+        host = result._host.get_name()
+        entry = self._hosts.get(host)
+        if entry is None:
+            # failed before the role recorded anything (validate or a refused preflight)
+            self._hosts[host] = {"host": host, "status": "failed", "versions": [], "checks": [],
+                                 "reasons": [f"{result._task.get_name()}: {result._result.get('msg', 'failed')}"]}
+
+    # --- summary ----------------------------------------------------------------------------
+    @staticmethod
+    def _versions(entry: dict) -> str:
+        parts = [f"{v.get('name')} {v.get('before') or '-'}→{v.get('after') or '-'}" for v in entry.get("versions", [])]
+        return ", ".join(parts) or "-"
+
+    def _describe(self, entry: dict) -> str:
+        checks = entry.get("checks") or []
+        passed = sum(1 for c in checks if c.get("passed"))
+        text = f"{entry.get('status')} ({self._versions(entry)}; checks {passed}/{len(checks)}"
+        if entry.get("seconds") is not None:
+            text += f"; {float(entry['seconds']):.1f} s"
+        text += ")"
+        if entry.get("reasons"):
+            text += " - " + "; ".join(entry["reasons"])
+        return text
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        if not self._hosts:
+            return
+        rows = sorted(self._hosts.values(), key=lambda e: (e.get("stage", 0) or 999, e.get("host", "")))
+        self._display.banner("ROLLOUT SUMMARY")
+        header = f"{'stage':<6} {'host':<22} {'status':<12} {'versions (before→after)':<40} {'checks':<8} {'time':>7}"
+        self._display.display(header)
+        for entry in rows:
+            checks = entry.get("checks") or []
+            failed = [c for c in checks if not c.get("passed")]
+            seconds = entry.get("seconds")
+            self._display.display(
+                f"{entry.get('stage', '-')!s:<6} {entry.get('host', ''):<22} {entry.get('status', ''):<12} "
+                f"{self._versions(entry):<40} {len(checks) - len(failed)}/{len(checks):<6} "
+                f"{(f'{float(seconds):.1f} s' if seconds is not None else '-'):>7}")
+            for check in failed:
+                self._display.display(f"{'':<6} {'':<22} failed check {check.get('name')}: {check.get('detail')}")
+            for reason in entry.get("reasons") or []:
+                self._display.display(f"{'':<6} {'':<22} {reason}")
+        counts: dict[str, int] = {}
+        for entry in rows:
+            counts[entry.get("status", "?")] = counts.get(entry.get("status", "?"), 0) + 1
+        self._display.display("totals: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                              + f"; {len(self._stages)} stage(s) in {time.monotonic() - self._started:.1f} s")
+        path = self.get_option("report_path")
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as report:
+                json.dump({"stages": len(self._stages), "hosts": rows, "totals": counts}, report, indent=2, default=str)

@@ -1,0 +1,82 @@
+"""Health check evaluation: each check type passes and fails on the observations that decide it."""
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.ebpf.deploy.plugins.filter.health import health_evaluate, jmespath_condition
+
+ENTRIES = [{"key": 0, "value": 42}]
+
+
+def only(checks, observations):
+    (result,) = health_evaluate(checks, observations)
+    return result
+
+
+def test_map_condition_over_decoded_entries():
+    assert jmespath_condition(ENTRIES, "[0].value", "> `0`") is True
+    assert jmespath_condition([{"key": 0, "value": 0}], "[0].value", "> `0`") is False
+
+
+def test_map_check_names_the_value_it_saw():
+    result = only([{"type": "map", "map": "pkt_count", "query": "[0].value", "condition": "> `100`"}],
+                  {"maps": {"0": ENTRIES}})
+    assert not result["passed"]
+    assert "42" in result["detail"] and "> `100`" in result["detail"]
+
+
+def test_map_check_fails_when_the_map_was_not_read():
+    assert not only([{"type": "map", "map": "x", "query": "[0].value"}], {"maps": {}})["passed"]
+
+
+def test_invalid_query_is_a_clear_error():
+    with pytest.raises(AnsibleFilterError, match="invalid health query"):
+        jmespath_condition(ENTRIES, "[0].value", "> > 1")
+
+
+def test_interface_drop_ratio_over_the_soak():
+    check = {"type": "interface", "interface": "eth0", "max_drop_ratio": 0.01}
+    healthy = {"interfaces_before": {"eth0": {"rx_packets": 100, "rx_dropped": 0}},
+               "interfaces_after": {"eth0": {"rx_packets": 1100, "rx_dropped": 5}}}
+    dropping = {"interfaces_before": {"eth0": {"rx_packets": 100, "xdp_dropped": 0}},
+                "interfaces_after": {"eth0": {"rx_packets": 100, "xdp_dropped": 1000}}}
+    assert only([check], healthy)["passed"]
+    result = only([check], dropping)
+    assert not result["passed"] and "1000 of 1000" in result["detail"]
+
+
+def test_interface_minimum_traffic():
+    check = {"type": "interface", "interface": "eth0", "max_drop_ratio": 1, "min_packets": 10}
+    obs = {"interfaces_before": {"eth0": {"rx_packets": 5}}, "interfaces_after": {"eth0": {"rx_packets": 7}}}
+    assert not only([check], obs)["passed"]
+
+
+def test_missing_interface_fails():
+    assert not only([{"type": "interface", "interface": "eth9"}], {})["passed"]
+
+
+def test_dmesg_new_lines_fail_and_ignored_patterns_pass():
+    lines = [{"message": "Illegal XDP return value 9 on prog xdp_x (id 7) dev eth0"}]
+    assert not only([{"type": "dmesg"}], {"dmesg": lines})["passed"]
+    assert only([{"type": "dmesg", "ignore": ["Illegal XDP"]}], {"dmesg": lines})["passed"]
+    assert only([{"type": "dmesg"}], {"dmesg": []})["passed"]
+
+
+def test_attached_and_program_runs():
+    assert only([{"type": "attached"}], {"attached": [{"name": "pktcount eth0", "ok": True}]})["passed"]
+    drift = only([{"type": "attached"}], {"attached": [{"name": "pktcount eth0", "ok": False}]})
+    assert not drift["passed"] and "pktcount eth0" in drift["detail"]
+    assert not only([{"type": "attached"}], {})["passed"]
+    assert only([{"type": "program_runs", "min_runs": 3}], {"program_runs": {"xdp": 3}})["passed"]
+    assert not only([{"type": "program_runs", "min_runs": 3}], {"program_runs": {"xdp": 2}})["passed"]
+
+
+def test_command_rc():
+    check = [{"type": "command", "cmd": ["/bin/probe"]}]
+    assert only(check, {"commands": {"0": {"rc": 0}}})["passed"]
+    failed = only(check, {"commands": {"0": {"rc": 3, "stderr": "probe: backend down"}}})
+    assert not failed["passed"] and "backend down" in failed["detail"]
+
+
+def test_unknown_type_is_refused():
+    with pytest.raises(AnsibleFilterError, match="unknown type"):
+        health_evaluate([{"type": "bogus"}], {})
