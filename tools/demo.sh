@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make demo`: a canary rollout of the packet counter onto a local lab of hosts, real traffic and
+# counts, then a bad version that the canary catches and rolls back before the fleet sees it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+hosts=${LAB_HOSTS:-5}
+lab=${EBPF_DEPLOY_LAB_STATE:-build/lab}
+inventory="$lab/inventory.yml"
+bpf=${EBPF_DEPLOY_BPF_DIR:-build/bpf}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+trap 'say "tearing the lab down"; make --no-print-directory lab-down >/dev/null' EXIT
+
+say "bringing up $hosts lab hosts"
+make --no-print-directory lab-up LAB_HOSTS="$hosts" >/dev/null
+ansible -i "$inventory" lab -m ansible.builtin.ping -o | sed 's/^/   /'
+
+say "rollout 1: the packet counter, canary first, then stages of [1, 2, 100%]"
+ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/counter.yml \
+  -e counter_object="$PWD/$bpf/counter.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'
+
+say "sending 1000 packets from each host's peer"
+for n in $(seq 1 "$hosts"); do
+  python3 roles/lab/files/ebpfd_lab.py traffic --lab-dir "$lab" --host "$n" --count 1000 >/dev/null
+done
+ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_maps='[{"deployment": "pktcount", "map": "pkt_count"}]'
+
+say "rollout 2: a bad version that drops every packet; the canary must stop it"
+if ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/counter.yml \
+     -e counter_object="$PWD/$bpf/counter_drop.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'; then
+  echo "the bad version was not stopped" >&2
+  exit 1
+fi
+
+say "after the failed rollout: every host still runs the first version"
+ansible-playbook -i "$inventory" playbooks/audit.yml
