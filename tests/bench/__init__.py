@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m tests.bench.<name>` (each writes build/bench/<name>.json)."""
