@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: one lock per deployment, so concurrent runs on a host take turns.
+
+``with deployment_lock("pktcount", timeout=60):`` holds an exclusive ``flock`` on
+``/run/ebpf_deploy/locks/<name>.lock``. The kernel drops the lock when the process dies, so a
+killed run never leaves a stale lock. The holder writes its pid into the file for the timeout
+message. No Ansible here.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import fcntl
+import os
+import re
+import time
+from typing import Iterator
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, LockTimeout
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import STATE_DIR
+
+LOCK_DIR = os.path.join(STATE_DIR, "locks")
+# Lock files live on a normal filesystem: interface-derived names ("xdp-lab1@eth0.100") are fine.
+_LOCK_NAME = re.compile(r"^[A-Za-z0-9_.@:%+-]{1,200}$")
+
+
+def lock_path(name: str, *, lock_dir: str = LOCK_DIR) -> str:
+    """``/run/ebpf_deploy/locks/<name>.lock``; the name cannot leave the lock directory."""
+    if not isinstance(name, str) or name in (".", "..") or not _LOCK_NAME.match(name):
+        raise InvalidInput(f"lock name {name!r} may only contain letters, digits and _.@:%+-")
+    return os.path.join(lock_dir, f"{name}.lock")
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text
+
+
+@contextlib.contextmanager
+def deployment_lock(name: str, timeout: float = 60.0, *, lock_dir: str = LOCK_DIR,
+                    poll: float = 0.05) -> Iterator[str]:
+    """Hold the deployment's lock for the block; LockTimeout after ``timeout`` seconds."""
+    path = lock_path(name, lock_dir=lock_dir)
+    os.makedirs(lock_dir, mode=0o755, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + max(float(timeout), 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                holder = _holder(fd)
+                who = f" (held by pid {holder})" if holder else ""
+                raise LockTimeout(f"deployment '{name}' is locked by another run{who} for more than "
+                                  f"{timeout:g}s: {path}", lock=path, holder_pid=holder or None)
+            time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

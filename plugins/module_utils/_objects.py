@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: what a BPF object *is*, as pure values (specs), and how to open one.
+
+* ``check_bpf_elf(data)`` refuses a file that is not an ELF, an ELF of another machine, or a
+  truncated one, in one line, in pure Python (the action plugin runs it on the controller).
+* ``MapSpec``/``ProgramSpec``/``ObjectSpec`` are values read from the ELF by libbpf without
+  loading; ``diff_map_spec`` compares a pinned map with the object's field by field and
+  ``describe_map_conflict`` says it in one line ("map 'm': type array → hash, max_entries 1 → 4096").
+* ``compute_version`` is the deployment version: 12 hex chars of sha256 over the object bytes and
+  the canonical JSON of the options that change what gets loaded.
+
+No Ansible here. libbpf is imported lazily (only ``open_object`` needs it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+
+ELF_MAGIC = b"\x7fELF"
+EM_BPF = 247
+ET_REL = 1
+SHT_NOBITS = 8
+_MACHINES = {
+    0: "no machine", 3: "x86 (i386)", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "s390",
+    40: "ARM", 62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch", 247: "BPF",
+}
+_ELF_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+VERSION_LEN = 12
+
+# Map fields compared against a pinned map, in the order they are reported.
+MAP_SPEC_FIELDS = ("type", "key_size", "value_size", "max_entries", "map_flags")
+BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
+
+
+# --------------------------------------------------------------------------- ELF checks (pure)
+def _elf_layout(data: bytes) -> tuple:
+    """(endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx) of an ELF header."""
+    endian = "<" if data[5] == 1 else ">"
+    is64 = data[4] == 2
+    if is64:
+        if len(data) < 64:
+            raise InvalidInput(f"truncated object: {len(data)} bytes, shorter than the 64-byte ELF header")
+        e_type, e_machine = struct.unpack_from(endian + "HH", data, 16)
+        (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x3A)
+    else:
+        if len(data) < 52:
+            raise InvalidInput(f"truncated object: {len(data)} bytes, shorter than the 52-byte ELF header")
+        e_type, e_machine = struct.unpack_from(endian + "HH", data, 16)
+        (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x2E)
+    return endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx
+
+
+def check_bpf_elf(data: bytes, *, source: str = "object") -> None:
+    """Raise InvalidInput (one line) unless ``data`` is a complete ELF relocatable for BPF."""
+    if len(data) < 16 or data[:4] != ELF_MAGIC:
+        head = data[:8].hex(" ") if data else "empty"
+        raise InvalidInput(f"{source} is not an ELF file (first bytes: {head}); "
+                           "expected a BPF object built with clang -target bpf")
+    if data[4] not in (1, 2) or data[5] not in (1, 2):
+        raise InvalidInput(f"{source} has an invalid ELF class/byte order ({data[4]}/{data[5]})")
+    endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx = _elf_layout(data)
+    if e_machine != EM_BPF:
+        machine = _MACHINES.get(e_machine, "unknown")
+        raise InvalidInput(f"{source} is an ELF for {machine} (e_machine {e_machine}), not a BPF "
+                           f"object (e_machine {EM_BPF}); build it with clang -target bpf")
+    if e_type != ET_REL:
+        raise InvalidInput(f"{source} is a BPF ELF of type {_ELF_TYPES.get(e_type, e_type)}, "
+                           "not a relocatable object (ET_REL) as clang -c produces")
+    table_end = shoff + shentsize * shnum
+    if shnum == 0 or table_end > len(data):
+        raise InvalidInput(f"truncated object: {source} has {len(data)} bytes but its section "
+                           f"header table ends at byte {table_end}")
+    for index in range(shnum):
+        base = shoff + index * shentsize
+        if is64:
+            sh_type, = struct.unpack_from(endian + "I", data, base + 4)
+            sh_offset, sh_size = struct.unpack_from(endian + "QQ", data, base + 0x18)
+        else:
+            sh_type, = struct.unpack_from(endian + "I", data, base + 4)
+            sh_offset, sh_size = struct.unpack_from(endian + "II", data, base + 0x10)
+        if sh_type != SHT_NOBITS and sh_offset + sh_size > len(data):
+            raise InvalidInput(f"truncated object: {source} section {index} ends at byte "
+                               f"{sh_offset + sh_size}, past the end of the file ({len(data)} bytes)")
+
+
+def elf_sections(data: bytes) -> Dict[str, bytes]:
+    """Section name -> contents of a checked ELF (NOBITS sections are empty)."""
+    endian, is64, _t, _m, shoff, shentsize, shnum, shstrndx = _elf_layout(data)
+    headers = []
+    for index in range(shnum):
+        base = shoff + index * shentsize
+        name_off, sh_type = struct.unpack_from(endian + "II", data, base)
+        if is64:
+            sh_offset, sh_size = struct.unpack_from(endian + "QQ", data, base + 0x18)
+        else:
+            sh_offset, sh_size = struct.unpack_from(endian + "II", data, base + 0x10)
+        headers.append((name_off, sh_type, sh_offset, sh_size))
+    if shstrndx >= len(headers):
+        return {}
+    _n, _t, str_off, str_size = headers[shstrndx]
+    strtab = data[str_off:str_off + str_size]
+    sections = {}
+    for name_off, sh_type, sh_offset, sh_size in headers:
+        end = strtab.find(b"\0", name_off)
+        name = strtab[name_off:end if end >= 0 else None].decode("utf-8", "replace")
+        sections[name] = b"" if sh_type == SHT_NOBITS else data[sh_offset:sh_offset + sh_size]
+    return sections
+
+
+def object_license(data: bytes) -> Optional[str]:
+    """The ``license`` section's string (``GPL``), or None when the object has none."""
+    raw = elf_sections(data).get("license")
+    if raw is None:
+        return None
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- digests and version
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def compute_version(data: bytes, options: dict) -> str:
+    """12 hex chars of sha256(object bytes + canonical JSON of the load-affecting options)."""
+    digest = hashlib.sha256(data)
+    digest.update(canonical_json(options).encode())
+    return digest.hexdigest()[:VERSION_LEN]
+
+
+def parse_checksum(checksum: str) -> Tuple[str, str]:
+    """``sha256:<hex>`` (or bare hex) -> (algorithm, lowercase hex); only sha256 is accepted."""
+    algo, _sep, value = checksum.strip().rpartition(":")
+    algo = (algo or "sha256").lower()
+    value = value.lower()
+    if algo != "sha256" or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInput(f"checksum must be 'sha256:<64 hex digits>', got {checksum!r}")
+    return algo, value
+
+
+def verify_checksum(data: bytes, checksum: Optional[str], *, source: str = "object") -> str:
+    """Return the sha256 of ``data``; raise InvalidInput when it differs from ``checksum``."""
+    actual = sha256_hex(data)
+    if checksum:
+        _algo, expected = parse_checksum(checksum)
+        if actual != expected:
+            raise InvalidInput(f"checksum mismatch for {source}: expected sha256:{expected}, "
+                               f"got sha256:{actual}")
+    return actual
+
+
+# --------------------------------------------------------------------------- specs (pure values)
+@dataclass(frozen=True)
+class MapSpec:
+    """A map as declared in an object (or as the kernel reports a pinned one)."""
+    name: str
+    type: int
+    type_name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int = 0
+    internal: bool = False
+
+    @property
+    def size_bytes(self) -> int:
+        """A lower bound of the kernel memory: (key + value) x max_entries."""
+        return (self.key_size + self.value_size) * self.max_entries
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type_name, "key_size": self.key_size,
+                "value_size": self.value_size, "max_entries": self.max_entries,
+                "map_flags": self.map_flags}
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """A program as declared in an object: name, ELF section and the type libbpf derives."""
+    name: str
+    section: str
+    type: int
+    type_name: str
+    expected_attach_type: int
+    insn_cnt: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """Everything read from an object without loading it."""
+    digest: str
+    size: int
+    license: Optional[str]
+    programs: Tuple[ProgramSpec, ...]
+    maps: Tuple[MapSpec, ...]
+
+    def program(self, name: str) -> Optional[ProgramSpec]:
+        return next((p for p in self.programs if p.name == name), None)
+
+    def map(self, name: str) -> Optional[MapSpec]:
+        return next((m for m in self.maps if m.name == name), None)
+
+    @property
+    def program_names(self) -> List[str]:
+        return [p.name for p in self.programs]
+
+
+def _flags_text(value: int) -> str:
+    return hex(value) if value else "0"
+
+
+def diff_map_spec(pinned: MapSpec, wanted: MapSpec) -> List[Tuple[str, str, str]]:
+    """Fields that differ: [(field, pinned value, wanted value)] as display text.
+
+    A PERF_EVENT_ARRAY declared with max_entries 0 gets one slot per CPU from libbpf, so its
+    max_entries is not compared.
+    """
+    changes = []
+    for name in MAP_SPEC_FIELDS:
+        if name == "type":
+            if pinned.type != wanted.type:
+                changes.append(("type", pinned.type_name, wanted.type_name))
+            continue
+        before, after = getattr(pinned, name), getattr(wanted, name)
+        if name == "max_entries" and wanted.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY and after == 0:
+            continue
+        if before != after:
+            if name == "map_flags":
+                changes.append((name, _flags_text(before), _flags_text(after)))
+            else:
+                changes.append((name, str(before), str(after)))
+    return changes
+
+
+def describe_map_conflict(name: str, changes: List[Tuple[str, str, str]]) -> str:
+    """``map 'pkt_count': type array → hash, max_entries 1 → 4096``"""
+    parts = ", ".join(f"{field} {before} \u2192 {after}" for field, before, after in changes)
+    return f"map '{name}': {parts}"
+
+
+# --------------------------------------------------------------------------- libbpf-backed
+def open_object(data: bytes, *, name: str = "object", source: Optional[str] = None):
+    """Check the ELF, open it with libbpf without loading; returns (BpfObject, ObjectSpec).
+
+    The caller owns the BpfObject (close it). Refusals are InvalidInput in one line.
+    """
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
+
+    label = source or name
+    check_bpf_elf(data, source=label)
+    try:
+        obj = _libbpf.BpfObject.open(data, name=name)
+    except _libbpf.ObjectOpenError as exc:
+        raise InvalidInput(f"libbpf cannot open {label}: {exc.reason}",
+                           libbpf_messages=exc.messages) from None
+    try:
+        programs = tuple(
+            ProgramSpec(name=p.name, section=p.section, type=p.type, type_name=p.type_name,
+                        expected_attach_type=p.expected_attach_type, insn_cnt=p.insn_cnt)
+            for p in obj.programs())
+        maps = tuple(
+            MapSpec(name=m.name, type=m.type, type_name=m.type_name, key_size=m.key_size,
+                    value_size=m.value_size, max_entries=m.max_entries, map_flags=m.map_flags,
+                    internal=m.is_internal)
+            for m in obj.maps())
+    except Exception:
+        obj.close()
+        raise
+    spec = ObjectSpec(digest=sha256_hex(data), size=len(data), license=object_license(data),
+                      programs=programs, maps=maps)
+    return obj, spec
+
+
+def map_spec_from_info(info) -> MapSpec:
+    """A MapSpec from a _libbpf.MapInfo (the kernel's view of a pinned map)."""
+    return MapSpec(name=info.name, type=info.type, type_name=info.type_name, key_size=info.key_size,
+                   value_size=info.value_size, max_entries=info.max_entries, map_flags=info.map_flags)

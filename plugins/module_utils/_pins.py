@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: where a deployment's pins live in the bpffs, and its version pointers.
+
+Layout, one directory per deployment (every name validated so nothing can leave the root)::
+
+    <bpffs_root>/<deployment>/maps/<map>                 shared by all versions
+    <bpffs_root>/<deployment>/<version>/progs/<program>  version = 12 hex chars
+    <bpffs_root>/<deployment>/links/<ifname>:xdp         pinned XDP link ("<netns>@<ifname>:xdp")
+    <bpffs_root>/<deployment>/current -> <version>       symlinks inside the bpffs,
+    <bpffs_root>/<deployment>/previous -> <version>      switched atomically (symlink + rename)
+
+The bpffs refuses any name containing a dot (kernel/bpf/inode.c: "dots in names are reserved"),
+so link pins use ``:`` as separator and interface/netns names are percent-encoded. When the bpffs
+cannot hold symlinks, ``current``/``previous`` fall back to ``/run/ebpf_deploy/<deployment>.json``.
+Metadata the kernel cannot hold (source, deployed_at, digest, options) is kept in
+``/run/ebpf_deploy/<deployment>/<version>.json``; /run is cleared on reboot exactly as the bpffs.
+
+No Ansible here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+
+DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
+STATE_DIR = "/run/ebpf_deploy"
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+VERSION_RE = re.compile(r"^[0-9a-f]{12}$")
+RESERVED_NAMES = frozenset({"maps", "links", "current", "previous", "progs"})
+STAGING_PREFIX = "_staging-"
+_LINK_SAFE = re.compile(r"[A-Za-z0-9_-]")
+
+
+def validate_name(value, what: str = "name") -> str:
+    """A single bpffs path component: [A-Za-z0-9_-]+ (no dot: the bpffs refuses dots)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{what} must be a non-empty string, got {value!r}")
+    if value in (".", "..") or "/" in value:
+        raise InvalidInput(f"{what} {value!r} would leave the pin directory")
+    if not NAME_RE.match(value):
+        raise InvalidInput(f"{what} {value!r} may only contain letters, digits, '_' and '-' "
+                           "(the bpffs refuses '.' in names)")
+    return value
+
+
+def validate_deployment_name(value) -> str:
+    name = validate_name(value, "deployment name")
+    if name in RESERVED_NAMES or name.startswith(STAGING_PREFIX) or VERSION_RE.match(name):
+        raise InvalidInput(f"deployment name {name!r} is reserved")
+    return name
+
+
+def validate_version(value) -> str:
+    if not isinstance(value, str) or not VERSION_RE.match(value):
+        raise InvalidInput(f"version must be 12 lowercase hex digits, got {value!r}")
+    return value
+
+
+def validate_root(root) -> Path:
+    """An absolute bpffs directory without '..' components."""
+    text = os.fspath(root) if root is not None else ""
+    if not text or not os.path.isabs(text):
+        raise InvalidInput(f"bpffs_root must be an absolute path, got {text!r}")
+    parts = Path(text).parts
+    if ".." in parts:
+        raise InvalidInput(f"bpffs_root {text!r} must not contain '..'")
+    return Path(os.path.normpath(text))
+
+
+def encode_component(value: str) -> str:
+    """Percent-encode everything outside [A-Za-z0-9_-] (dots, '@', ':', '%' included)."""
+    return "".join(ch if _LINK_SAFE.match(ch) else "".join(f"%{b:02X}" for b in ch.encode())
+                   for ch in value)
+
+
+def decode_component(value: str) -> str:
+    out = bytearray()
+    index = 0
+    while index < len(value):
+        if value[index] == "%" and re.fullmatch(r"[0-9A-Fa-f]{2}", value[index + 1:index + 3]):
+            out.append(int(value[index + 1:index + 3], 16))
+            index += 3
+        else:
+            out.extend(value[index].encode())
+            index += 1
+    return out.decode("utf-8", "replace")
+
+
+def link_pin_name(ifname: str, netns: Optional[str] = None, kind: str = "xdp") -> str:
+    """``eth0`` -> ``eth0:xdp``; ``eth0.100`` in netns ``lab1`` -> ``lab1@eth0%2E100:xdp``."""
+    if not ifname or "/" in ifname or len(ifname) > 15:
+        raise InvalidInput(f"interface name {ifname!r} is not a valid Linux interface name")
+    if netns is not None and (not netns or "/" in netns or netns in (".", "..")):
+        raise InvalidInput(f"netns name {netns!r} is not valid")
+    validate_name(kind, "link kind")
+    name = encode_component(ifname)
+    if netns:
+        name = f"{encode_component(netns)}@{name}"
+    return f"{name}:{kind}"
+
+
+def parse_link_pin_name(name: str) -> Tuple[Optional[str], str, str]:
+    """Inverse of link_pin_name: (netns or None, ifname, kind)."""
+    base, sep, kind = name.rpartition(":")
+    if not sep:
+        raise InvalidInput(f"{name!r} is not a link pin name")
+    netns, at, ifname = base.rpartition("@")
+    return (decode_component(netns) if at else None), decode_component(ifname), kind
+
+
+def is_bpffs(path) -> bool:
+    """True when ``path`` (or its nearest existing parent) is on a bpf filesystem."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mnt = fields[1].replace("\\040", " ")
+                real = os.path.realpath(probe)
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, fields[2]
+    except OSError:
+        return False
+    return fstype == "bpf"
+
+
+def _atomic_symlink(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` atomically: a temporary symlink renamed over it."""
+    tmp = link.with_name(f"{STAGING_PREFIX}ln-{os.getpid()}-{secrets.token_hex(3)}")
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, link)
+    except OSError:
+        with _suppress_missing():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress_missing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return exc_type is not None and issubclass(exc_type, FileNotFoundError)
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a pin directory (or a single pin); False when it was not there."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def list_tree(path: Path) -> List[str]:
+    """Every path under ``path`` relative to it, sorted (a bpffs listing for comparisons)."""
+    out = []
+    if not path.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel = os.path.relpath(dirpath, path)
+        for entry in sorted(dirnames + filenames):
+            out.append(os.path.normpath(os.path.join(rel, entry)))
+    return sorted(out)
+
+
+class Deployment:
+    """One deployment's pins and version pointers under a bpffs root."""
+
+    def __init__(self, root=DEFAULT_BPFFS_ROOT, name: str = "", *, state_dir=STATE_DIR) -> None:
+        self.root = validate_root(root)
+        self.name = validate_deployment_name(name)
+        self.path = self.root / self.name
+        self.state_dir = Path(state_dir)
+        self._symlinks: Optional[bool] = None
+
+    # ---- layout (pure)
+    @property
+    def maps_dir(self) -> Path:
+        return self.path / "maps"
+
+    @property
+    def links_dir(self) -> Path:
+        return self.path / "links"
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.state_dir / self.name
+
+    @property
+    def pointer_file(self) -> Path:
+        """The fallback for current/previous when the bpffs holds no symlinks."""
+        return self.state_dir / f"{self.name}.json"
+
+    def version_dir(self, version: str) -> Path:
+        return self.path / validate_version(version)
+
+    def progs_dir(self, version: str) -> Path:
+        return self.version_dir(version) / "progs"
+
+    def program_pin(self, program: str, version: Optional[str] = None) -> Path:
+        version = version or self.current_version()
+        if version is None:
+            raise InvalidInput(f"deployment '{self.name}' has no current version")
+        return self.progs_dir(version) / validate_name(program, "program name")
+
+    def map_pin(self, map_name: str) -> Path:
+        return self.maps_dir / validate_name(map_name, "map name")
+
+    def link_pin(self, ifname: str, netns: Optional[str] = None, kind: str = "xdp") -> Path:
+        return self.links_dir / link_pin_name(ifname, netns, kind)
+
+    def metadata_path(self, version: str) -> Path:
+        return self.meta_dir / f"{validate_version(version)}.json"
+
+    # ---- state read from the bpffs
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def pinned_programs(self, version: str) -> Dict[str, Path]:
+        progs = self.progs_dir(version)
+        if not progs.is_dir():
+            return {}
+        return {entry.name: entry for entry in sorted(progs.iterdir()) if not entry.is_dir()}
+
+    def pinned_maps(self) -> Dict[str, Path]:
+        if not self.maps_dir.is_dir():
+            return {}
+        return {entry.name: entry for entry in sorted(self.maps_dir.iterdir())
+                if not entry.name.startswith(STAGING_PREFIX)}
+
+    def pinned_versions(self) -> List[str]:
+        if not self.path.is_dir():
+            return []
+        return [entry.name for entry in self.path.iterdir()
+                if VERSION_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink()]
+
+    def supports_symlinks(self) -> bool:
+        """Probe once whether the bpffs takes symlink + rename (kernels since 4.x do)."""
+        if self._symlinks is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f"{STAGING_PREFIX}probe-{os.getpid()}-{secrets.token_hex(3)}"
+            try:
+                os.symlink("probe", probe)
+                os.rename(probe, probe.with_name(probe.name + "r"))
+                os.unlink(probe.with_name(probe.name + "r"))
+                self._symlinks = True
+            except OSError:
+                with _suppress_missing():
+                    os.unlink(probe)
+                self._symlinks = False
+        return self._symlinks
+
+    def _read_pointer(self, which: str) -> Optional[str]:
+        link = self.path / which
+        if link.is_symlink():
+            target = os.readlink(link)
+            return target if VERSION_RE.match(target) and (self.path / target).is_dir() else None
+        try:
+            data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = data.get(which) if data.get("bpffs_root") == str(self.root) else None
+        # the file alone is not trusted: the version must still be pinned
+        return value if isinstance(value, str) and VERSION_RE.match(value) and (self.path / value).is_dir() else None
+
+    def current_version(self) -> Optional[str]:
+        return self._read_pointer("current")
+
+    def previous_version(self) -> Optional[str]:
+        previous = self._read_pointer("previous")
+        return previous if previous != self.current_version() else None
+
+    def read_metadata(self, version: str) -> dict:
+        """This version's metadata, or {} when it is missing or belongs to another bpffs root."""
+        try:
+            data = json.loads(self.metadata_path(version).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and data.get("bpffs_root") == str(self.root) else {}
+
+    def _sort_key(self, version: str, field: str) -> Tuple[float, str]:
+        meta = self.read_metadata(version)
+        stamp = meta.get(field) or meta.get("deployed_at_epoch")
+        if not isinstance(stamp, (int, float)):
+            try:
+                stamp = (self.path / version).stat().st_mtime
+            except OSError:
+                stamp = 0.0
+        return float(stamp), version
+
+    def versions(self) -> List[str]:
+        """Pinned versions, oldest deployed first (metadata deployed_at, else directory mtime)."""
+        return sorted(self.pinned_versions(), key=lambda v: self._sort_key(v, "deployed_at_epoch"))
+
+    def versions_by_activation(self) -> List[str]:
+        """Pinned versions, least recently made current first."""
+        return sorted(self.pinned_versions(), key=lambda v: self._sort_key(v, "activated_at_epoch"))
+
+    # ---- changes
+    def write_metadata(self, version: str, data: dict) -> None:
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        payload = dict(data, bpffs_root=str(self.root), deployment=self.name, version=version)
+        path = self.metadata_path(version)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def touch_activation(self, version: str) -> None:
+        meta = self.read_metadata(version)
+        now = time.time()
+        meta.setdefault("deployed_at_epoch", now)
+        meta["activated_at_epoch"] = now
+        self.write_metadata(version, meta)
+
+    def set_current(self, version: str) -> Optional[str]:
+        """Make ``version`` current (previous := the old current). Returns the old current."""
+        validate_version(version)
+        if not (self.path / version).is_dir():
+            raise InvalidInput(f"version {version} of deployment '{self.name}' is not pinned")
+        old = self.current_version()
+        if old == version:
+            return old
+        if self.supports_symlinks():
+            if old:
+                _atomic_symlink(old, self.path / "previous")
+            _atomic_symlink(version, self.path / "current")
+        else:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            data = {"bpffs_root": str(self.root), "current": version, "previous": old}
+            tmp = self.pointer_file.with_name(f".{self.pointer_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
+            os.replace(tmp, self.pointer_file)
+        self.touch_activation(version)
+        return old
+
+    def _clear_pointer(self, which: str) -> None:
+        link = self.path / which
+        if link.is_symlink():
+            os.unlink(link)
+        elif self.pointer_file.exists():
+            try:
+                data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            data[which] = None
+            self.pointer_file.write_text(json.dumps(data) + "\n", encoding="utf-8")
+
+    def remove_version(self, version: str) -> bool:
+        """Unpin one version (never the current one) and drop its metadata."""
+        validate_version(version)
+        if version == self.current_version():
+            raise InvalidInput(f"version {version} is current in deployment '{self.name}'; "
+                               "switch to another version before removing it")
+        removed = remove_tree(self.path / version)
+        with _suppress_missing():
+            os.unlink(self.metadata_path(version))
+        if self._read_pointer("previous") is None and (self.path / "previous").is_symlink():
+            self._clear_pointer("previous")
+        return removed
+
+    def remove_all(self) -> bool:
+        """Unpin everything of this deployment and drop its /run state. False if nothing was there."""
+        removed = remove_tree(self.path)
+        if self.meta_dir.is_dir():
+            shutil.rmtree(self.meta_dir, ignore_errors=True)
+            removed = True
+        if self.pointer_file.exists():
+            os.unlink(self.pointer_file)
+            removed = True
+        return removed
+
+    def new_staging_dir(self) -> Path:
+        """A fresh, uniquely named directory inside the deployment for pins before rename."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        staging = self.path / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        return staging
+
+    def staging_dirs(self) -> List[Path]:
+        """Leftover staging directories (from a run that was killed)."""
+        if not self.path.is_dir():
+            return []
+        return [entry for entry in self.path.iterdir() if entry.name.startswith(STAGING_PREFIX)]

@@ -1,0 +1,687 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: the manager behind ``ebpf.deploy.bpf_program`` (plan -> act -> report).
+
+Every run reads the current state from the bpffs and the kernel (pins, the ``current`` symlink,
+the pinned maps' specs), compares it with the requested object and options, and only then acts:
+
+* ``none``   the requested version is current and every pin is there: nothing is loaded;
+* ``switch`` the requested version is already pinned: only ``current`` moves (instant rollback);
+* ``load``   the object is loaded beside the running version with the verifier log captured,
+             compatible pinned maps are reused (``bpf_map__reuse_fd``) so their contents survive,
+             pins go to a staging directory inside the deployment and are renamed into place,
+             then ``current`` is switched and versions beyond ``keep_versions`` are unpinned.
+
+In check mode a ``load`` still loads into the kernel to get the verifier's verdict and statistics,
+then closes everything: nothing is pinned. A failure at any step leaves the previous version
+pinned and current, and no new pin behind.
+
+No Ansible here: the module passes its params in and gets a result dict back.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
+from ansible_collections.ebpf.deploy.plugins.module_utils import _verifier as verifier
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
+    EbpfDeployError,
+    InvalidInput,
+    MapConflict,
+    SyscallError,
+    VerifierRejected,
+)
+from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+    DEFAULT_BPFFS_ROOT,
+    STATE_DIR,
+    Deployment,
+    remove_tree,
+    validate_name,
+    validate_version,
+)
+
+MAP_CONFLICT_CHOICES = ("fail", "recreate")
+MAX_LOG_SIZE = 256 << 20
+BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
+
+
+# --------------------------------------------------------------------------- request
+@dataclass
+class Request:
+    """The module's parameters, validated."""
+    name: str
+    state: str = "present"
+    src: Optional[str] = None
+    programs: Optional[List[str]] = None
+    bpffs_root: str = DEFAULT_BPFFS_ROOT
+    checksum: Optional[str] = None
+    program_type: Optional[str] = None
+    keep_versions: int = 1
+    map_conflict: str = "fail"
+    verifier_log_level: int = 0
+    version: Optional[str] = None
+    lock_timeout: float = 60.0
+    source: Optional[str] = None   # what the user called the object (for metadata and messages)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Request":
+        known = {k: params.get(k) for k in cls.__dataclass_fields__ if params.get(k) is not None}
+        req = cls(**known)
+        req.validate()
+        return req
+
+    def validate(self) -> None:
+        validate_name(self.name, "name")
+        if self.state not in ("present", "absent"):
+            raise InvalidInput(f"state must be present or absent, got {self.state!r}")
+        if self.map_conflict not in MAP_CONFLICT_CHOICES:
+            raise InvalidInput(f"map_conflict must be one of {', '.join(MAP_CONFLICT_CHOICES)}")
+        if self.keep_versions < 0:
+            raise InvalidInput("keep_versions must be >= 0")
+        if self.verifier_log_level not in (0, 1, 2):
+            raise InvalidInput("verifier_log_level must be 0, 1 or 2")
+        if self.version is not None:
+            validate_version(self.version)
+        if self.state == "present" and not self.src and not self.version:
+            raise InvalidInput("state=present needs src (an object to deploy) or version "
+                               "(an already pinned version to switch to)")
+        for program in self.programs or []:
+            validate_name(program, "program name")
+
+    @property
+    def load_options(self) -> dict:
+        """The options that change what the kernel gets (part of the version digest)."""
+        return {"programs": sorted(self.programs) if self.programs else None,
+                "program_type": self.program_type}
+
+
+# --------------------------------------------------------------------------- pure planning
+@dataclass
+class MapPlan:
+    """What happens to one map of the object."""
+    name: str
+    wanted: objects.MapSpec
+    pinned: Optional[objects.MapSpec] = None
+    pinned_id: Optional[int] = None
+    action: str = "create"          # create | reuse | recreate | repin | internal
+    changes: List[Tuple[str, str, str]] = field(default_factory=list)
+    live_id: Optional[int] = None   # for repin: a live map (found via a program) to pin again
+
+    @property
+    def reused(self) -> bool:
+        return self.action in ("reuse", "repin")
+
+    @property
+    def needs_pin(self) -> bool:
+        return self.action in ("create", "recreate", "repin")
+
+
+def plan_map(wanted: objects.MapSpec, pinned: Optional[objects.MapSpec], *, pinned_id: Optional[int],
+             live: Optional[Tuple[int, objects.MapSpec]], map_conflict: str) -> MapPlan:
+    """Decide one map: reuse a matching pin, refuse/recreate a conflicting one, re-pin or create."""
+    if wanted.internal:
+        return MapPlan(wanted.name, wanted, action="internal")
+    if pinned is not None:
+        changes = objects.diff_map_spec(pinned, wanted)
+        if not changes:
+            return MapPlan(wanted.name, wanted, pinned, pinned_id, "reuse")
+        if map_conflict != "recreate":
+            raise MapConflict(
+                f"{objects.describe_map_conflict(wanted.name, changes)} (the pinned map differs from the "
+                "object; set map_conflict=recreate to replace it and lose its contents)",
+                map=wanted.name, pinned=pinned.as_dict(), wanted=wanted.as_dict(),
+                changes=[{"field": f, "pinned": b, "wanted": a} for f, b, a in changes])
+        return MapPlan(wanted.name, wanted, pinned, pinned_id, "recreate", changes)
+    if live is not None and not objects.diff_map_spec(live[1], wanted):
+        return MapPlan(wanted.name, wanted, action="repin", live_id=live[0])
+    return MapPlan(wanted.name, wanted, action="create")
+
+
+def decide(*, wanted_version: str, wanted_programs: List[str], current_version: Optional[str],
+           pinned_programs: Dict[str, List[str]], map_plans: List[MapPlan]) -> str:
+    """``none`` | ``switch`` | ``load`` from the requested version and what is pinned.
+
+    ``pinned_programs`` maps each pinned version to the programs pinned under it.
+    """
+    complete = set(wanted_programs) <= set(pinned_programs.get(wanted_version, ()))
+    maps_ok = all(plan.action in ("reuse", "internal") for plan in map_plans)
+    if complete and maps_ok:
+        return "none" if wanted_version == current_version else "switch"
+    return "load"
+
+
+def versions_to_prune(by_activation: List[str], *, new_current: str, old_current: Optional[str],
+                      keep: int) -> List[str]:
+    """Versions to unpin so that ``keep`` besides the current one stay (most recently current)."""
+    others = [v for v in by_activation if v not in (new_current, old_current)]
+    if old_current and old_current != new_current and old_current in by_activation:
+        others.append(old_current)  # it was current until now: the most recent of the others
+    return others[:-keep] if keep > 0 else others
+
+
+def state_view(version: Optional[str], programs: List[str], maps: Dict[str, dict],
+               versions: List[str]) -> dict:
+    """One side of the diff."""
+    if version is None and not programs and not maps and not versions:
+        return {}
+    return {"version": version, "programs": sorted(programs), "maps": maps, "versions": versions}
+
+
+# --------------------------------------------------------------------------- host limits
+def _read_int(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    if text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return None if value >= (1 << 62) else value
+
+
+def memory_limits() -> dict:
+    """RLIMIT_MEMLOCK and the tightest memory cgroup limit of this process (None = unlimited)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    limits = {"memlock": None if soft == resource.RLIM_INFINITY else soft,
+              "cgroup": None, "cgroup_memory_limit": None}
+    try:
+        lines = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    candidates = []
+    for line in lines:
+        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if "memory" in controllers.split(","):
+            candidates.append((Path("/sys/fs/cgroup/memory"), path, "memory.limit_in_bytes"))
+        elif hid == "0" and controllers == "":
+            for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+                if (base / "cgroup.controllers").exists():
+                    candidates.append((base, path, "memory.max"))
+                    break
+    for base, cgpath, filename in candidates:
+        best = None
+        rel = Path(cgpath.lstrip("/"))
+        for parent in [rel, *rel.parents]:
+            value = _read_int(base / parent / filename)
+            if value is not None and (best is None or value < best):
+                best = value
+        if best is not None:
+            limits["cgroup"] = f"{base / rel}"
+            limits["cgroup_memory_limit"] = best
+            break
+    return limits
+
+
+def _human(size: Optional[int]) -> str:
+    if size is None:
+        return "unlimited"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+# --------------------------------------------------------------------------- the manager
+class ProgramManager:
+    """Plan, act and report one ``bpf_program`` task."""
+
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
+                 state_dir: str = STATE_DIR) -> None:
+        self.req = request
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.dep = Deployment(request.bpffs_root, request.name, state_dir=state_dir)
+        self.warnings: List[str] = []
+
+    # ---- entry point
+    def run(self) -> dict:
+        with deployment_lock(self.req.name, self.req.lock_timeout):
+            self._clean_staging()
+            if self.req.state == "absent":
+                return self._absent()
+            if not self.req.src:
+                return self._switch_only(self.req.version)
+            return self._present()
+
+    def _clean_staging(self) -> None:
+        """Staging dirs of a killed run (we hold the lock, so none is in use)."""
+        if self.check_mode:
+            return
+        for leftover in self.dep.staging_dirs():
+            remove_tree(leftover)
+
+    # ---- reading the current state
+    def _pinned_map_specs(self) -> Dict[str, Tuple[int, objects.MapSpec]]:
+        out = {}
+        for name, path in self.dep.pinned_maps().items():
+            try:
+                with libbpf.closing_fd(libbpf.obj_get(str(path))) as fd:
+                    if libbpf.fd_kind(fd) != "map":
+                        continue
+                    info = libbpf.map_info(fd)
+            except SyscallError:
+                continue
+            spec = objects.map_spec_from_info(info)
+            out[name] = (info.id, objects.MapSpec(**{**spec.__dict__, "name": name}))
+        return out
+
+    def _pinned_program_infos(self, version: str) -> Dict[str, libbpf.ProgramInfo]:
+        """Programs pinned under a version that really are programs (checked in the kernel)."""
+        out = {}
+        for name, path in self.dep.pinned_programs(version).items():
+            try:
+                with libbpf.closing_fd(libbpf.obj_get(str(path))) as fd:
+                    if libbpf.fd_kind(fd) == "prog":
+                        out[name] = libbpf.prog_info(fd)
+            except SyscallError:
+                continue
+        return out
+
+    def _live_maps(self, version: Optional[str]) -> Dict[str, Tuple[int, objects.MapSpec]]:
+        """Maps still used by a version's pinned programs, by kernel name (for re-pinning)."""
+        found: Dict[str, Tuple[int, objects.MapSpec]] = {}
+        if not version:
+            return found
+        for info in self._pinned_program_infos(version).values():
+            for map_id in info.map_ids:
+                try:
+                    with libbpf.closing_fd(libbpf.map_fd_by_id(map_id)) as fd:
+                        minfo = libbpf.map_info(fd)
+                except SyscallError:
+                    continue
+                found.setdefault(minfo.name, (minfo.id, objects.map_spec_from_info(minfo)))
+        return found
+
+    def _current_view(self) -> dict:
+        current = self.dep.current_version()
+        programs = sorted(self.dep.pinned_programs(current)) if current else []
+        maps = {name: spec.as_dict() for name, (_id, spec) in self._pinned_map_specs().items()}
+        return state_view(current, programs, maps, self.dep.versions())
+
+    # ---- state: absent
+    def _absent(self) -> dict:
+        before = self._current_view()
+        exists = (self.dep.exists() or self.dep.meta_dir.exists() or self.dep.pointer_file.exists())
+        changed = bool(exists)
+        if changed and not self.check_mode:
+            self.dep.remove_all()
+        result = {"changed": changed, "version": None, "previous_version": before.get("version"),
+                  "programs": [], "maps": [], "versions": []}
+        if self.diff_mode:
+            result["diff"] = {"before": before, "after": {}}
+        return result
+
+    # ---- state: present, switch to a pinned version only
+    def _switch_only(self, version: str) -> dict:
+        pinned = self.dep.pinned_versions()
+        if version not in pinned:
+            raise InvalidInput(f"version {version} of deployment '{self.req.name}' is not pinned "
+                               f"(pinned: {', '.join(self.dep.versions()) or 'none'})",
+                               pinned_versions=self.dep.versions())
+        if not self._pinned_program_infos(version):
+            raise InvalidInput(f"version {version} of deployment '{self.req.name}' has no pinned "
+                               "program left; deploy it again from src")
+        before = self._current_view()
+        old = self.dep.current_version()
+        action = "none" if old == version else "switch"
+        prune = versions_to_prune(self.dep.versions_by_activation(), new_current=version,
+                                  old_current=old, keep=self.req.keep_versions)
+        if not self.check_mode:
+            if action == "switch":
+                self.dep.set_current(version)
+            for stale in prune:
+                self.dep.remove_version(stale)
+        meta = self.dep.read_metadata(version)
+        programs = self._program_results(version, list(self._pinned_program_infos(version)))
+        return self._result(action=action, version=version, old=old, before=before, prune=prune,
+                            programs=programs, maps=self._map_results([]), digest=meta.get("digest"),
+                            program_names=[p["name"] for p in programs])
+
+    # ---- state: present with an object
+    def _read_src(self) -> bytes:
+        path = self.req.src
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise InvalidInput(f"src {path} does not exist on the host") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"src {path} is a directory, not a BPF object") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot read src {path}: {exc.strerror}") from None
+
+    def _present(self) -> dict:
+        req = self.req
+        label = req.source or os.path.basename(req.src)
+        data = self._read_src()
+        digest = objects.verify_checksum(data, req.checksum, source=label)
+        self._log_size: Optional[int] = None
+        while True:
+            obj, spec = objects.open_object(data, name=_object_name(label), source=label)
+            try:
+                return self._present_with(obj, spec, data, digest, label)
+            except _RetryWithBiggerLog as retry:  # nothing was changed yet: the load comes first
+                self._log_size = retry.size
+            finally:
+                obj.close()
+
+    def _select_programs(self, spec: objects.ObjectSpec, label: str) -> List[str]:
+        if not spec.programs:
+            raise InvalidInput(f"{label} has no BPF program")
+        wanted = list(self.req.programs or spec.program_names)
+        missing = [p for p in wanted if spec.program(p) is None]
+        if missing:
+            raise InvalidInput(f"program {', '.join(repr(m) for m in missing)} not found in {label} "
+                               f"(it has: {', '.join(spec.program_names)})", missing_programs=missing)
+        for name in wanted:
+            validate_name(name, "program name")
+        return wanted
+
+    def _present_with(self, obj, spec: objects.ObjectSpec, data: bytes, digest: str, label: str) -> dict:
+        req = self.req
+        wanted_programs = self._select_programs(spec, label)
+        options = dict(req.load_options, programs=sorted(wanted_programs))
+        version = objects.compute_version(data, options)
+        if req.version and req.version != version:
+            raise InvalidInput(f"src {label} is version {version}, not the requested version {req.version}")
+        self._configure(obj, spec, wanted_programs)
+
+        current = self.dep.current_version()
+        before = self._current_view()
+        pinned_maps = self._pinned_map_specs()
+        live = self._live_maps(current) if any(
+            m.name not in pinned_maps for m in spec.maps if not m.internal) else {}
+        map_plans = [
+            plan_map(m, pinned_maps.get(m.name, (None, None))[1], pinned_id=pinned_maps.get(m.name, (None,))[0],
+                     live=live.get(m.name[:BPF_OBJ_NAME_MAX]), map_conflict=req.map_conflict)
+            for m in spec.maps]
+        pinned_programs = {v: list(self._pinned_program_infos(v)) for v in self.dep.pinned_versions()}
+        action = decide(wanted_version=version, wanted_programs=wanted_programs, current_version=current,
+                        pinned_programs=pinned_programs, map_plans=map_plans)
+        prune = versions_to_prune(self.dep.versions_by_activation(), new_current=version,
+                                  old_current=current, keep=req.keep_versions)
+        stale = self._versions_using(pinned_programs, {p.pinned_id for p in map_plans if p.action == "recreate"},
+                                     exclude=version)
+        prune = sorted(set(prune) | set(stale), key=lambda v: (v not in stale, v))
+
+        verifier_stats: Dict[str, dict] = {}
+        programs: List[dict] = []
+        if action == "load":
+            self._load(obj, map_plans, label)
+            verifier_stats = self._verifier_stats(obj, wanted_programs)
+            if self.check_mode:
+                programs = [self._program_result(info=libbpf.prog_info(obj.program(n).fd), name=n,
+                                                 pin=str(self.dep.progs_dir(version) / n), dry_run=True)
+                            for n in wanted_programs]
+            else:
+                self._pin_and_commit(obj, version, wanted_programs, map_plans, pinned_programs.get(version, []))
+        if not self.check_mode and action != "none":
+            if action in ("switch", "load"):
+                self.dep.set_current(version)
+                meta = self.dep.read_metadata(version)
+                meta.update(digest=digest, source=label, options=options, object_size=len(data),
+                            programs=wanted_programs, license=spec.license)
+                meta.setdefault("deployed_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                self.dep.write_metadata(version, meta)
+        if not self.check_mode:
+            for stale_version in prune:
+                if stale_version != self.dep.current_version():
+                    self.dep.remove_version(stale_version)
+        if not programs:
+            programs = self._program_results(version, wanted_programs)
+        return self._result(action=action, version=version, old=current, before=before, prune=prune,
+                            programs=programs, maps=self._map_results(map_plans), digest=digest,
+                            program_names=wanted_programs, map_plans=map_plans,
+                            verifier_stats=verifier_stats)
+
+    def _versions_using(self, pinned_programs: Dict[str, List[str]], map_ids: set, *, exclude: str) -> List[str]:
+        """Pinned versions whose programs use one of ``map_ids`` (they go when the map is recreated)."""
+        map_ids.discard(None)
+        if not map_ids:
+            return []
+        out = []
+        for version in pinned_programs:
+            if version == exclude:
+                continue
+            infos = self._pinned_program_infos(version).values()
+            if any(set(info.map_ids) & map_ids for info in infos):
+                out.append(version)
+        return out
+
+    # ---- configuring and loading
+    def _configure(self, obj, spec: objects.ObjectSpec, wanted: List[str]) -> None:
+        override = None
+        if self.req.program_type:
+            try:
+                override = libbpf.prog_type_from_name(self.req.program_type)
+            except SyscallError:
+                raise InvalidInput(f"unknown program_type {self.req.program_type!r} (known: "
+                                   f"{', '.join(libbpf.known_prog_type_names())})") from None
+        for prog in obj.programs():
+            if prog.name not in wanted:
+                prog.set_autoload(False)
+                continue
+            if override is not None:
+                prog.set_type(override[0])
+                if override[1]:
+                    prog.set_expected_attach_type(override[1])
+            elif prog.type == libbpf.BPF_PROG_TYPE_UNSPEC:
+                raise InvalidInput(f"program '{prog.name}' in section '{prog.section}': libbpf cannot tell its "
+                                   "type from the section name; set program_type (e.g. xdp, sched_cls)")
+
+    def _load(self, obj, map_plans: List[MapPlan], label: str) -> None:
+        """Load with reuse of pinned/live maps; turn failures into explaining errors."""
+        for plan in map_plans:
+            fd = None
+            if plan.action == "reuse":
+                fd = libbpf.obj_get(str(self.dep.map_pin(plan.name)))
+            elif plan.action == "repin":
+                fd = libbpf.map_fd_by_id(plan.live_id)
+            if fd is not None:
+                with libbpf.closing_fd(fd):
+                    obj.map(plan.name).reuse_fd(fd)
+        log_size = getattr(self, "_log_size", None)
+        try:
+            obj.load(log_level=self.req.verifier_log_level, log_size=log_size)
+        except libbpf.ObjectLoadError as exc:
+            if exc.errno == _errno.ENOSPC and exc.program and (log_size or 0) < MAX_LOG_SIZE:
+                raise _RetryWithBiggerLog((log_size or libbpf.VERBOSE_LOG_SIZE) * 8) from None
+            raise self._explain_load_error(exc, map_plans, label) from None
+
+    def _explain_load_error(self, exc: "libbpf.ObjectLoadError", map_plans: List[MapPlan],
+                            label: str) -> EbpfDeployError:
+        if exc.program and exc.verifier_log.strip():
+            finding = verifier.classify_rejection(exc.verifier_log)
+            return VerifierRejected(
+                verifier.one_line_message(exc.program, finding), program=exc.program,
+                error_kind=finding.error_kind, insn=finding.insn, verifier_log=exc.verifier_log,
+                reason=finding.reason, verifier_summary=finding.summary, errno=exc.errno,
+                object=label)
+        if exc.map_name and exc.errno in (_errno.ENOMEM, _errno.E2BIG, _errno.EPERM):
+            plan = next((p for p in map_plans if p.name == exc.map_name), None)
+            limits = memory_limits()
+            size = plan.wanted.size_bytes if plan else None
+            what = ""
+            if plan:
+                spec = plan.wanted
+                what = (f"{spec.type_name} map needs about {size} bytes ({_human(size)}: (key {spec.key_size} + "
+                        f"value {spec.value_size}) x {spec.max_entries} entries); ")
+            limit_text = (f"host limits: RLIMIT_MEMLOCK {_human(limits['memlock'])}, memory cgroup "
+                          f"{_human(limits['cgroup_memory_limit'])}"
+                          + (f" ({limits['cgroup']})" if limits["cgroup"] else ""))
+            return SyscallError("BPF_MAP_CREATE", exc.errno, f"map '{exc.map_name}'", detail=what + limit_text,
+                                map=exc.map_name, map_size_bytes=size, limits=limits,
+                                libbpf_messages=exc.messages)
+        return exc
+
+    def _verifier_stats(self, obj, wanted: List[str]) -> Dict[str, dict]:
+        if not (self.check_mode or self.req.verifier_log_level):
+            return {}
+        stats = {}
+        for name in wanted:
+            prog = obj.program(name)
+            info = libbpf.prog_info(prog.fd)
+            entry = {"verified_insns": info.verified_insns, "xlated_len": info.xlated_prog_len,
+                     "jited_len": info.jited_prog_len, "insn_cnt": prog.insn_cnt}
+            entry.update(verifier.parse_stats(prog.log))
+            if self.req.verifier_log_level:
+                entry["log"] = prog.log
+            stats[name] = entry
+        return stats
+
+    # ---- pinning
+    def _pin_and_commit(self, obj, version: str, wanted: List[str], map_plans: List[MapPlan],
+                        already_pinned: List[str]) -> None:
+        """Pin into a staging dir in the bpffs, then rename into place; undo on failure."""
+        dep = self.dep
+        created_root = not dep.root.exists()
+        created_dep = not dep.exists()
+        staging = dep.new_staging_dir()
+        committed: List[Path] = []
+        version_dir = dep.path / version
+        created_version_dir = False
+        try:
+            staged_progs = staging / "version" / "progs"
+            staged_progs.mkdir(parents=True)
+            staged_maps = staging / "maps"
+            staged_maps.mkdir()
+            to_pin = [name for name in wanted if name not in already_pinned]
+            for name in to_pin:
+                libbpf.obj_pin(obj.program(name).fd, str(staged_progs / name))
+            map_moves = [p for p in map_plans if p.needs_pin]
+            for plan in map_moves:
+                libbpf.obj_pin(obj.map(plan.name).fd, str(staged_maps / validate_name(plan.name, "map name")))
+            dep.maps_dir.mkdir(parents=True, exist_ok=True)
+            for plan in map_moves:
+                target = dep.map_pin(plan.name)
+                os.rename(staged_maps / plan.name, target)
+                if plan.action != "recreate":
+                    committed.append(target)
+            if not version_dir.exists():
+                os.rename(staging / "version", version_dir)
+                created_version_dir = True
+            else:
+                (version_dir / "progs").mkdir(exist_ok=True)
+                for name in to_pin:
+                    target = version_dir / "progs" / name
+                    os.rename(staged_progs / name, target)
+                    committed.append(target)
+        except BaseException:
+            if created_version_dir:
+                remove_tree(version_dir)
+            for path in committed:
+                remove_tree(path)
+            remove_tree(staging)
+            if created_dep:
+                remove_tree(dep.path)
+            if created_root:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dep.root)
+            raise
+        remove_tree(staging)
+
+    # ---- reporting
+    def _program_result(self, *, info: Optional[libbpf.ProgramInfo], name: str, pin: str,
+                        dry_run: bool = False) -> dict:
+        if info is None:
+            return {"name": name, "pin": pin, "id": None}
+        return {
+            "name": name, "id": None if dry_run else info.id, "tag": info.tag, "type": info.type_name,
+            "pin": pin, "verified_insns": info.verified_insns, "xlated_len": info.xlated_prog_len,
+            "jited_len": info.jited_prog_len, "map_ids": [] if dry_run else list(info.map_ids),
+            "kernel_name": info.name,
+        }
+
+    def _program_results(self, version: str, names: List[str]) -> List[dict]:
+        infos = self._pinned_program_infos(version) if self.dep.exists() else {}
+        return [self._program_result(info=infos.get(name), name=name,
+                                     pin=str(self.dep.progs_dir(version) / name)) for name in names]
+
+    def _map_results(self, map_plans: List[MapPlan]) -> List[dict]:
+        pinned = self._pinned_map_specs()
+        plans = {p.name: p for p in map_plans}
+        names = [p.name for p in map_plans if p.action != "internal"] or sorted(pinned)
+        out = []
+        for name in names:
+            plan = plans.get(name)
+            spec = plan.wanted if plan else pinned[name][1]
+            map_id = pinned[name][0] if name in pinned else None
+            if self.check_mode and plan is not None and plan.action in ("create", "recreate"):
+                map_id = None
+            entry = spec.as_dict()
+            entry.update(name=name, id=map_id, pin=str(self.dep.map_pin(name)),
+                         reused=plan.reused if plan else True)
+            out.append(entry)
+        return out
+
+    def _result(self, *, action: str, version: str, old: Optional[str], before: dict, prune: List[str],
+                programs: List[dict], maps: List[dict], digest: Optional[str], program_names: List[str],
+                map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None) -> dict:
+        changed = action != "none" or bool(prune)
+        if self.check_mode or action == "none":
+            previous = old if action != "none" else self.dep.previous_version()
+            pinned_after = [v for v in self.dep.versions() if v not in prune]
+            if version not in pinned_after:
+                pinned_after.append(version)
+        else:
+            previous = self.dep.previous_version()
+            pinned_after = self.dep.versions()
+        result = {
+            "changed": changed, "version": version, "previous_version": previous, "digest": digest,
+            "action": action, "programs": programs, "maps": maps, "versions": pinned_after,
+            "removed_versions": prune,
+        }
+        if verifier_stats:
+            result["verifier"] = verifier_stats
+        if self.diff_mode:
+            after_maps = {}
+            for entry in maps:
+                spec = {k: entry[k] for k in ("name", "type", "key_size", "value_size", "max_entries", "map_flags")}
+                plan = next((p for p in map_plans or [] if p.name == entry["name"]), None)
+                if plan is not None and plan.action == "recreate":
+                    changes = objects.describe_map_conflict(plan.name, plan.changes)
+                    spec["state"] = f"recreated, contents lost ({changes})"
+                elif plan is not None and plan.action == "create":
+                    spec["state"] = "new"
+                after_maps[entry["name"]] = spec
+            for name, spec in before.get("maps", {}).items():
+                after_maps.setdefault(name, spec)
+            after = state_view(version, program_names, after_maps, pinned_after)
+            result["diff"] = {"before": before, "after": after}
+        return result
+
+
+class _RetryWithBiggerLog(Exception):
+    """The verifier log did not fit: open the object again with a bigger buffer."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _object_name(label: str) -> str:
+    base = os.path.basename(label)
+    for suffix in (".bpf.o", ".o"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in base)[:32] or "object"
+
+
+def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> dict:
+    """The module's entry: validate, plan, act, report (raises EbpfDeployError on failure)."""
+    request = Request.from_params(params)
+    return ProgramManager(request, check_mode=check_mode, diff_mode=diff_mode).run()

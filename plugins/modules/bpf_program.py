@@ -1,0 +1,383 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bpf_program
+short_description: Load and pin the programs of a BPF object as a versioned deployment
+version_added: 0.1.0
+description:
+  - Opens a compiled BPF ELF object, loads its programs into the kernel with the verifier log
+    captured, and pins them in the BPF filesystem as one B(deployment) under
+    O(bpffs_root)/O(name)/.
+  - Programs are pinned per version (V(<bpffs_root>/<name>/<version>/progs/<program>)); maps are
+    pinned once per deployment (V(<bpffs_root>/<name>/maps/<map>)) and reused by every later version
+    whose map spec matches, so their contents survive an upgrade.
+  - The version is the first 12 hex digits of the sha256 of the object and of the options that change
+    what is loaded. A new object is loaded beside the running version and only then made
+    V(current); previous versions stay pinned for an instant rollback (O(keep_versions), O(version)).
+  - The current state is read from the bpffs and the kernel on every run, so pins deleted by hand
+    are detected and restored, and an unchanged run loads nothing.
+  - A failure (verifier rejection, map too large, map spec conflict, bad object) changes nothing;
+    the previous version stays pinned and current, and no new pin is left behind.
+  - Runs on one host are serialized per deployment with a lock under V(/run/ebpf_deploy/locks).
+author:
+  - ebpf.deploy maintainers
+requirements:
+  - Linux with BPF, BTF and a mounted bpffs (V(/sys/fs/bpf)).
+  - libbpf 1.x (V(libbpf.so.1)) on the managed host.
+  - Root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Loads the object into the kernel to get the verifier's verdict and statistics, then closes
+        it; nothing is pinned and nothing is switched.
+  diff_mode:
+    support: full
+    details:
+      - Shows the version, programs, maps and pinned versions before and after.
+  idempotent:
+    support: full
+  action_group:
+    support: full
+    membership:
+      - ebpf.deploy.ebpf
+options:
+  name:
+    description:
+      - The deployment. Its pins live under O(bpffs_root)/O(name)/.
+      - Letters, digits, V(_) and V(-) only (the bpffs refuses dots).
+    type: str
+    required: true
+  src:
+    description:
+      - The compiled BPF object (C(clang -target bpf -c)).
+      - A path on the controller, looked up like other C(files/) sources and copied to the host,
+        unless O(remote_src=true).
+      - Required with O(state=present) unless O(version) is given.
+    type: path
+  remote_src:
+    description:
+      - When V(true), O(src) is a path on the managed host and nothing is copied.
+    type: bool
+    default: false
+  programs:
+    description:
+      - Names of the programs of the object to load and pin. Default is every program.
+      - A name that the object does not contain is an error.
+    type: list
+    elements: str
+  state:
+    description:
+      - V(present) loads and pins the object (or switches to O(version)).
+      - V(absent) unpins every program, version, map and link pin of the deployment and removes its
+        metadata; pinned XDP links of the deployment are released with it.
+    type: str
+    choices: [present, absent]
+    default: present
+  bpffs_root:
+    description:
+      - The directory in the BPF filesystem that holds the deployments.
+    type: path
+    default: /sys/fs/bpf/ebpf_deploy
+  checksum:
+    description:
+      - Refuse the object unless its digest is this, as V(sha256:<64 hex digits>).
+      - Checked on the controller before the copy and again on the host.
+    type: str
+  program_type:
+    description:
+      - Program type to use when the ELF section name does not say, or to override it, as libbpf names
+        it (V(xdp), V(sched_cls), V(raw_tracepoint), ...) or as a section prefix (V(tc)).
+      - Part of the version digest.
+    type: str
+  keep_versions:
+    description:
+      - How many versions besides the current one stay pinned for an instant rollback.
+      - Older ones are unpinned after a successful switch; the current version never is.
+    type: int
+    default: 1
+  map_conflict:
+    description:
+      - What to do when a pinned map's spec (type, key size, value size, max_entries, flags) differs
+        from the object's.
+      - V(fail) refuses, naming every field that differs with both values.
+      - V(recreate) replaces the pinned map with a new empty one (its contents are lost, which the diff
+        says) and unpins older versions that still use the old map.
+    type: str
+    choices: [fail, recreate]
+    default: fail
+  verifier_log_level:
+    description:
+      - V(0) asks for a verifier log only when a program is rejected (it is then always returned).
+      - V(1) or V(2) keep the verifier log on success too and return it with the statistics in
+        RV(verifier).
+    type: int
+    choices: [0, 1, 2]
+    default: 0
+  version:
+    description:
+      - Switch V(current) to this already pinned version without loading anything (an instant
+        rollback). Without O(src) the version must still be pinned.
+      - With O(src), the object must be this version.
+    type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for another run on the same deployment to finish.
+    type: float
+    default: 60
+notes:
+  - The bpffs refuses names that contain a dot, so deployment, program and map names cannot have one.
+  - Metadata the kernel cannot hold (source, digest, options, deployed_at) is kept in
+    V(/run/ebpf_deploy/<name>/<version>.json), which is cleared on reboot like the bpffs.
+seealso:
+  - module: ebpf.deploy.xdp_attach
+  - module: ebpf.deploy.bpf_map
+"""
+
+EXAMPLES = r"""
+---
+- name: Deploy the packet counter (loaded and pinned, not attached)
+  ebpf.deploy.bpf_program:
+    name: pktcount
+    src: files/counter.bpf.o
+    programs:
+      - xdp_packet_counter
+    checksum: "sha256:{{ lookup('ansible.builtin.file', 'files/counter.bpf.o.sha256') }}"
+  register: pktcount
+
+- name: Upgrade, keeping two older versions pinned for rollback
+  ebpf.deploy.bpf_program:
+    name: pktcount
+    src: files/counter_v2.bpf.o
+    keep_versions: 2
+    verifier_log_level: 1
+
+- name: Roll back instantly to the version that was current before
+  ebpf.deploy.bpf_program:
+    name: pktcount
+    version: "{{ pktcount.version }}"
+
+- name: Replace a pinned map whose spec changed (its contents are lost)
+  ebpf.deploy.bpf_program:
+    name: pktcount
+    src: /opt/bpf/counter_hash.bpf.o
+    remote_src: true
+    map_conflict: recreate
+
+- name: Remove every pin of the deployment
+  ebpf.deploy.bpf_program:
+    name: pktcount
+    state: absent
+"""
+
+RETURN = r"""
+version:
+  description: The version that is current after the run (V(null) after O(state=absent)).
+  returned: always
+  type: str
+  sample: 3f1c2a9b0d4e
+previous_version:
+  description: The version that was current before it (kept pinned while O(keep_versions) allows).
+  returned: always
+  type: str
+  sample: 9a0b1c2d3e4f
+digest:
+  description: sha256 of the object.
+  returned: when O(src) is given, or when the metadata of O(version) is known
+  type: str
+  sample: 5d41402abc4b2a76b9719d911017c592aa6c1b4c5c1e5bd5d0c4b1f0b0a9f1e2
+action:
+  description:
+    - What the run did or, in check mode, would do.
+    - V(none) nothing, V(switch) only moved V(current), V(load) loaded and pinned the object.
+  returned: with O(state=present)
+  type: str
+  sample: load
+programs:
+  description: The programs of the version, as the kernel reports them.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Program name in the object.
+      type: str
+      sample: xdp_packet_counter
+    kernel_name:
+      description: The name the kernel keeps (at most 15 characters).
+      type: str
+      sample: xdp_packet_coun
+    id:
+      description: Kernel program id (V(null) in check mode when it would be loaded).
+      type: int
+      sample: 412
+    tag:
+      description: Program tag (hash of the translated instructions), as bpftool shows it.
+      type: str
+      sample: 0afa56fcd9325709
+    type:
+      description: Program type.
+      type: str
+      sample: xdp
+    pin:
+      description: Pin path.
+      type: str
+      sample: /sys/fs/bpf/ebpf_deploy/pktcount/3f1c2a9b0d4e/progs/xdp_packet_counter
+    verified_insns:
+      description: Instructions the verifier processed.
+      type: int
+      sample: 11
+    xlated_len:
+      description: Size in bytes of the translated program.
+      type: int
+      sample: 144
+    jited_len:
+      description: Size in bytes of the JIT-compiled program.
+      type: int
+      sample: 94
+    map_ids:
+      description: Ids of the maps the program uses.
+      type: list
+      elements: int
+      sample: [67]
+maps:
+  description: The maps of the object (global-variable maps excluded) and their pins.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Map name.
+      type: str
+      sample: pkt_count
+    id:
+      description: Kernel map id (V(null) in check mode for a map that would be created).
+      type: int
+      sample: 67
+    type:
+      description: Map type.
+      type: str
+      sample: array
+    key_size:
+      description: Key size in bytes.
+      type: int
+      sample: 4
+    value_size:
+      description: Value size in bytes.
+      type: int
+      sample: 8
+    max_entries:
+      description: Maximum number of entries.
+      type: int
+      sample: 1
+    map_flags:
+      description: Map flags.
+      type: int
+      sample: 0
+    pin:
+      description: Pin path, shared by all versions.
+      type: str
+      sample: /sys/fs/bpf/ebpf_deploy/pktcount/maps/pkt_count
+    reused:
+      description: V(true) when the pinned map (and its contents) is kept, V(false) when it is new.
+      type: bool
+      sample: true
+versions:
+  description: Pinned versions after the run, oldest deployed first.
+  returned: always
+  type: list
+  elements: str
+  sample: [9a0b1c2d3e4f, 3f1c2a9b0d4e]
+removed_versions:
+  description: Versions unpinned by this run (beyond O(keep_versions), or using a recreated map).
+  returned: with O(state=present)
+  type: list
+  elements: str
+  sample: []
+verifier:
+  description:
+    - Per-program verifier statistics, keyed by program name.
+    - V(log) holds the whole verifier log when O(verifier_log_level) is above 0.
+  returned: when a program was loaded in check mode, or with O(verifier_log_level) above 0
+  type: dict
+  sample:
+    xdp_packet_counter:
+      verified_insns: 11
+      processed_insns: 11
+      total_states: 1
+      peak_states: 1
+      xlated_len: 144
+      jited_len: 94
+diff:
+  description: The deployment before and after (version, programs, maps, pinned versions).
+  returned: in diff mode
+  type: dict
+  sample:
+    before: {version: 9a0b1c2d3e4f, programs: [xdp_packet_counter], maps: {}, versions: [9a0b1c2d3e4f]}
+    after: {version: 3f1c2a9b0d4e, programs: [xdp_packet_counter], maps: {}, versions: [9a0b1c2d3e4f, 3f1c2a9b0d4e]}
+error_kind:
+  description: On a verifier rejection, the kind of error the verifier found.
+  returned: failure
+  type: str
+  sample: null_deref
+insn:
+  description: On a verifier rejection, the instruction index where the verifier stopped.
+  returned: failure
+  type: int
+  sample: 7
+verifier_log:
+  description: On a verifier rejection, the whole verifier log.
+  returned: failure
+  type: str
+  sample: "0: R1=ctx() R10=fp0\n..."
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._program import run
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    src=dict(type="path"),
+    remote_src=dict(type="bool", default=False),
+    programs=dict(type="list", elements="str"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
+    checksum=dict(type="str"),
+    program_type=dict(type="str"),
+    keep_versions=dict(type="int", default=1),
+    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
+    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
+    version=dict(type="str"),
+    lock_timeout=dict(type="float", default=60),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_if=[("state", "present", ("src", "version"), True)],
+    )
+    failure = None
+    try:
+        result = run(module.params, check_mode=module.check_mode, diff_mode=module._diff)
+    except EbpfDeployError as err:
+        failure = err.to_result()
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        failure = {"msg": f"{err.strerror or err}{where}", "errno": err.errno}
+    if failure is not None:
+        # outside the except block: an explained error is not a crash, so no traceback
+        module.fail_json(**failure)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""ebpf.deploy.bpf_program against the real kernel, through `ansible` ad hoc on localhost.
+
+Each case runs check mode, the real run, then check mode and the real run again for idempotence,
+and compares what the module says with the bpffs and with bpftool.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+RUN_DIR = Path("/run/ebpf_deploy")
+REJECTS = {
+    # fixture: (program, error_kind, words in the reason)
+    "reject_packet_access": ("xdp_unchecked_access", "bounds", "invalid access to packet"),
+    "reject_map_lookup": ("xdp_unchecked_lookup", "null_check", "invalid mem access 'map_value_or_null'"),
+    "reject_unbounded_loop": ("xdp_unbounded_loop", "unbounded_loop", "infinite loop detected"),
+    "reject_gpl_helper": ("xdp_gpl_helper", "gpl_only", "cannot call GPL-restricted function"),
+    "reject_uninit_stack": ("xdp_uninit_stack", "uninitialized", ""),
+}
+
+
+def bpftool(*args) -> dict:
+    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=False)
+    return json.loads(proc.stdout)
+
+
+def listing(root: Path) -> list:
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
+
+
+def one_line(result: dict) -> None:
+    assert result["failed"], result
+    assert "\n" not in result["msg"], result["msg"]
+    assert "Traceback" not in result.get("_stderr", "")
+    assert "module_stderr" not in result and "module_stdout" not in result
+
+
+class Deploy:
+    """Runs bpf_program for one random deployment name under the test's bpffs root."""
+
+    def __init__(self, ansible_module, bpffs_root: Path, bpf_object):
+        self.run_module = ansible_module
+        # the callbacks drop `diff` from the printed result below verbosity 3
+        self.verbose_run = type(ansible_module)(extra_env={"ANSIBLE_VERBOSITY": "3"})
+        self.root = bpffs_root
+        self.obj = bpf_object
+        self.name = f"ebpfd_{secrets.token_hex(4)}"
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.name
+
+    def __call__(self, obj: str | None = None, *, check=False, diff=False, **args) -> dict:
+        params = {"name": self.name, "bpffs_root": str(self.root)}
+        if obj is not None:
+            params["src"] = str(self.obj(obj))
+        params.update(args)
+        run = self.verbose_run if diff else self.run_module
+        return run("bpf_program", params, check=check, diff=diff)
+
+    def current(self) -> str | None:
+        link = self.path / "current"
+        return os.readlink(link) if link.is_symlink() else None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(RUN_DIR / self.name, ignore_errors=True)
+        for leftover in (RUN_DIR / f"{self.name}.json", RUN_DIR / "locks" / f"{self.name}.lock"):
+            if leftover.exists():
+                leftover.unlink()
+
+
+@pytest.fixture
+def deploy(ansible_module, bpffs_root, bpf_object):
+    dep = Deploy(ansible_module, bpffs_root, bpf_object)
+    yield dep
+    dep.cleanup()
+
+
+def assert_ok(result: dict, changed: bool) -> dict:
+    assert not result["failed"], result.get("msg")
+    assert result["changed"] is changed, result
+    return result
+
+
+# --------------------------------------------------------------------------- load, idempotence
+def test_load_then_idempotent(deploy):
+    check = assert_ok(deploy("counter", check=True, diff=True), True)
+    assert check["action"] == "load" and not deploy.path.exists(), "check mode pinned something"
+    assert check["diff"]["before"] == {} and check["diff"]["after"]["version"] == check["version"]
+    stats = check["verifier"]["xdp_packet_counter"]
+    assert stats["verified_insns"] > 0 and check["programs"][0]["id"] is None
+
+    first = assert_ok(deploy("counter", diff=True), True)
+    version = first["version"]
+    assert version == check["version"] and first["previous_version"] is None
+    prog = first["programs"][0]
+    assert prog["name"] == "xdp_packet_counter" and prog["type"] == "xdp"
+    assert prog["pin"] == str(deploy.path / version / "progs" / "xdp_packet_counter")
+    assert Path(prog["pin"]).exists() and deploy.current() == version
+    assert (deploy.path / "maps" / "pkt_count").exists()
+    assert first["maps"][0]["reused"] is False and first["maps"][0]["id"] in prog["map_ids"]
+    meta = json.loads((RUN_DIR / deploy.name / f"{version}.json").read_text())
+    assert meta["digest"] == first["digest"] and meta["source"] == "counter.bpf.o"
+
+    again_check = assert_ok(deploy("counter", check=True), False)
+    again = assert_ok(deploy("counter"), False)
+    for result in (again_check, again):
+        assert result["action"] == "none" and result["version"] == version
+        assert result["programs"][0]["id"] == prog["id"], "the program was reloaded"
+
+
+def test_module_agrees_with_bpftool(deploy):
+    result = assert_ok(deploy("counter"), True)
+    prog = result["programs"][0]
+    shown = bpftool("prog", "show", "id", str(prog["id"]))
+    assert shown["id"] == prog["id"] and shown["tag"] == prog["tag"] and shown["type"] == "xdp"
+    assert shown["name"] in (prog["name"], prog["kernel_name"])
+    assert shown["map_ids"] == prog["map_ids"]
+    assert bpftool("prog", "show", "pinned", prog["pin"])["id"] == prog["id"]
+    for entry in result["maps"]:
+        shown = bpftool("map", "show", "id", str(entry["id"]))
+        assert (shown["id"], shown["name"], shown["type"]) == (entry["id"], entry["name"], entry["type"])
+        assert (shown["bytes_key"], shown["bytes_value"], shown["max_entries"]) == \
+            (entry["key_size"], entry["value_size"], entry["max_entries"])
+        assert bpftool("map", "show", "pinned", entry["pin"])["id"] == entry["id"]
+
+
+def test_other_program_types_and_verbose_log(deploy):
+    result = assert_ok(deploy("tc_classifier", verifier_log_level=1), True)
+    assert result["programs"][0]["type"] == "sched_cls"
+    stats = result["verifier"]["tc_pass"]
+    assert stats["processed_insns"] >= 1 and "processed" in stats["log"]
+    result = assert_ok(deploy("raw_tp"), True)
+    assert result["programs"][0]["type"] == "raw_tracepoint"
+
+
+# --------------------------------------------------------------------------- upgrade, rollback
+def map_value(pin: str) -> int:
+    entry = bpftool("map", "lookup", "pinned", pin, "key", "0", "0", "0", "0")
+    return int(entry["value"]) if not isinstance(entry["value"], list) else \
+        int.from_bytes(bytes(int(b, 16) for b in entry["value"]), "little")
+
+
+def test_upgrade_keeps_map_contents_and_old_version(deploy):
+    v1 = assert_ok(deploy("counter"), True)
+    pin = v1["maps"][0]["pin"]
+    subprocess.run(["bpftool", "map", "update", "pinned", pin, "key", "0", "0", "0", "0",
+                    "value", "42", "0", "0", "0", "0", "0", "0", "0"], check=True)
+
+    check = assert_ok(deploy("counter_v2", check=True, diff=True), True)
+    assert check["action"] == "load" and deploy.current() == v1["version"]
+    assert check["diff"]["after"]["maps"]["byte_count"]["state"] == "new"
+    v2 = assert_ok(deploy("counter_v2"), True)
+    assert v2["version"] != v1["version"] and v2["previous_version"] == v1["version"]
+    assert deploy.current() == v2["version"]
+    maps = {m["name"]: m for m in v2["maps"]}
+    assert maps["pkt_count"]["reused"] is True and maps["pkt_count"]["id"] == v1["maps"][0]["id"]
+    assert maps["byte_count"]["reused"] is False
+    assert map_value(pin) == 42, "map contents lost in the upgrade"
+    assert Path(v1["programs"][0]["pin"]).exists(), "old version unpinned"
+    assert v2["versions"] == [v1["version"], v2["version"]]
+    assert_ok(deploy("counter_v2", check=True), False)
+    assert_ok(deploy("counter_v2"), False)
+
+    # instant rollback: no load, the old program id comes back
+    back_check = assert_ok(deploy(version=v1["version"], check=True), True)
+    assert back_check["action"] == "switch" and deploy.current() == v2["version"]
+    back = assert_ok(deploy(version=v1["version"]), True)
+    assert back["programs"][0]["id"] == v1["programs"][0]["id"]
+    assert (deploy.current(), back["previous_version"]) == (v1["version"], v2["version"])
+    assert_ok(deploy(version=v1["version"], check=True), False)
+    assert_ok(deploy(version=v1["version"]), False)
+    # the object of the pinned version switches too, without a load
+    forward = assert_ok(deploy("counter_v2"), True)
+    assert forward["action"] == "switch" and forward["programs"][0]["id"] == v2["programs"][0]["id"]
+
+
+def test_keep_versions_prunes_but_never_the_current(deploy):
+    v1 = assert_ok(deploy("counter"), True)["version"]
+    v2 = assert_ok(deploy("counter_v2"), True)["version"]
+    v3 = assert_ok(deploy("counter_drop"), True)
+    assert v3["removed_versions"] == [v1] and v3["versions"] == [v2, v3["version"]]
+    assert not (deploy.path / v1).exists() and (deploy.path / v2).exists()
+    check = assert_ok(deploy("counter_drop", keep_versions=0, check=True), True)
+    assert check["removed_versions"] == [v2] and (deploy.path / v2).exists()
+    zero = assert_ok(deploy("counter_drop", keep_versions=0), True)
+    assert zero["versions"] == [v3["version"]] and deploy.current() == v3["version"]
+    assert_ok(deploy("counter_drop", keep_versions=0), False)
+    missing = deploy(version=v1)
+    one_line(missing)
+    assert "not pinned" in missing["msg"]
+
+
+# --------------------------------------------------------------------------- drift
+def test_pins_deleted_by_hand_are_restored(deploy):
+    first = assert_ok(deploy("counter"), True)
+    prog_pin = Path(first["programs"][0]["pin"])
+    prog_pin.unlink()
+    assert_ok(deploy("counter", check=True), True)
+    assert not prog_pin.exists()
+    restored = assert_ok(deploy("counter"), True)
+    assert prog_pin.exists() and restored["version"] == first["version"]
+    assert restored["maps"][0]["id"] == first["maps"][0]["id"]
+    assert_ok(deploy("counter", check=True), False)
+    assert_ok(deploy("counter"), False)
+
+    # the map pin: re-pinned from the running program, contents kept
+    map_pin = Path(first["maps"][0]["pin"])
+    subprocess.run(["bpftool", "map", "update", "pinned", str(map_pin), "key", "0", "0", "0", "0",
+                    "value", "7", "0", "0", "0", "0", "0", "0", "0"], check=True)
+    map_pin.unlink()
+    assert_ok(deploy("counter", check=True), True)
+    repinned = assert_ok(deploy("counter"), True)
+    assert map_pin.exists() and repinned["maps"][0]["id"] == first["maps"][0]["id"]
+    assert repinned["maps"][0]["reused"] is True and map_value(str(map_pin)) == 7
+    assert_ok(deploy("counter"), False)
+
+    # the current pointer
+    (deploy.path / "current").unlink()
+    switched = assert_ok(deploy("counter"), True)
+    assert switched["action"] == "switch" and deploy.current() == first["version"]
+
+
+# --------------------------------------------------------------------------- absent
+def test_absent_removes_every_pin(deploy):
+    assert_ok(deploy("counter"), True)
+    assert_ok(deploy("counter_v2"), True)
+    check = assert_ok(deploy(state="absent", check=True, diff=True), True)
+    assert check["diff"]["after"] == {} and check["diff"]["before"]["programs"] == ["xdp_packet_counter"]
+    assert deploy.path.exists()
+    assert_ok(deploy(state="absent"), True)
+    assert not deploy.path.exists() and not (RUN_DIR / deploy.name).exists()
+    assert_ok(deploy(state="absent", check=True), False)
+    assert_ok(deploy(state="absent"), False)
+
+
+# --------------------------------------------------------------------------- failures change nothing
+@pytest.mark.parametrize("fixture", sorted(REJECTS))
+def test_verifier_rejection_keeps_the_running_version(deploy, fixture):
+    program, kind, words = REJECTS[fixture]
+    good = assert_ok(deploy("counter"), True)
+    before = listing(deploy.root)
+    for check in (True, False):
+        result = deploy(fixture, check=check)
+        one_line(result)
+        assert result["program"] == program and result["error_kind"] == kind
+        assert isinstance(result["insn"], int)
+        assert f"program '{program}'" in result["msg"] and f"insn {result['insn']}" in result["msg"]
+        assert words in result["msg"] and result["verifier_log"].strip()
+        assert listing(deploy.root) == before, "a failed load left something in the bpffs"
+        assert deploy.current() == good["version"]
+
+
+def test_map_conflict_refused_field_by_field_then_recreated(deploy):
+    good = assert_ok(deploy("counter"), True)
+    before = listing(deploy.root)
+    refused = deploy("map_conflict")
+    one_line(refused)
+    assert "map 'pkt_count': type array \u2192 hash, max_entries 1 \u2192 4096" in refused["msg"]
+    assert refused["pinned"]["type"] == "array" and refused["wanted"]["max_entries"] == 4096
+    assert listing(deploy.root) == before and deploy.current() == good["version"]
+
+    check = assert_ok(deploy("map_conflict", map_conflict="recreate", check=True, diff=True), True)
+    assert "contents lost" in check["diff"]["after"]["maps"]["pkt_count"]["state"]
+    assert listing(deploy.root) == before
+    recreated = assert_ok(deploy("map_conflict", map_conflict="recreate"), True)
+    new_map = recreated["maps"][0]
+    assert new_map["reused"] is False and new_map["id"] != good["maps"][0]["id"]
+    shown = bpftool("map", "show", "pinned", new_map["pin"])
+    assert (shown["type"], shown["max_entries"]) == ("hash", 4096)
+    assert recreated["removed_versions"] == [good["version"]], "old version kept a stale map"
+    assert_ok(deploy("map_conflict", map_conflict="recreate", check=True), False)
+    assert_ok(deploy("map_conflict", map_conflict="recreate"), False)
+
+
+def test_map_too_large_names_the_map_and_the_limits(deploy):
+    good = assert_ok(deploy("counter"), True)
+    before = listing(deploy.root)
+    result = deploy("map_too_large")
+    one_line(result)
+    assert "map 'huge'" in result["msg"] and "E2BIG" in result["msg"]
+    assert "RLIMIT_MEMLOCK" in result["msg"] and "memory cgroup" in result["msg"]
+    assert result["map_size_bytes"] == (4 + 0x80000000) * (1 << 20)
+    assert listing(deploy.root) == before and deploy.current() == good["version"]
+
+
+def test_bad_objects_fail_in_one_line(deploy, tmp_path, bpf_object):
+    counter = bpf_object("counter").read_bytes()
+    text = tmp_path / "notelf.bpf.o"
+    text.write_text("not an object\n")
+    x86 = tmp_path / "x86.bpf.o"
+    x86.write_bytes(Path("/bin/true").read_bytes())
+    truncated = tmp_path / "truncated.bpf.o"
+    truncated.write_bytes(counter[: len(counter) // 2])
+    cases = [
+        ({"src": str(text)}, "is not an ELF file"),
+        ({"src": str(x86)}, "is an ELF for x86-64"),
+        ({"src": str(truncated)}, "truncated object"),
+        ({"src": str(truncated), "remote_src": True}, "truncated object"),
+        ({"src": str(bpf_object("counter")), "programs": ["nope"]}, "program 'nope' not found in counter.bpf.o"),
+        ({"src": str(bpf_object("counter")), "checksum": "sha256:" + "0" * 64}, "checksum mismatch"),
+        ({"src": str(bpf_object("counter")), "checksum": "sha256:" + "0" * 64, "remote_src": True},
+         "checksum mismatch"),
+        ({"src": str(tmp_path / "missing.bpf.o"), "remote_src": True}, "does not exist"),
+        ({"src": str(tmp_path / "missing.bpf.o")}, "not found on the controller"),
+        ({"src": str(bpf_object("counter")), "name": "a.b"}, "only contain letters"),
+    ]
+    for args, words in cases:
+        result = deploy(**args)
+        one_line(result)
+        assert words in result["msg"], (args, result["msg"])
+    assert not deploy.root.exists(), "a refused object left something in the bpffs"
+    ok = assert_ok(deploy(src=str(bpf_object("counter")),
+                          checksum="sha256:" + __import__("hashlib").sha256(counter).hexdigest()), True)
+    assert ok["digest"] == __import__("hashlib").sha256(counter).hexdigest()
+
+
+# --------------------------------------------------------------------------- concurrency
+def test_concurrent_runs_are_serialized(deploy):
+    results = {}
+
+    def worker(key, obj):
+        results[key] = deploy(obj)
+
+    threads = [threading.Thread(target=worker, args=(i, obj))
+               for i, obj in enumerate(["counter", "counter", "counter_v2", "counter_v2"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results.values():
+        assert not result["failed"], result.get("msg")
+    v1 = {results[0]["version"], results[1]["version"]}
+    v2 = {results[2]["version"], results[3]["version"]}
+    assert len(v1) == 1 and len(v2) == 1
+    # each object was loaded once at most per switch; the final state is consistent
+    assert deploy.current() in v1 | v2
+    assert sorted(p.name for p in deploy.path.iterdir() if len(p.name) == 12) == sorted(v1 | v2)
+    assert not [p for p in deploy.path.iterdir() if p.name.startswith("_staging")]
+    final = assert_ok(deploy("counter" if deploy.current() in v1 else "counter_v2"), False)
+    assert len({m["id"] for m in final["maps"] if m["name"] == "pkt_count"}) == 1

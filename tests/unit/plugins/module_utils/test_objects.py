@@ -1,0 +1,112 @@
+"""Pure object checks: ELF refusals in one line, map spec diffs, digests and versions."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
+    MapSpec,
+    check_bpf_elf,
+    compute_version,
+    describe_map_conflict,
+    diff_map_spec,
+    elf_sections,
+    object_license,
+    parse_checksum,
+    verify_checksum,
+)
+
+
+def make_elf(*, machine=247, e_type=1, sections=((".text", b"\x95" + b"\0" * 7), ("license", b"GPL\0"))):
+    """A minimal little-endian ELF64 with the given sections (and a section name table)."""
+    names = b"\0" + b"".join(n.encode() + b"\0" for n, _ in sections) + b".shstrtab\0"
+    body = b"".join(data for _, data in sections)
+    header_size = 64
+    data_off = header_size
+    shstr_off = data_off + len(body)
+    shoff = shstr_off + len(names)
+    shnum = len(sections) + 2
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
+    header = ident + struct.pack("<HHIQQQIHHHHHH", e_type, machine, 1, 0, 0, shoff, 0, 64, 0, 0, 64,
+                                 shnum, shnum - 1)
+    shdrs = [b"\0" * 64]
+    name_off, off = 1, data_off
+    for name, payload in sections:
+        shdrs.append(struct.pack("<IIQQQQIIQQ", name_off, 1, 0, 0, off, len(payload), 0, 0, 1, 0))
+        name_off += len(name) + 1
+        off += len(payload)
+    shdrs.append(struct.pack("<IIQQQQIIQQ", name_off, 3, 0, 0, shstr_off, len(names), 0, 0, 1, 0))
+    return header + body + names + b"".join(shdrs)
+
+
+def test_minimal_bpf_elf_passes_and_has_its_license():
+    data = make_elf()
+    check_bpf_elf(data)
+    assert set(elf_sections(data)) >= {".text", "license", ".shstrtab"}
+    assert object_license(data) == "GPL"
+    assert object_license(make_elf(sections=((".text", b"\0" * 8),))) is None
+
+
+@pytest.mark.parametrize("data,words", [
+    (b"", "not an ELF file"),
+    (b"hello world, not an object", "not an ELF file"),
+    (make_elf(machine=62), "ELF for x86-64 (e_machine 62), not a BPF object"),
+    (make_elf(machine=183), "AArch64"),
+    (make_elf(e_type=2), "not a relocatable object"),
+    (make_elf()[:70], "truncated object"),
+    (make_elf()[:-10], "truncated object"),
+])
+def test_refusals_are_one_line(data, words):
+    with pytest.raises(InvalidInput) as err:
+        check_bpf_elf(data, source="x.bpf.o")
+    assert words in err.value.msg
+    assert "\n" not in err.value.msg
+
+
+def _spec(**kw):
+    base = dict(name="pkt_count", type=2, type_name="array", key_size=4, value_size=8, max_entries=1, map_flags=0)
+    base.update(kw)
+    return MapSpec(**base)
+
+
+def test_map_spec_diff_is_field_by_field():
+    pinned, wanted = _spec(), _spec(type=1, type_name="hash", max_entries=4096)
+    changes = diff_map_spec(pinned, wanted)
+    assert changes == [("type", "array", "hash"), ("max_entries", "1", "4096")]
+    assert describe_map_conflict("pkt_count", changes) == \
+        "map 'pkt_count': type array \u2192 hash, max_entries 1 \u2192 4096"
+    assert diff_map_spec(pinned, _spec()) == []
+    assert diff_map_spec(pinned, _spec(map_flags=1, value_size=16)) == \
+        [("value_size", "8", "16"), ("map_flags", "0", "0x1")]
+
+
+def test_perf_event_array_with_zero_max_entries_is_not_a_conflict():
+    pinned = _spec(type=4, type_name="perf_event_array", max_entries=8)
+    assert diff_map_spec(pinned, _spec(type=4, type_name="perf_event_array", max_entries=0)) == []
+
+
+def test_map_size_estimate():
+    assert _spec(max_entries=1024).size_bytes == 12 * 1024
+
+
+def test_version_depends_on_bytes_and_load_options_only():
+    data = make_elf()
+    one = compute_version(data, {"programs": ["a"], "program_type": None})
+    assert len(one) == 12 and all(c in "0123456789abcdef" for c in one)
+    assert one == compute_version(data, {"program_type": None, "programs": ["a"]})  # canonical JSON
+    assert one != compute_version(data, {"programs": ["a"], "program_type": "xdp"})
+    assert one != compute_version(data + b"\0", {"programs": ["a"], "program_type": None})
+
+
+def test_checksums():
+    data = b"object"
+    digest = verify_checksum(data, None)
+    assert verify_checksum(data, f"sha256:{digest}") == digest
+    assert verify_checksum(data, digest.upper()) == digest
+    with pytest.raises(InvalidInput, match="checksum mismatch for x: expected sha256:0{64}"):
+        verify_checksum(data, "sha256:" + "0" * 64, source="x")
+    for bad in ("md5:abc", "sha256:xyz", "sha256:" + "0" * 63):
+        with pytest.raises(InvalidInput, match="checksum must be"):
+            parse_checksum(bad)

@@ -1,0 +1,145 @@
+"""Pure pin layout and validation, and the version pointers on an ordinary directory."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+    Deployment,
+    link_pin_name,
+    list_tree,
+    parse_link_pin_name,
+    validate_deployment_name,
+    validate_name,
+    validate_root,
+)
+
+V1, V2, V3 = "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a.b", "a b", "ä", "x" * 201, None, 3])
+def test_validate_name_refuses_names_that_could_leave_the_root(bad):
+    with pytest.raises(InvalidInput):
+        validate_name(bad)
+
+
+@pytest.mark.parametrize("good", ["pktcount", "xdp_packet_counter", "a-b_C9"])
+def test_validate_name_accepts_plain_names(good):
+    assert validate_name(good) == good
+
+
+@pytest.mark.parametrize("reserved", ["maps", "links", "current", "previous", "_staging-1", "0123456789ab"])
+def test_deployment_names_that_collide_with_the_layout_are_reserved(reserved):
+    with pytest.raises(InvalidInput, match="reserved"):
+        validate_deployment_name(reserved)
+
+
+@pytest.mark.parametrize("bad", ["relative/path", "/sys/fs/bpf/../etc", ""])
+def test_validate_root(bad):
+    with pytest.raises(InvalidInput):
+        validate_root(bad)
+
+
+def test_layout(tmp_path):
+    dep = Deployment("/sys/fs/bpf/ebpf_deploy/", "pktcount", state_dir=tmp_path)
+    assert str(dep.map_pin("pkt_count")) == "/sys/fs/bpf/ebpf_deploy/pktcount/maps/pkt_count"
+    assert str(dep.program_pin("xdp_prog", V1)) == f"/sys/fs/bpf/ebpf_deploy/pktcount/{V1}/progs/xdp_prog"
+    assert str(dep.link_pin("eth0")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:xdp"
+    assert str(dep.link_pin("eth0", netns="lab1")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/lab1@eth0:xdp"
+    assert dep.metadata_path(V1) == tmp_path / "pktcount" / f"{V1}.json"
+    with pytest.raises(InvalidInput):
+        dep.program_pin("../../etc", V1)
+    with pytest.raises(InvalidInput):
+        dep.program_pin("prog", "../x")
+    with pytest.raises(InvalidInput, match="no current version"):
+        dep.program_pin("prog")
+
+
+@pytest.mark.parametrize("ifname,netns", [("eth0", None), ("eth0.100", None), ("veth@1", "lab.1"),
+                                          ("a%b", "n:s")])
+def test_link_pin_names_have_no_dot_and_round_trip(ifname, netns):
+    name = link_pin_name(ifname, netns)
+    assert "." not in name and "/" not in name
+    assert parse_link_pin_name(name) == (netns, ifname, "xdp")
+
+
+def test_link_pin_name_refuses_bad_interfaces():
+    for bad in ("", "a/b", "x" * 16):
+        with pytest.raises(InvalidInput):
+            link_pin_name(bad)
+
+
+def _pin_version(dep, version, *programs):
+    progs = dep.progs_dir(version)
+    progs.mkdir(parents=True)
+    for program in programs:
+        (progs / program).write_text("")
+
+
+def test_current_and_previous_switch_with_symlinks(tmp_path):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    assert dep.current_version() is None and dep.versions() == []
+    _pin_version(dep, V1, "p")
+    _pin_version(dep, V2, "p")
+    assert dep.set_current(V1) is None
+    assert dep.set_current(V2) == V1
+    assert os.readlink(dep.path / "current") == V2
+    assert (dep.current_version(), dep.previous_version()) == (V2, V1)
+    assert dep.versions() == [V1, V2]
+    assert dep.pinned_programs(V2) == {"p": dep.progs_dir(V2) / "p"}
+    assert not dep.staging_dirs()
+    with pytest.raises(InvalidInput, match="is current"):
+        dep.remove_version(V2)
+    assert dep.remove_version(V1)
+    assert dep.previous_version() is None and dep.versions() == [V2]
+    assert not (dep.path / "previous").is_symlink()
+    with pytest.raises(InvalidInput, match="not pinned"):
+        dep.set_current(V3)
+
+
+def test_versions_are_ordered_by_metadata_not_by_name(tmp_path):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    for version, stamp in ((V3, 1.0), (V1, 3.0), (V2, 2.0)):
+        _pin_version(dep, version, "p")
+        dep.write_metadata(version, {"deployed_at_epoch": stamp})
+    assert dep.versions() == [V3, V2, V1]
+    meta = json.loads(dep.metadata_path(V1).read_text())
+    assert meta["bpffs_root"] == str(dep.root) and meta["deployment"] == "demo"
+
+
+def test_metadata_of_another_root_is_ignored(tmp_path):
+    one = Deployment(tmp_path / "a", "demo", state_dir=tmp_path / "run")
+    other = Deployment(tmp_path / "b", "demo", state_dir=tmp_path / "run")
+    one.write_metadata(V1, {"digest": "x"})
+    assert one.read_metadata(V1)["digest"] == "x"
+    assert other.read_metadata(V1) == {}
+
+
+def test_pointer_file_fallback_is_not_trusted_alone(tmp_path, monkeypatch):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    monkeypatch.setattr(Deployment, "supports_symlinks", lambda self: False)
+    _pin_version(dep, V1, "p")
+    _pin_version(dep, V2, "p")
+    dep.set_current(V1)
+    dep.set_current(V2)
+    assert not (dep.path / "current").exists()
+    assert (dep.current_version(), dep.previous_version()) == (V2, V1)
+    # the file says V2 but the bpffs no longer has it: not current
+    import shutil
+    shutil.rmtree(dep.path / V2)
+    assert dep.current_version() is None
+
+
+def test_remove_all(tmp_path):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    _pin_version(dep, V1, "p")
+    dep.set_current(V1)
+    staging = dep.new_staging_dir()
+    assert dep.staging_dirs() == [staging]
+    assert list_tree(dep.path)
+    assert dep.remove_all() is True
+    assert not dep.path.exists() and not dep.meta_dir.exists()
+    assert dep.remove_all() is False

@@ -1,0 +1,107 @@
+"""The manager's pure decisions: map plans, none/switch/load, pruning, request validation."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, MapConflict
+from ansible_collections.ebpf.deploy.plugins.module_utils._objects import MapSpec
+from ansible_collections.ebpf.deploy.plugins.module_utils._program import (
+    MapPlan,
+    Request,
+    decide,
+    plan_map,
+    state_view,
+    versions_to_prune,
+)
+
+V1, V2, V3, V4 = "111111111111", "222222222222", "333333333333", "444444444444"
+
+
+def spec(**kw):
+    base = dict(name="pkt_count", type=2, type_name="array", key_size=4, value_size=8, max_entries=1)
+    base.update(kw)
+    return MapSpec(**base)
+
+
+def test_matching_pinned_map_is_reused():
+    plan = plan_map(spec(), spec(), pinned_id=7, live=None, map_conflict="fail")
+    assert (plan.action, plan.reused, plan.needs_pin, plan.pinned_id) == ("reuse", True, False, 7)
+
+
+def test_conflicting_pinned_map_is_refused_with_both_specs():
+    with pytest.raises(MapConflict) as err:
+        plan_map(spec(type=1, type_name="hash", max_entries=4096), spec(), pinned_id=7, live=None,
+                 map_conflict="fail")
+    result = err.value.to_result()
+    assert result["msg"].startswith("map 'pkt_count': type array \u2192 hash, max_entries 1 \u2192 4096")
+    assert result["pinned"]["type"] == "array" and result["wanted"]["type"] == "hash"
+    assert [c["field"] for c in result["changes"]] == ["type", "max_entries"]
+
+
+def test_conflicting_pinned_map_is_recreated_on_request():
+    plan = plan_map(spec(max_entries=2), spec(), pinned_id=7, live=None, map_conflict="recreate")
+    assert (plan.action, plan.reused, plan.needs_pin) == ("recreate", False, True)
+    assert plan.changes == [("max_entries", "1", "2")]
+
+
+def test_unpinned_map_still_used_by_the_running_version_is_pinned_again():
+    plan = plan_map(spec(), None, pinned_id=None, live=(9, spec()), map_conflict="fail")
+    assert (plan.action, plan.live_id, plan.reused, plan.needs_pin) == ("repin", 9, True, True)
+    # a live map with another spec is not adopted
+    assert plan_map(spec(), None, pinned_id=None, live=(9, spec(max_entries=5)), map_conflict="fail").action == "create"
+
+
+def test_internal_maps_are_never_pinned():
+    plan = plan_map(spec(name=".rodata", internal=True), None, pinned_id=None, live=None, map_conflict="fail")
+    assert plan.action == "internal" and not plan.needs_pin
+
+
+def _plans(*actions):
+    return [MapPlan(f"m{i}", spec(name=f"m{i}"), action=a) for i, a in enumerate(actions)]
+
+
+@pytest.mark.parametrize("current,pinned,maps,expected", [
+    (V1, {V1: ["p"]}, ("reuse",), "none"),                       # same version, all pins there
+    (V1, {V1: ["p", "q"]}, ("reuse", "internal"), "none"),
+    (V2, {V1: ["p"], V2: ["p"]}, ("reuse",), "switch"),          # pinned but not current: rollback
+    (V2, {V2: ["p"]}, ("reuse",), "load"),                       # new object
+    (V1, {V1: []}, ("reuse",), "load"),                          # program pin deleted by hand
+    (V1, {V1: ["p"]}, ("create",), "load"),                      # map pin gone and not recoverable
+    (V1, {V1: ["p"]}, ("repin",), "load"),                       # map pin gone, live map re-pinned
+    (None, {}, (), "load"),                                      # first deployment
+])
+def test_decide(current, pinned, maps, expected):
+    assert decide(wanted_version=V1, wanted_programs=["p"], current_version=current,
+                  pinned_programs=pinned, map_plans=_plans(*maps)) == expected
+
+
+def test_prune_keeps_current_and_the_most_recently_current():
+    # activation order oldest -> newest; V3 is current and V4 is being deployed
+    order = [V1, V2, V3]
+    assert versions_to_prune(order, new_current=V4, old_current=V3, keep=1) == [V1, V2]
+    assert versions_to_prune(order, new_current=V4, old_current=V3, keep=2) == [V1]
+    assert versions_to_prune(order, new_current=V4, old_current=V3, keep=0) == [V1, V2, V3]
+    # rollback to V1: V3 (current until now) is the one kept
+    assert versions_to_prune(order, new_current=V1, old_current=V3, keep=1) == [V2]
+    # unchanged run with more versions than asked for
+    assert versions_to_prune(order, new_current=V3, old_current=V3, keep=1) == [V1]
+    assert versions_to_prune([], new_current=V1, old_current=None, keep=1) == []
+
+
+def test_request_validation():
+    req = Request.from_params({"name": "demo", "src": "/x.o", "programs": ["b", "a"], "remote_src": True,
+                               "keep_versions": 2, "verifier_log_level": 1})
+    assert req.load_options == {"programs": ["a", "b"], "program_type": None}
+    for bad in ({"name": "a.b", "src": "/x"}, {"name": "demo"}, {"name": "demo", "src": "/x", "keep_versions": -1},
+                {"name": "demo", "version": "nothex"}, {"name": "demo", "src": "/x", "programs": ["../x"]},
+                {"name": "demo", "src": "/x", "map_conflict": "merge"}):
+        with pytest.raises(InvalidInput):
+            Request.from_params(bad)
+    assert Request.from_params({"name": "demo", "state": "absent"}).state == "absent"
+    assert Request.from_params({"name": "demo", "version": V1}).version == V1
+
+
+def test_state_view():
+    assert state_view(None, [], {}, []) == {}
+    assert state_view(V1, ["b", "a"], {}, [V1]) == {"version": V1, "programs": ["a", "b"], "maps": {},
+                                                    "versions": [V1]}
