@@ -56,6 +56,9 @@ BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
 
 
 # --------------------------------------------------------------------------- request
+PREVIOUS = "previous"   # version keyword: the version that was current before the current one
+
+
 @dataclass
 class Request:
     """The module's parameters, validated."""
@@ -90,8 +93,10 @@ class Request:
             raise InvalidInput("keep_versions must be >= 0")
         if self.verifier_log_level not in (0, 1, 2):
             raise InvalidInput("verifier_log_level must be 0, 1 or 2")
-        if self.version is not None:
+        if self.version is not None and self.version != PREVIOUS:
             validate_version(self.version)
+        if self.version == PREVIOUS and self.src:
+            raise InvalidInput("version=previous switches back without loading; it cannot be combined with src")
         if self.state == "present" and not self.src and not self.version:
             raise InvalidInput("state=present needs src (an object to deploy) or version "
                                "(an already pinned version to switch to)")
@@ -254,8 +259,18 @@ class ProgramManager:
             if self.req.state == "absent":
                 return self._absent()
             if not self.req.src:
-                return self._switch_only(self.req.version)
+                return self._switch_only(self._resolve_version(self.req.version))
             return self._present()
+
+    def _resolve_version(self, version: str) -> str:
+        """`previous` names the version that was current before the current one."""
+        if version != PREVIOUS:
+            return version
+        previous = self.dep.previous_version()
+        if previous is None:
+            raise InvalidInput(f"deployment {self.req.name!r} has no previous version to switch back to "
+                               f"(current: {self.dep.current_version() or 'none'})")
+        return previous
 
     def _clean_staging(self) -> None:
         """Staging dirs of a killed run (we hold the lock, so none is in use)."""

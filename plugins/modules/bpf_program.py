@@ -123,6 +123,8 @@ options:
     description:
       - Switch V(current) to this already pinned version without loading anything (an instant
         rollback). Without O(src) the version must still be pinned.
+      - V(previous) names the version that was current before the current one (see RV(previous_version));
+        it cannot be combined with O(src).
       - With O(src), the object must be this version.
     type: str
   lock_timeout:

@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
 BPFFS = Path("/sys/fs/bpf")
+ANSIBLE = Path(sys.executable).parent / "ansible"   # the venv's, whatever PATH says
 
 _RESULT_LINE = re.compile(r"^(?P<host>\S+) \| (?P<status>[A-Z!]+)(?: \| rc=\d+)? => (?P<json>\{.*\})\s*$")
 
@@ -41,7 +43,7 @@ class ModuleRun:
     def __call__(self, module: str, args: dict, *, check: bool = False, diff: bool = False,
                  host: str | None = None) -> dict:
         fqcn = module if "." in module else f"ebpf.deploy.{module}"
-        cmd = ["ansible", host or self.host, "-i", self.inventory, "-m", fqcn, "-a", json.dumps(args)]
+        cmd = [str(ANSIBLE), host or self.host, "-i", self.inventory, "-m", fqcn, "-a", json.dumps(args)]
         if self.inventory == "localhost,":
             cmd += ["-c", "local", "-e", f"ansible_python_interpreter={REPO / '.venv' / 'bin' / 'python'}"]
         if check:

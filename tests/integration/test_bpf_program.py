@@ -182,6 +182,10 @@ def test_upgrade_keeps_map_contents_and_old_version(deploy):
     # the object of the pinned version switches too, without a load
     forward = assert_ok(deploy("counter_v2"), True)
     assert forward["action"] == "switch" and forward["programs"][0]["id"] == v2["programs"][0]["id"]
+    # `previous` names the version before the current one: what playbooks/rollback.yml uses
+    assert (deploy.current(), forward["previous_version"]) == (v2["version"], v1["version"])
+    previous = assert_ok(deploy(version="previous"), True)
+    assert previous["action"] == "switch" and deploy.current() == v1["version"]
 
 
 def test_keep_versions_prunes_but_never_the_current(deploy):
