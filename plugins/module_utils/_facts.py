@@ -1,0 +1,474 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: gather the ``ebpf`` facts, one function per subset (read-only).
+
+===========  ==================================================================================
+subset       what
+===========  ==================================================================================
+kernel       release, BTF, JIT enable/harden/kallsyms, bpffs mounts, unprivileged BPF, lockdown,
+             bpf_stats_enabled, boot id
+features     program/map types and helpers per program type (_features, cached per boot)
+programs     every loaded program (ids are global on the host: lab hosts share the kernel), its
+             pins and the ebpf.deploy deployment/version they put it in
+maps         every map, likewise
+links        every bpf_link, likewise
+xdp          per interface (root netns + xdp_netns): the XDP program id and mode (_netlink)
+interfaces   per interface: rx/tx packets and bytes, drops, XDP counters from ethtool stats
+limits       memlock, memory cgroup, MemAvailable, the kernel's fixed limits (_limits)
+dmesg        BPF/XDP kernel lines since a cursor, and the new cursor (_dmesg)
+===========  ==================================================================================
+
+Pins are found by walking every bpf filesystem mounted (``/proc/self/mounts``), opening each pin
+(``bpf_obj_get``) and matching the object's id. The ebpf.deploy layout under ``bpffs_root``
+(see _pins) says which deployment and version a pin belongs to.
+
+No Ansible here: libbpf through _libbpf, netlink through _netlink; the ethtool statistics ioctl is
+read here with the standard library.
+"""
+from __future__ import annotations
+
+import array
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+import time
+from typing import Iterable, Optional
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg, _limits
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError, UnsupportedFeature
+
+SUBSETS = ("kernel", "features", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg")
+DEFAULT_SUBSETS = tuple(s for s in SUBSETS if s != "features")
+MAX_PINS = 20000
+
+
+def resolve_subsets(requested: Optional[Iterable[str]]) -> list:
+    """``[all, '!dmesg']`` → the subsets in canonical order; default: all but features."""
+    requested = list(requested or [])
+    if not requested:
+        return list(DEFAULT_SUBSETS)
+    chosen: set = set()
+    excluded: set = set()
+    positive = False
+    for item in requested:
+        name = str(item).strip()
+        negate = name.startswith("!")
+        name = name[1:] if negate else name
+        if name not in SUBSETS and name not in ("all", "min"):
+            raise InvalidInput(f"gather_subset: unknown subset {name!r}; choose from all, min, "
+                               + ", ".join(SUBSETS))
+        names = set(SUBSETS) if name == "all" else ({"kernel"} if name == "min" else {name})
+        if negate:
+            excluded |= names
+        else:
+            positive = True
+            chosen |= names
+    if not positive:
+        chosen = set(DEFAULT_SUBSETS)
+    return [s for s in SUBSETS if s in chosen and s not in excluded]
+
+
+# --- small readers -------------------------------------------------------------------------------
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _read_int(path: str) -> Optional[int]:
+    text = _read(path)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_lockdown(text: Optional[str]) -> Optional[str]:
+    """``none [integrity] confidentiality`` → ``integrity``."""
+    if not text:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return text
+
+
+def bpffs_mounts(mounts_text: Optional[str] = None) -> list:
+    """Mount points of every bpf filesystem, in /proc/self/mounts order."""
+    if mounts_text is None:
+        mounts_text = _read("/proc/self/mounts") or ""
+    out = []
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "bpf":
+            path = fields[1].replace("\\040", " ")
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def _fdinfo(fd: int) -> dict:
+    out = {}
+    for line in (_read(f"/proc/self/fdinfo/{fd}") or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _boot_epoch() -> float:
+    """Wall-clock time of boot, to turn load_time (ns since boot) into an epoch like bpftool."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+# --- kernel --------------------------------------------------------------------------------------
+def gather_kernel() -> dict:
+    uname = os.uname()
+    lockdown_raw = _read("/sys/kernel/security/lockdown")
+    return {
+        "release": uname.release,
+        "version": uname.version,
+        "machine": uname.machine,
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
+        "jit_enable": _read_int("/proc/sys/net/core/bpf_jit_enable"),
+        "jit_harden": _read_int("/proc/sys/net/core/bpf_jit_harden"),
+        "jit_kallsyms": _read_int("/proc/sys/net/core/bpf_jit_kallsyms"),
+        "jit_limit": _read_int("/proc/sys/net/core/bpf_jit_limit"),
+        "unprivileged_bpf_disabled": _read_int("/proc/sys/kernel/unprivileged_bpf_disabled"),
+        "bpf_stats_enabled": bool(_read_int("/proc/sys/kernel/bpf_stats_enabled")),
+        "lockdown": parse_lockdown(lockdown_raw) if lockdown_raw is not None else None,
+        "bpffs": bpffs_mounts(),
+        "tracefs": _mounts_of_type("tracefs"),
+    }
+
+
+def _mounts_of_type(fstype: str) -> list:
+    out = []
+    for line in (_read("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == fstype:
+            out.append(fields[1])
+    return out
+
+
+# --- pins and the deployment layout -----------------------------------------------------------------
+def walk_pins(roots: Iterable[str], *, limit: int = MAX_PINS) -> list:
+    """Every pin (regular file, not symlink) under the given bpffs mount points."""
+    pins = []
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    pins.append(path)
+                    if len(pins) >= limit:
+                        return pins
+    return pins
+
+
+def pin_index(pins: Iterable[str], libbpf) -> dict:
+    """{("prog"|"map"|"link", id): [pin paths]} by opening each pin."""
+    index: dict = {}
+    for path in pins:
+        try:
+            fd = libbpf.obj_get(path)
+        except Exception:  # noqa: BLE001 - a pin we may not open (permissions, races) is skipped
+            continue
+        try:
+            kind = libbpf.fd_kind(fd)
+            if kind == "prog":
+                obj_id = libbpf.prog_info(fd).id
+            elif kind == "map":
+                obj_id = libbpf.map_info(fd).id
+            elif kind == "link":
+                obj_id = libbpf.link_info(fd).id
+            else:
+                continue
+            index.setdefault((kind, obj_id), []).append(path)
+        except Exception:  # noqa: BLE001 - an object that vanished meanwhile
+            continue
+        finally:
+            os.close(fd)
+    return index
+
+
+def classify_pin(path: str, bpffs_root: str) -> Optional[dict]:
+    """Where a pin sits in the ebpf.deploy layout: {deployment, kind, version?, name, ...} or None."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _pins
+
+    root = os.path.normpath(bpffs_root)
+    if not path.startswith(root.rstrip("/") + "/"):
+        return None
+    parts = os.path.relpath(path, root).split(os.sep)
+    if not parts or parts[0].startswith(_pins.STAGING_PREFIX):
+        return None
+    if len(parts) == 3 and parts[1] == "maps":
+        return {"deployment": parts[0], "kind": "map", "name": parts[2]}
+    if len(parts) == 4 and _pins.VERSION_RE.match(parts[1]) and parts[2] == "progs":
+        return {"deployment": parts[0], "kind": "prog", "version": parts[1], "name": parts[3]}
+    if len(parts) == 3 and parts[1] == "links":
+        try:
+            netns, ifname, kind = _pins.parse_link_pin_name(parts[2])
+        except InvalidInput:
+            return {"deployment": parts[0], "kind": "link", "name": parts[2]}
+        return {"deployment": parts[0], "kind": "link", "name": parts[2], "interface": ifname,
+                "netns": netns, "hook": kind}
+    return None
+
+
+def _deployment_pointers(bpffs_root: str, name: str) -> dict:
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _pins
+
+    try:
+        dep = _pins.Deployment(bpffs_root, name)
+    except InvalidInput:
+        return {"current": None, "previous": None}
+    return {"current": dep.current_version(), "previous": dep.previous_version()}
+
+
+# --- programs, maps, links ---------------------------------------------------------------------------
+def gather_objects(subsets: list, *, bpffs_root: str, libbpf=None) -> dict:
+    """programs/maps/links (those asked for) and the deployments they belong to."""
+    if libbpf is None:
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+    index = pin_index(walk_pins(bpffs_mounts()), libbpf)
+    placement = {}
+    for (kind, obj_id), paths in index.items():
+        for path in paths:
+            place = classify_pin(path, bpffs_root)
+            if place:
+                placement.setdefault((kind, obj_id), []).append(dict(place, pin=path))
+    boot = _boot_epoch()
+    out: dict = {}
+    if "programs" in subsets:
+        out["programs"] = [_program_fact(i, index, placement, boot, libbpf) for i in list(libbpf.prog_ids())]
+        out["programs"] = [p for p in out["programs"] if p]
+    if "maps" in subsets:
+        out["maps"] = [m for m in (_map_fact(i, index, placement, libbpf) for i in list(libbpf.map_ids())) if m]
+    if "links" in subsets:
+        out["links"] = [k for k in (_link_fact(i, index, placement, libbpf) for i in list(libbpf.link_ids())) if k]
+    out["deployments"] = _deployments(placement, bpffs_root)
+    return out
+
+
+def _owner(places: list, kind: str) -> dict:
+    """The deployment (and version) fields of a fact from its placements."""
+    mine = [p for p in places if p["kind"] == kind]
+    if not mine:
+        return {"deployment": None}
+    first = mine[0]
+    out = {"deployment": first["deployment"]}
+    if kind == "prog":
+        out["version"] = first.get("version")
+        out["program"] = first.get("name")
+        out["versions"] = sorted({p["version"] for p in mine})
+    return out
+
+
+def _program_fact(prog_id: int, index: dict, placement: dict, boot: float, libbpf) -> Optional[dict]:
+    try:
+        fd = libbpf.prog_fd_by_id(prog_id)
+    except Exception:  # noqa: BLE001 - unloaded between listing and opening
+        return None
+    try:
+        info = libbpf.prog_info(fd)
+        fdinfo = _fdinfo(fd)
+    finally:
+        os.close(fd)
+    fact = {
+        "id": info.id, "name": info.name, "type": info.type_name, "tag": info.tag,
+        "load_time_ns": info.load_time, "loaded_at": int(boot + info.load_time / 1e9),
+        "uid": info.created_by_uid, "gpl_compatible": info.gpl_compatible,
+        "verified_insns": info.verified_insns, "bytes_xlated": info.xlated_prog_len,
+        "jited": info.jited_prog_len > 0, "bytes_jited": info.jited_prog_len,
+        "bytes_memlock": _int_or_none(fdinfo.get("memlock")), "map_ids": list(info.map_ids),
+        "btf_id": info.btf_id, "run_cnt": info.run_cnt, "run_time_ns": info.run_time_ns,
+        "pins": index.get(("prog", prog_id), []),
+    }
+    fact.update(_owner(placement.get(("prog", prog_id), []), "prog"))
+    return fact
+
+
+def _map_fact(map_id: int, index: dict, placement: dict, libbpf) -> Optional[dict]:
+    try:
+        fd = libbpf.map_fd_by_id(map_id)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        info = libbpf.map_info(fd)
+        fdinfo = _fdinfo(fd)
+    finally:
+        os.close(fd)
+    fact = {
+        "id": info.id, "name": info.name, "type": info.type_name, "key_size": info.key_size,
+        "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags,
+        "btf_id": info.btf_id, "bytes_memlock": _int_or_none(fdinfo.get("memlock")),
+        "frozen": fdinfo.get("frozen") == "1", "pins": index.get(("map", map_id), []),
+    }
+    places = placement.get(("map", map_id), [])
+    fact.update(_owner(places, "map"))
+    return fact
+
+
+def _link_fact(link_id: int, index: dict, placement: dict, libbpf) -> Optional[dict]:
+    try:
+        fd = libbpf.link_fd_by_id(link_id)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        info = libbpf.link_info(fd)
+    finally:
+        os.close(fd)
+    fact = {"id": info.id, "type": info.type_name, "prog_id": info.prog_id, "ifindex": info.ifindex,
+            "pins": index.get(("link", link_id), [])}
+    places = [p for p in placement.get(("link", link_id), []) if p["kind"] == "link"]
+    fact["deployment"] = places[0]["deployment"] if places else None
+    if places and places[0].get("interface"):
+        fact["interface"] = places[0]["interface"]
+        fact["netns"] = places[0].get("netns")
+    return fact
+
+
+def _int_or_none(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _deployments(placement: dict, bpffs_root: str) -> dict:
+    """{deployment: {current, previous, versions: {version: {program: id}}, maps, links}}."""
+    out: dict = {}
+    for (kind, obj_id), places in placement.items():
+        for place in places:
+            dep = out.setdefault(place["deployment"], {"versions": {}, "maps": {}, "links": {}})
+            if kind == "prog" and place["kind"] == "prog":
+                dep["versions"].setdefault(place["version"], {})[place["name"]] = obj_id
+            elif kind == "map" and place["kind"] == "map":
+                dep["maps"][place["name"]] = obj_id
+            elif kind == "link" and place["kind"] == "link":
+                dep["links"][place["name"]] = obj_id
+    for name, dep in out.items():
+        dep.update(_deployment_pointers(bpffs_root, name))
+    return out
+
+
+# --- xdp and interfaces ----------------------------------------------------------------------------
+def _netns_list(xdp_netns: Iterable[str]) -> list:
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink
+
+    namespaces: list = [None]
+    for name in xdp_netns or []:
+        if not _netlink.netns_exists(name):
+            raise InvalidInput(f"xdp_netns: network namespace {name!r} does not exist "
+                               f"({_netlink.NETNS_RUN_DIR}/{name})")
+        if name not in namespaces:
+            namespaces.append(name)
+    return namespaces
+
+
+def gather_interfaces(subsets: list, *, xdp_netns: Iterable[str] = ()) -> dict:
+    """``xdp`` and/or ``interfaces`` facts for the root netns and every named one."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink
+
+    if not _netlink.HAS_PYROUTE2:
+        raise UnsupportedFeature("the xdp and interfaces facts need pyroute2 on the host",
+                                 requires="pyroute2 (the ebpf.deploy.host role installs it)")
+    xdp, interfaces = [], []
+    for netns in _netns_list(xdp_netns):
+        with _netlink.in_netns(netns):
+            names = sorted(socket.if_nameindex())
+        with _netlink.Netlink(netns) as nl:
+            for ifindex, ifname in names:
+                try:
+                    state = nl.xdp_state(ifindex)
+                    counters = nl.counters(ifindex) if "interfaces" in subsets else None
+                except _netlink.NoSuchInterface:
+                    continue  # went away meanwhile
+                if "xdp" in subsets:
+                    xdp.append({"interface": ifname, "netns": netns, "ifindex": ifindex,
+                                "mode": state.mode, "prog_id": state.prog_id, "progs": dict(state.progs)})
+                if counters is not None:
+                    with _netlink.in_netns(netns):
+                        ethtool = ethtool_stats(ifname)
+                    xdp_stats = {k: v for k, v in ethtool.items() if "xdp" in k}
+                    drops = [v for k, v in xdp_stats.items() if k.endswith("xdp_drops")]
+                    interfaces.append(dict(counters, interface=ifname, netns=netns, ifindex=ifindex,
+                                           xdp_drops=sum(drops) if drops else None, xdp_stats=xdp_stats))
+    out = {}
+    if "xdp" in subsets:
+        out["xdp"] = xdp
+    if "interfaces" in subsets:
+        out["interfaces"] = interfaces
+    return out
+
+
+# ethtool statistics (include/uapi/linux/ethtool.h, sockios.h)
+SIOCETHTOOL = 0x8946
+ETHTOOL_GSTRINGS = 0x1B
+ETHTOOL_GSTATS = 0x1D
+ETHTOOL_GSSET_INFO = 0x37
+ETH_SS_STATS = 1
+ETH_GSTRING_LEN = 32
+
+
+def _ethtool(sock: socket.socket, ifname: str, buf) -> None:
+    addr = ctypes.addressof(buf)
+    ifreq = struct.pack("16sP", ifname.encode()[:15], addr) + b"\0" * 16
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+
+
+def ethtool_stats(ifname: str) -> dict:
+    """The driver's ``ethtool -S`` counters ({} when it has none or refuses); current netns."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            info = ctypes.create_string_buffer(struct.pack("IIQI", ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_STATS, 0))
+            _ethtool(sock, ifname, info)
+            _cmd, _res, mask, count = struct.unpack("IIQI", info.raw[:20])
+            if not mask & (1 << ETH_SS_STATS) or count <= 0 or count > 65536:
+                return {}
+            strings = ctypes.create_string_buffer(struct.pack("III", ETHTOOL_GSTRINGS, ETH_SS_STATS, count)
+                                                  + b"\0" * (count * ETH_GSTRING_LEN))
+            _ethtool(sock, ifname, strings)
+            stats = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GSTATS, count) + b"\0" * (8 * count))
+            _ethtool(sock, ifname, stats)
+    except OSError:
+        return {}
+    names = [strings.raw[12 + i * ETH_GSTRING_LEN:12 + (i + 1) * ETH_GSTRING_LEN].split(b"\0", 1)[0]
+             .decode("ascii", "replace") for i in range(count)]
+    values = array.array("Q", stats.raw[8:8 + 8 * count])
+    return dict(zip(names, (int(v) for v in values)))
+
+
+# --- everything ------------------------------------------------------------------------------------
+def gather(subsets: list, *, bpffs_root: str, xdp_netns: Iterable[str] = (), dmesg_since: Optional[int] = None,
+           refresh_features: bool = False) -> dict:
+    """The ``ebpf`` facts for the resolved subsets."""
+    facts: dict = {"gather_subset": list(subsets)}
+    if "kernel" in subsets:
+        facts["kernel"] = gather_kernel()
+    if "features" in subsets:
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _features
+        facts["features"] = _features.as_facts(_features.features(refresh=refresh_features))
+    if {"programs", "maps", "links"} & set(subsets):
+        facts.update(gather_objects(subsets, bpffs_root=bpffs_root))
+    if {"xdp", "interfaces"} & set(subsets):
+        facts.update(gather_interfaces(subsets, xdp_netns=xdp_netns))
+    if "limits" in subsets:
+        facts["limits"] = _limits.host_limits()
+    if "dmesg" in subsets:
+        try:
+            window = _dmesg.read_kmsg(dmesg_since)
+        except OSError as exc:
+            raise SyscallError("read", exc.errno or 5, _dmesg.KMSG,
+                               detail="reading the kernel log needs CAP_SYSLOG (or root)") from None
+        facts["dmesg"] = window.to_dict()
+        facts["dmesg_cursor"] = window.cursor
+    return facts

@@ -1,0 +1,248 @@
+"""ebpf.deploy.bpf_facts against the real kernel, checked against bpftool, ip and /proc.
+
+A counter deployed with bpf_program (fresh bpffs root `ebpfd_test_*`, deployment `ebpfd-bf-*`) is
+attached with xdp_attach to a veth in a fresh namespace (`ebpfd-bf-*`); the facts must show the
+program with its deployment and version, its map, its link and the XDP attachment with its mode,
+and agree with `bpftool prog/map/link/net show -j`. The kernel log window is proven with marker
+lines written to /dev/kmsg (`ebpfd-test: ...`).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import xdp_helpers as h
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTIONS = REPO / ".build" / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg  # noqa: E402
+
+PROGRAM = "xdp_packet_counter"
+STATE_DIR = Path("/run/ebpf_deploy")
+
+
+@pytest.fixture
+def lab():
+    with h.VethLab(tag="bf") as veth:
+        yield veth
+
+
+@pytest.fixture
+def deployment(bpffs_root):
+    name = f"ebpfd-bf-{secrets.token_hex(3)}"
+    yield name
+    shutil.rmtree(STATE_DIR / name, ignore_errors=True)
+    (STATE_DIR / f"{name}.json").unlink(missing_ok=True)
+
+
+def facts_of(result: dict) -> dict:
+    assert not result["failed"], result
+    assert result["changed"] is False
+    return result["ansible_facts"]["ebpf"]
+
+
+def deploy(ansible_module, bpffs_root, deployment, obj) -> dict:
+    res = ansible_module("bpf_program", {"name": deployment, "src": str(obj), "bpffs_root": str(bpffs_root)})
+    assert not res["failed"], res
+    return res
+
+
+def attach(ansible_module, lab, bpffs_root, deployment, version, mode="generic") -> str:
+    """xdp_attach (a pinned bpf_link); by hand with `ip link ... pinned` if the module fails."""
+    res = ansible_module("xdp_attach", {"interface": lab.host_if, "netns": lab.host_ns, "deployment": deployment,
+                                        "program": PROGRAM, "bpffs_root": str(bpffs_root), "mode": mode})
+    if not res["failed"]:
+        return "xdp_attach"
+    pin = Path(bpffs_root) / deployment / version / "progs" / PROGRAM
+    lab.ip_link("xdpgeneric" if mode == "generic" else "xdpdrv", "pinned", str(pin))
+    return "ip"
+
+
+def bpftool_in(netns, *args):
+    proc = h.run("bpftool", "-j", *args, netns=netns)
+    return json.loads(proc.stdout)
+
+
+def test_facts_show_the_deployment_its_attachment_and_agree_with_bpftool(
+        ansible_module, bpffs_root, bpf_object, deployment, lab):
+    deployed = deploy(ansible_module, bpffs_root, deployment, bpf_object("counter"))
+    version = deployed["version"]
+    prog_id = deployed["programs"][0]["id"]
+    how = attach(ansible_module, lab, bpffs_root, deployment, version)
+    args = {"bpffs_root": str(bpffs_root), "xdp_netns": [lab.host_ns],
+            "gather_subset": ["programs", "maps", "links", "xdp", "interfaces"]}
+    check = facts_of(ansible_module("bpf_facts", args, check=True))
+    ebpf = facts_of(ansible_module("bpf_facts", args))
+    assert ebpf["gather_subset"] == ["programs", "maps", "links", "xdp", "interfaces"]
+
+    # The program, its deployment and version, as bpftool shows it.
+    (prog,) = [p for p in ebpf["programs"] if p["id"] == prog_id]
+    assert prog["deployment"] == deployment and prog["version"] == version and prog["program"] == PROGRAM
+    assert str(Path(bpffs_root) / deployment / version / "progs" / PROGRAM) in prog["pins"]
+    tool = h.prog_info_by_id(prog_id)
+    # The kernel keeps 15 characters of the name; bpftool prints the full one from BTF, which the
+    # pin layout gives us as `program`.
+    assert prog["name"] == tool["name"][:15] and prog["program"] == tool["name"]
+    for key in ("id", "type", "tag", "gpl_compatible", "loaded_at", "uid", "bytes_xlated", "jited",
+                "bytes_jited", "bytes_memlock", "map_ids", "btf_id"):
+        if key in tool:
+            assert prog[key] == tool[key], key
+    assert prog["verified_insns"] == deployed["programs"][0]["verified_insns"]
+    assert any(p["id"] == prog_id and p["deployment"] == deployment for p in check["programs"])
+
+    # Every program both list: same type and tag (other runs may load/unload meanwhile).
+    ours = {p["id"]: p for p in ebpf["programs"]}
+    listed = [t for t in h.bpftool("prog", "show") if t["id"] in ours]
+    assert listed and all(ours[t["id"]]["tag"] == t["tag"] and ours[t["id"]]["type"] == t["type"] for t in listed)
+
+    # Its map.
+    (map_id,) = prog["map_ids"]
+    (fmap,) = [m for m in ebpf["maps"] if m["id"] == map_id]
+    tmap = h.bpftool("map", "show", "id", str(map_id))
+    assert (fmap["name"], fmap["type"], fmap["key_size"], fmap["value_size"], fmap["max_entries"], fmap["flags"]) == \
+        (tmap["name"], tmap["type"], tmap["bytes_key"], tmap["bytes_value"], tmap["max_entries"], tmap["flags"])
+    assert fmap["bytes_memlock"] == tmap["bytes_memlock"]
+    assert fmap["deployment"] == deployment
+    assert str(Path(bpffs_root) / deployment / "maps" / "pkt_count") in fmap["pins"]
+
+    # The deployment summary.
+    dep = ebpf["deployments"][deployment]
+    assert dep["current"] == version and dep["versions"] == {version: {PROGRAM: prog_id}}
+    assert dep["maps"] == {"pkt_count": map_id}
+
+    # The XDP attachment, as `bpftool net show` sees it inside the namespace.
+    (xdp,) = [x for x in ebpf["xdp"] if x["interface"] == lab.host_if and x["netns"] == lab.host_ns]
+    assert (xdp["prog_id"], xdp["mode"]) == (prog_id, "generic")
+    net = bpftool_in(lab.host_ns, "net", "show")
+    (tnet,) = [x for x in net[0]["xdp"] if x["devname"] == lab.host_if]
+    assert (tnet["id"], tnet["mode"], tnet["ifindex"]) == (prog_id, "generic", xdp["ifindex"])
+    assert not [x for x in ebpf["xdp"] if x["netns"] is None and x["prog_id"] == prog_id]
+
+    # The bpf_link that holds it (when xdp_attach made it).
+    if how == "xdp_attach":
+        links = [k for k in ebpf["links"] if k["prog_id"] == prog_id]
+        assert len(links) == 1
+        link = links[0]
+        assert link["deployment"] == deployment and link["interface"] == lab.host_if and link["netns"] == lab.host_ns
+        tlink = h.bpftool("link", "show", "id", str(link["id"]))
+        assert (tlink["type"], tlink["prog_id"]) == (link["type"], prog_id)
+        assert tlink.get("ifindex", link["ifindex"]) == link["ifindex"] == xdp["ifindex"]
+        assert dep["links"] and list(dep["links"].values()) == [link["id"]]
+
+
+def test_interface_counters_follow_the_traffic(ansible_module, bpffs_root, bpf_object, deployment, lab):
+    """rx counters agree with `ip -s link`; a dropping program in native mode shows up in xdp_drops."""
+    deployed = deploy(ansible_module, bpffs_root, deployment, bpf_object("counter_drop"))
+    attach(ansible_module, lab, bpffs_root, deployment, deployed["version"], mode="native")
+    args = {"gather_subset": ["interfaces"], "xdp_netns": [lab.host_ns]}
+
+    def counters():
+        ebpf = facts_of(ansible_module("bpf_facts", args))
+        (entry,) = [i for i in ebpf["interfaces"] if i["interface"] == lab.host_if and i["netns"] == lab.host_ns]
+        return entry
+
+    before = counters()
+    sent = lab.send(200)
+    after = counters()
+    ip = lab.host_counters()
+    assert after["rx_dropped"] == ip["rx_dropped"]
+    assert after["rx_packets"] == ip["rx_packets"]
+    if before["xdp_drops"] is None:
+        pytest.skip("this veth driver reports no XDP counters")
+    assert after["xdp_drops"] - before["xdp_drops"] >= sent
+    assert any("xdp" in key for key in after["xdp_stats"])
+
+
+def test_dmesg_since_a_cursor_has_new_bpf_lines_and_nothing_older(ansible_module):
+    token = secrets.token_hex(4)
+    first = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"]}))
+    cursor = first["dmesg_cursor"]
+    assert isinstance(cursor, int) and first["dmesg"]["cursor"] == cursor
+    _dmesg.write_kmsg(f"ebpfd-test: XDP marker {token}", level=4)
+    _dmesg.write_kmsg(f"ebpfd-test: plain marker {token}", level=6)   # not a BPF/XDP line
+    _dmesg.write_kmsg(f"ebpfd-test: bpf_jit marker {token}", level=6)
+
+    window = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"], "dmesg_since": cursor}))
+    lines = window["dmesg"]["lines"]
+    messages = [line["message"] for line in lines]
+    assert f"ebpfd-test: XDP marker {token}" in messages
+    assert f"ebpfd-test: bpf_jit marker {token}" in messages
+    assert not [m for m in messages if f"plain marker {token}" in m]
+    assert all(line["seq"] > cursor for line in lines)
+    marker = next(line for line in lines if line["message"] == f"ebpfd-test: XDP marker {token}")
+    assert marker["level"] == "warning"
+    assert window["dmesg_cursor"] >= marker["seq"] + 2  # the two lines after it were seen too
+    illegal = [m for m in messages if "Illegal XDP return value" in m]
+    assert all(_dmesg.matches(m) for m in illegal)  # the real kernel warning, only if it happened
+
+    # From the new cursor, none of the markers come back.
+    again = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"],
+                                                  "dmesg_since": window["dmesg_cursor"]}))
+    assert not [line for line in again["dmesg"]["lines"] if token in line["message"]]
+    assert again["dmesg_cursor"] >= window["dmesg_cursor"]
+
+
+def _proc_int(path: str) -> int:
+    return int(Path(path).read_text().strip())
+
+
+def test_kernel_features_and_limits(ansible_module):
+    ebpf = facts_of(ansible_module("bpf_facts", {"gather_subset": ["kernel", "features", "limits"]}))
+    kernel = ebpf["kernel"]
+    assert kernel["release"] == subprocess.run(["uname", "-r"], capture_output=True, text=True,
+                                               check=True).stdout.strip()
+    assert kernel["btf"] == Path("/sys/kernel/btf/vmlinux").exists()
+    assert kernel["jit_enable"] == _proc_int("/proc/sys/net/core/bpf_jit_enable")
+    assert kernel["jit_harden"] == _proc_int("/proc/sys/net/core/bpf_jit_harden")
+    assert kernel["unprivileged_bpf_disabled"] == _proc_int("/proc/sys/kernel/unprivileged_bpf_disabled")
+    assert kernel["bpf_stats_enabled"] == bool(_proc_int("/proc/sys/kernel/bpf_stats_enabled"))
+    assert "/sys/fs/bpf" in kernel["bpffs"]
+    assert kernel["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    lockdown = Path("/sys/kernel/security/lockdown")
+    assert (kernel["lockdown"] is None) == (not lockdown.exists())
+
+    features = ebpf["features"]
+    assert Path(features["cache_file"]).name == f"features-{kernel['boot_id']}.json"
+    assert Path(features["cache_file"]).exists()
+    probe = subprocess.run(["bpftool", "feature", "probe", "kernel"], capture_output=True, text=True,
+                           check=True).stdout
+    for name, available in features["program_types"].items():
+        line = f"eBPF program_type {name} is available"
+        if line in probe or line.replace("is available", "is NOT available") in probe:
+            assert available == (line in probe), name
+    assert features["program_types"]["xdp"] is True
+    assert "bpf_map_lookup_elem" in features["helpers"]["xdp"]
+    assert "bpf_skb_store_bytes" not in features["helpers"]["xdp"]  # an skb-only helper
+    assert "bpf_skb_store_bytes" in features["helpers"]["sched_cls"]
+    assert features["map_types"]["array"] is True
+    cached = facts_of(ansible_module("bpf_facts", {"gather_subset": ["features"]}))["features"]
+    assert cached["cached"] is True and cached["program_types"] == features["program_types"]
+
+    limits = ebpf["limits"]
+    assert limits["kernel"]["stack_bytes"] == 512 and limits["kernel"]["processed_insns"] == 1_000_000
+    assert limits["kernel"]["tail_call_depth"] == 33
+    meminfo = Path("/proc/meminfo").read_text()
+    assert limits["mem_available"] is not None and "MemAvailable" in meminfo
+    assert limits["bpf_memory_budget"]["bytes"] > 0
+
+
+def test_default_subsets_and_a_missing_namespace(ansible_module):
+    # (an empty argument dict would reach ad hoc `ansible -a '{}'` as a raw parameter)
+    ebpf = facts_of(ansible_module("bpf_facts", {"bpffs_root": "/sys/fs/bpf/ebpf_deploy"}))
+    assert ebpf["gather_subset"] == ["kernel", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg"]
+    assert "features" not in ebpf
+    lo = [x for x in ebpf["xdp"] if x["interface"] == "lo" and x["netns"] is None]
+    assert lo and lo[0]["ifindex"] == 1
+    missing = ansible_module("bpf_facts", {"gather_subset": ["xdp"], "xdp_netns": ["ebpfd-bf-missing"]})
+    assert missing["failed"] and "ebpfd-bf-missing" in missing["msg"]
+    bad = ansible_module("bpf_facts", {"gather_subset": ["nope"]})
+    assert bad["failed"] and "unknown subset" in bad["msg"]
