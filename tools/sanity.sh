@@ -2,6 +2,7 @@
 # ansible-test sanity on a copy of the collection laid out as ansible_collections/ebpf/deploy,
 # each test in its own venv. get-pip comes from tools/offline_get_pip.py (no download).
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py="$repo/.venv/bin/python"
 
@@ -17,9 +18,14 @@ mkdir -p "$cache"
 install -m 0644 "$repo/tools/offline_get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
 
 # a clean copy of what git would ship (tracked and new files, not ignored ones)
-dest="$repo/.build/sanity/ansible_collections/ebpf/deploy"
-rm -rf "$dest"; mkdir -p "$dest"
+# a private copy per run, so that two runs never share (or delete) each other's tree
+mkdir -p "$repo/.build"
+work=$(mktemp -d "$repo/.build/sanity.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+dest="$work/ansible_collections/ebpf/deploy"
+mkdir -p "$dest"
 (cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dest")
 cd "$dest"
 git init -q . && git add -A >/dev/null 2>&1   # ansible-test lists files through git when present
-"$repo/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
+"$repo/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@" 2>&1 \
+  | grep -v "^WARNING: Location 'file:///opt/"   # this machine's pip config lists absent local indexes

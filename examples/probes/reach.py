@@ -10,7 +10,7 @@ import sys
 
 
 def reachable(address: str, port: int, *, tries: int = 3, timeout: float = 1.0) -> bool:
-    for _ in range(tries):
+    for _attempt in range(tries):
         try:
             with socket.create_connection((address, port), timeout=timeout):
                 return True

@@ -15,6 +15,7 @@ try:
 except ImportError:  # reported when a map check is evaluated
     jmespath = None
 
+
 def jmespath_condition(data: Any, query: str, condition: str | None = None) -> bool:
     """True when the JMESPath `query` over `data`, followed by `condition` (e.g. "> `0`"), holds.
 
@@ -68,12 +69,13 @@ def _check_map(check: dict, obs: dict, index: int) -> tuple[bool, str]:
 
 
 def _check_interface(check: dict, obs: dict) -> tuple[bool, str]:
-    name = check["interface"]
+    name = f"{check['netns']}/{check['interface']}" if check.get("netns") else check["interface"]
     before = obs.get("interfaces_before", {}).get(name)
     after = obs.get("interfaces_after", {}).get(name)
     if before is None or after is None:
         return False, f"interface {name} was not found"
     received = _counter_delta(before, after, "rx_packets")
+    # XDP_DROP never reaches rx_dropped: drivers count it apart (ethtool xdp_drops, native mode)
     dropped = _counter_delta(before, after, "rx_dropped") + _counter_delta(before, after, "xdp_dropped")
     seen = received + dropped
     ratio = dropped / seen if seen else 0.0
@@ -143,6 +145,15 @@ def _ebpf_facts(registered: dict | None) -> dict:
     return ((registered or {}).get("ansible_facts") or {}).get("ebpf") or {}
 
 
+def _interfaces_by_name(facts: dict) -> dict:
+    """bpf_facts' interface list as {name: counters}; interfaces of a named netns as 'netns/name'."""
+    out = {}
+    for entry in facts.get("interfaces", []):
+        key = f"{entry['netns']}/{entry['interface']}" if entry.get("netns") else entry["interface"]
+        out[key] = dict(entry, xdp_dropped=entry.get("xdp_drops") or 0)
+    return out
+
+
 def health_observations(raw: dict) -> dict:
     """Builds the observations health_evaluate reads from what the role registered around the soak.
 
@@ -152,12 +163,14 @@ def health_observations(raw: dict) -> dict:
     """
     before, after = _ebpf_facts(raw.get("facts_before")), _ebpf_facts(raw.get("facts_after"))
     ours = set(raw.get("deployments") or [])
-    runs_before = {p["id"]: p.get("run_cnt", 0) for p in before.get("programs", []) if p.get("deployment") in ours}
+    current = {name: dep.get("current") for name, dep in after.get("deployments", {}).items()}
+    runs_before = {p["id"]: p.get("run_cnt") or 0 for p in before.get("programs", [])}
     program_runs = {}
     for program in after.get("programs", []):
-        if program.get("deployment") in ours and program.get("current"):
-            name = f"{program['deployment']}/{program['name']}"
-            program_runs[name] = int(program.get("run_cnt", 0)) - int(runs_before.get(program["id"], 0))
+        deployment = program.get("deployment")
+        if deployment in ours and program.get("version") == current.get(deployment):
+            name = f"{deployment}/{program.get('program') or program['name']}"
+            program_runs[name] = int(program.get("run_cnt") or 0) - int(runs_before.get(program["id"], 0))
     attached = []
     for result in _results(raw.get("attached")):
         item = result.get("item", [{}, {}])
@@ -174,8 +187,8 @@ def health_observations(raw: dict) -> dict:
         "attached": attached,
         "program_runs": program_runs,
         "maps": maps,
-        "interfaces_before": before.get("interfaces", {}),
-        "interfaces_after": after.get("interfaces", {}),
+        "interfaces_before": _interfaces_by_name(before),
+        "interfaces_after": _interfaces_by_name(after),
         "dmesg": after.get("dmesg", []),
         "commands": commands,
     }

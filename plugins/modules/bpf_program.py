@@ -25,24 +25,28 @@ description:
     the previous version stays pinned and current, and no new pin is left behind.
   - Runs on one host are serialized per deployment with a lock under V(/run/ebpf_deploy/locks).
 author:
-  - ebpf.deploy maintainers
+  - ebpf.deploy maintainers (@ebpf-deploy)
 requirements:
   - Linux with BPF, BTF and a mounted bpffs (V(/sys/fs/bpf)).
   - libbpf 1.x (V(libbpf.so.1)) on the managed host.
   - Root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Loads the object into the kernel to get the verifier's verdict and statistics, then closes
         it; nothing is pinned and nothing is switched.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the version, programs, maps and pinned versions before and after.
   idempotent:
+    description: When run twice in a row outside check mode with the same arguments, the second run reports no change.
     support: full
   action_group:
+    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - ebpf.deploy.ebpf

@@ -80,3 +80,38 @@ def test_command_rc():
 def test_unknown_type_is_refused():
     with pytest.raises(AnsibleFilterError, match="unknown type"):
         health_evaluate([{"type": "bogus"}], {})
+
+
+def test_observations_from_registered_results():
+    """The shapes bpf_facts, xdp_attach, bpf_map and command register become observations."""
+    def facts(run_cnt, rx, drops):
+        return {"ansible_facts": {"ebpf": {
+            "programs": [
+                {"id": 7, "name": "xdp_packet_coun", "program": "xdp_packet_counter", "deployment": "pkt",
+                 "version": "aaaaaaaaaaaa", "run_cnt": run_cnt},
+                {"id": 5, "name": "xdp_packet_coun", "program": "xdp_packet_counter", "deployment": "pkt",
+                 "version": "bbbbbbbbbbbb", "run_cnt": 1000},
+                {"id": 9, "name": "other", "deployment": None, "run_cnt": 50}],
+            "deployments": {"pkt": {"current": "aaaaaaaaaaaa"}},
+            "interfaces": [{"interface": "eth0", "netns": None, "rx_packets": rx, "rx_dropped": 0, "xdp_drops": drops},
+                           {"interface": "eth1", "netns": "blue", "rx_packets": 0, "rx_dropped": 0, "xdp_drops": None}],
+            "dmesg": [{"message": "new line"}]}}}
+
+    raw = {
+        "facts_before": facts(10, 100, 0), "facts_after": facts(40, 150, 25),
+        "attached": {"results": [{"item": [{"name": "pkt"}, {"program": "xdp_packet_counter", "interface": "eth0"}],
+                                  "changed": True}]},
+        "maps": {"results": [{"skipped": True}, {"__rollout_check_index": 1, "entries": ENTRIES}]},
+        "commands": {"results": [{"skipped": True}, {"skipped": True}, {"rc": 0}]},
+        "deployments": ["pkt"],
+    }
+    from ansible_collections.ebpf.deploy.plugins.filter.health import health_observations
+    obs = health_observations(raw)
+    assert obs["program_runs"] == {"pkt/xdp_packet_counter": 30}, "only the current version counts"
+    assert obs["attached"] == [{"name": "pkt xdp_packet_counter on eth0 (drifted)", "ok": False}]
+    assert obs["maps"] == {"1": ENTRIES}
+    assert obs["commands"] == {"2": {"rc": 0}}
+    assert obs["dmesg"] == [{"message": "new line"}]
+    result = only([{"type": "interface", "interface": "eth0", "max_drop_ratio": 0.1}], obs)
+    assert not result["passed"] and "25 of 75" in result["detail"]
+    assert "blue/eth1" in obs["interfaces_after"]

@@ -21,8 +21,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
 
 def make_elf(*, machine=247, e_type=1, sections=((".text", b"\x95" + b"\0" * 7), ("license", b"GPL\0"))):
     """A minimal little-endian ELF64 with the given sections (and a section name table)."""
-    names = b"\0" + b"".join(n.encode() + b"\0" for n, _ in sections) + b".shstrtab\0"
-    body = b"".join(data for _, data in sections)
+    names = b"\0" + b"".join(n.encode() + b"\0" for n, _data in sections) + b".shstrtab\0"
+    body = b"".join(data for _name, data in sections)
     header_size = 64
     data_off = header_size
     shstr_off = data_off + len(body)
