@@ -448,9 +448,25 @@ def ethtool_stats(ifname: str) -> dict:
 
 
 # --- everything ------------------------------------------------------------------------------------
+def count_runs_for(seconds: float) -> None:
+    """Keep the kernel's program statistics on for `seconds` (BPF_ENABLE_STATS).
+
+    The kernel counts run_cnt/run_time_ns only while someone holds a stats fd, and stops as soon as
+    the last one is closed, so nothing stays enabled after the module (unlike the sysctl).
+    """
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
+
+    with _libbpf.closing_fd(_libbpf.enable_stats()):
+        time.sleep(seconds)
+
+
 def gather(subsets: list, *, bpffs_root: str, xdp_netns: Iterable[str] = (), dmesg_since: Optional[int] = None,
-           refresh_features: bool = False) -> dict:
-    """The ``ebpf`` facts for the resolved subsets."""
+           refresh_features: bool = False, stats_seconds: float = 0) -> dict:
+    """The ``ebpf`` facts for the resolved subsets, after counting program runs for stats_seconds."""
+    if stats_seconds < 0:
+        raise InvalidInput(f"stats_seconds must be 0 or more, got {stats_seconds}")
+    if stats_seconds:
+        count_runs_for(stats_seconds)
     facts: dict = {"gather_subset": list(subsets)}
     if "kernel" in subsets:
         facts["kernel"] = gather_kernel()

@@ -55,6 +55,15 @@ options:
       - Omitted, the last 50 matching lines are returned with the current cursor.
       - A cursor from before a reboot is recognised (the sequence restarts) and everything is returned.
     type: int
+  stats_seconds:
+    description:
+      - Count program runs for this many seconds before gathering, so that RV(ansible_facts.ebpf.programs[].run_cnt)
+        and C(run_time_ns) grow by what ran meanwhile (a health soak).
+      - The statistics are on only while the module holds the kernel's BPF_ENABLE_STATS file descriptor;
+        nothing stays enabled afterwards, unlike the C(kernel.bpf_stats_enabled) sysctl.
+    type: float
+    default: 0
+    version_added: 0.1.0
   bpffs_root:
     description: Root of the collection's pins, used to tell which deployment a pin belongs to.
     type: path
@@ -213,6 +222,7 @@ ARGUMENT_SPEC = dict(
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     xdp_netns=dict(type="list", elements="str", default=[]),
     refresh_features=dict(type="bool", default=False),
+    stats_seconds=dict(type="float", default=0),
 )
 
 
@@ -222,7 +232,7 @@ def main() -> None:
     try:
         facts = gather(resolve_subsets(params["gather_subset"]), bpffs_root=params["bpffs_root"],
                        xdp_netns=params["xdp_netns"], dmesg_since=params["dmesg_since"],
-                       refresh_features=params["refresh_features"])
+                       refresh_features=params["refresh_features"], stats_seconds=params["stats_seconds"])
     except EbpfDeployError as err:
         module.fail_json(**err.to_result())
     module.exit_json(changed=False, ansible_facts={"ebpf": facts})

@@ -246,3 +246,28 @@ def test_default_subsets_and_a_missing_namespace(ansible_module):
     assert missing["failed"] and "ebpfd-bf-missing" in missing["msg"]
     bad = ansible_module("bpf_facts", {"gather_subset": ["nope"]})
     assert bad["failed"] and "unknown subset" in bad["msg"]
+
+
+def test_stats_seconds_counts_program_runs_only_in_its_window(ansible_module, bpffs_root, bpf_object,
+                                                              deployment, lab):
+    """run_cnt grows while stats_seconds holds the kernel's stats fd, and not after it (the sysctl stays off)."""
+    deployed = deploy(ansible_module, bpffs_root, deployment, bpf_object("counter"))
+    attach(ansible_module, lab, bpffs_root, deployment, deployed["version"])
+    args = {"gather_subset": ["programs"], "bpffs_root": str(bpffs_root)}
+
+    def runs(result: dict) -> int:
+        (program,) = [p for p in facts_of(result)["programs"] if p["deployment"] == deployment]
+        return program["run_cnt"] or 0
+
+    stats_sysctl = _proc_int("/proc/sys/kernel/bpf_stats_enabled")
+    before = runs(ansible_module("bpf_facts", args))
+    sender = lab.start_sender(1200, pps=300)   # about 4 s of traffic, around the 2 s window
+    try:
+        during = runs(ansible_module("bpf_facts", dict(args, stats_seconds=2)))
+    finally:
+        sender.communicate(timeout=60)
+    assert during - before >= 100, f"only {during - before} runs counted in a 2 s window at 300 pps"
+    assert _proc_int("/proc/sys/kernel/bpf_stats_enabled") == stats_sysctl, "the stats sysctl was changed"
+    if stats_sysctl == 0:
+        lab.send(200)
+        assert runs(ansible_module("bpf_facts", args)) == during, "statistics stayed on after the module"
