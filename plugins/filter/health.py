@@ -189,7 +189,7 @@ def health_observations(raw: dict) -> dict:
         "maps": maps,
         "interfaces_before": _interfaces_by_name(before),
         "interfaces_after": _interfaces_by_name(after),
-        "dmesg": after.get("dmesg", []),
+        "dmesg": (after.get("dmesg") or {}).get("lines", []),
         "commands": commands,
     }
 

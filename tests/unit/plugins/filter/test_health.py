@@ -95,7 +95,7 @@ def test_observations_from_registered_results():
             "deployments": {"pkt": {"current": "aaaaaaaaaaaa"}},
             "interfaces": [{"interface": "eth0", "netns": None, "rx_packets": rx, "rx_dropped": 0, "xdp_drops": drops},
                            {"interface": "eth1", "netns": "blue", "rx_packets": 0, "rx_dropped": 0, "xdp_drops": None}],
-            "dmesg": [{"message": "new line"}]}}}
+            "dmesg": {"lines": [{"message": "new line"}], "cursor": 12}}}}
 
     raw = {
         "facts_before": facts(10, 100, 0), "facts_after": facts(40, 150, 25),

@@ -1,0 +1,42 @@
+"""Fleet audit summaries from bpf_facts."""
+from ansible_collections.ebpf.deploy.plugins.filter.audit import audit_inconsistent, audit_summary
+
+FACTS = {
+    "kernel": {"release": "6.18.0"},
+    "programs": [{"id": 7, "name": "xdp_packet_coun", "program": "xdp_packet_counter",
+                  "deployment": "pktcount", "version": "aaaaaaaaaaaa"},
+                 {"id": 9, "name": "foreign", "deployment": None}],
+    "deployments": {"pktcount": {"current": "aaaaaaaaaaaa", "previous": None,
+                                 "versions": {"aaaaaaaaaaaa": {"xdp_packet_counter": 7}},
+                                 "maps": {"pkt_count": 3}, "links": {"eth0:xdp": 4}}},
+    "xdp": [{"interface": "eth0", "netns": None, "mode": "native", "prog_id": 7},
+            {"interface": "eth1", "netns": None, "mode": "generic", "prog_id": 9},
+            {"interface": "lo", "netns": None, "mode": None, "prog_id": None}],
+    "dmesg": {"lines": [{"message": "Illegal XDP return value"}], "cursor": 5},
+}
+
+
+def test_summary_names_owner_of_each_attachment():
+    summary = audit_summary(FACTS)
+    assert summary["kernel"] == "6.18.0"
+    assert summary["deployments"]["pktcount"]["current"] == "aaaaaaaaaaaa"
+    assert summary["deployments"]["pktcount"]["links"] == ["eth0:xdp"]
+    (ours, foreign) = summary["attachments"]
+    assert (ours["deployment"], ours["program"], ours["version"]) == ("pktcount", "xdp_packet_counter", "aaaaaaaaaaaa")
+    assert foreign["deployment"] is None and foreign["program"] == "foreign"
+    assert summary["dmesg"] == ["Illegal XDP return value"]
+
+
+def test_inconsistent_versions_across_hosts():
+    same = {"h1": audit_summary(FACTS), "h2": audit_summary(FACTS)}
+    assert audit_inconsistent(same) == {}
+    other = audit_summary(dict(FACTS, deployments={"pktcount": {"current": "bbbbbbbbbbbb"}}))
+    assert audit_inconsistent({"h1": audit_summary(FACTS), "h2": other}) == {
+        "pktcount": {"aaaaaaaaaaaa": ["h1"], "bbbbbbbbbbbb": ["h2"]}}
+
+
+def test_map_reads_are_kept_by_deployment_and_map():
+    reads = [{"item": {"deployment": "pktcount", "map": "pkt_count"}, "entries": [{"key": 0, "value": 5}]},
+             {"item": {"deployment": "fw", "map": "nope"}, "failed": True, "msg": "no such map"}]
+    assert audit_summary(FACTS, reads)["maps"] == {"pktcount/pkt_count": [{"key": 0, "value": 5}],
+                                                   "fw/nope": "no such map"}
