@@ -23,7 +23,17 @@ say "sending 1000 packets from each host's peer"
 for n in $(seq 1 "$hosts"); do
   python3 roles/lab/files/ebpfd_lab.py traffic --lab-dir "$lab" --host "$n" --count 1000 >/dev/null
 done
-ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_maps='[{"deployment": "pktcount", "map": "pkt_count"}]'
+ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_require_consistent=true \
+  -e '{"audit_maps": [{"deployment": "pktcount", "map": "pkt_count"}]}'
+python3 - "$lab" <<'PY'
+import json, sys
+report = json.load(open("build/audit/report.json"))
+counts = {host: summary["maps"]["pktcount/pkt_count"][0]["value"] for host, summary in sorted(report.items())}
+for host, count in counts.items():
+    print(f"   {host}: {count} packets counted")
+if not all(count >= 1000 for count in counts.values()):
+    sys.exit("a host counted fewer packets than were sent")
+PY
 
 say "rollout 2: a bad version that drops every packet; the canary must stop it"
 if ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/counter.yml \
@@ -33,4 +43,4 @@ if ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/co
 fi
 
 say "after the failed rollout: every host still runs the first version"
-ansible-playbook -i "$inventory" playbooks/audit.yml
+ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_require_consistent=true
