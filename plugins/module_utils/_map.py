@@ -1,0 +1,884 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: the bpf_map manager — pinned maps and their entries, declaratively.
+
+One run is: resolve the map (a deployment's map, any pinned map, or a standalone map to create and
+pin) → read its entries from the kernel → encode and validate every requested entry (types, sizes,
+program types, capacity, memory) → plan add/change/remove → write only the difference (never in
+check mode), restoring the snapshot if a write fails midway → report.
+
+The pure parts (``Desired``, ``Plan``, ``plan_entries``, ``check_capacity``, ``apply_plan``,
+``estimate_map_memory``) take bytes and plain values so they are unit tested without a kernel;
+``MapManager`` does the kernel work through ``_libbpf``. No Ansible here: ``run()`` returns the
+result dict and raises ``EbpfDeployError`` for the module to turn into ``fail_json``.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import hashlib
+import os
+import re
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError
+from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
+    Codec, TYPE_NAMES, decode_percpu, encode_percpu, make_codec, round_up8, split_percpu,
+)
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
+    EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
+)
+from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import DEFAULT_BPFFS_ROOT, Deployment, is_bpffs
+
+# include/uapi/linux/bpf.h: enum bpf_map_type
+MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY = 1, 2, 3
+MAP_PERCPU_HASH, MAP_PERCPU_ARRAY = 5, 6
+MAP_LRU_HASH, MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE = 9, 10, 11
+MAP_DEVMAP, MAP_DEVMAP_HASH = 14, 25
+MAP_TYPES = {
+    "hash": MAP_HASH, "array": MAP_ARRAY, "prog_array": MAP_PROG_ARRAY,
+    "percpu_hash": MAP_PERCPU_HASH, "percpu_array": MAP_PERCPU_ARRAY,
+    "lru_hash": MAP_LRU_HASH, "lru_percpu_hash": MAP_LRU_PERCPU_HASH, "lpm_trie": MAP_LPM_TRIE,
+    "devmap": MAP_DEVMAP, "devmap_hash": MAP_DEVMAP_HASH,
+}
+# Maps whose every key exists (0..max_entries-1) and cannot be deleted: "removing" writes zeros.
+ZEROED_ON_REMOVE = frozenset({MAP_ARRAY, MAP_PERCPU_ARRAY})
+INDEXED = frozenset({MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_PROG_ARRAY, MAP_DEVMAP})
+PERCPU = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_PERCPU_HASH})
+HASHES = frozenset({MAP_HASH, MAP_PERCPU_HASH, MAP_LRU_HASH, MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE,
+                    MAP_DEVMAP_HASH})
+
+MAP_FLAGS = {
+    "no_prealloc": 1 << 0, "no_common_lru": 1 << 1, "rdonly": 1 << 3, "wronly": 1 << 4,
+    "zero_seed": 1 << 6, "rdonly_prog": 1 << 7, "wronly_prog": 1 << 8, "mmapable": 1 << 10,
+    "preserve_elems": 1 << 11,
+}
+# Flags the kernel adds by itself (kernel/bpf/devmap.c: lookups return a pointer into the entry).
+IMPLIED_FLAGS = {MAP_DEVMAP: MAP_FLAGS["rdonly_prog"], MAP_DEVMAP_HASH: MAP_FLAGS["rdonly_prog"]}
+BPF_OBJ_NAME_LEN = 16
+MAP_NAME_RE = re.compile(r"[^A-Za-z0-9_.]")
+
+# Kernel bookkeeping, for estimates only (kernel/bpf/hashtab.c, arraymap.c, lpm_trie.c).
+HTAB_ELEM_OVERHEAD = 48
+HTAB_BUCKET = 16
+LPM_NODE_OVERHEAD = 48
+MAP_OVERHEAD = 4096
+
+
+# --- the plan (pure) ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Desired:
+    """One requested entry: ``value`` is what the kernel will read back (the comparison),
+    ``write`` what is written (they differ for PROG_ARRAY: program id vs. program fd)."""
+    key: bytes
+    value: bytes
+    write: bytes
+    given_key: Any = None
+    given_value: Any = None
+
+
+@dataclass
+class Plan:
+    add: List[Desired] = field(default_factory=list)
+    change: List[Tuple[Desired, bytes]] = field(default_factory=list)     # (desired, old value)
+    remove: List[Tuple[bytes, bytes]] = field(default_factory=list)       # (key, old value)
+    unchanged: List[bytes] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.add or self.change or self.remove)
+
+
+def dedupe(desired: Sequence[Desired], show: Callable[[bytes], Any] = bytes.hex) -> List[Desired]:
+    """Drop repeated keys; the same key twice with different values is refused."""
+    seen: Dict[bytes, Desired] = {}
+    for item in desired:
+        other = seen.get(item.key)
+        if other is None:
+            seen[item.key] = item
+        elif other.value != item.value:
+            raise InvalidInput(f"key {show(item.key)} is listed twice with different values "
+                               f"({other.given_value!r} and {item.given_value!r})")
+    return list(seen.values())
+
+
+def plan_entries(current: Dict[bytes, bytes], desired: Sequence[Desired], *, purge: bool,
+                 zero_value: Optional[bytes] = None, overwrite: bool = True) -> Plan:
+    """What to write so the map holds ``desired`` (and, with ``purge``, nothing else).
+
+    ``zero_value`` marks array semantics: every key exists, an entry equal to it counts as empty
+    and removing an entry writes it. ``overwrite=False`` leaves the value of a key that exists
+    alone (counters kept by the program); in an array, only a zero entry counts as missing.
+    """
+    plan = Plan()
+    wanted = {item.key: item for item in desired}
+    for key, item in wanted.items():
+        old = current.get(key)
+        if old is None:
+            plan.add.append(item)
+        elif old == item.value:
+            plan.unchanged.append(key)
+        elif not overwrite and (zero_value is None or old != zero_value):
+            plan.unchanged.append(key)
+        else:
+            plan.change.append((item, old))
+    if purge:
+        for key, old in current.items():
+            if key in wanted:
+                continue
+            if zero_value is not None and old == zero_value:
+                continue
+            plan.remove.append((key, old))
+    return plan
+
+
+def check_capacity(plan: Plan, *, current_count: int, desired_count: int, max_entries: int,
+                   map_name: str) -> None:
+    """Refuse a plan that would hold more entries than the map's max_entries."""
+    if desired_count > max_entries:
+        raise InvalidInput(f"{desired_count} entries requested but map {map_name} holds at most "
+                           f"{max_entries} (max_entries)", requested=desired_count,
+                           max_entries=max_entries)
+    final = current_count + len(plan.add) - len(plan.remove)
+    if final > max_entries:
+        raise InvalidInput(f"map {map_name} would hold {final} entries ({current_count} now, "
+                           f"+{len(plan.add)} added, -{len(plan.remove)} removed) but max_entries is "
+                           f"{max_entries}: purge unlisted entries or use a larger map",
+                           requested=final, max_entries=max_entries)
+
+
+class Writer:
+    """What ``apply_plan`` needs from a map (a fake in unit tests, the kernel in ``KernelWriter``)."""
+
+    def update(self, key: bytes, value: bytes) -> None:
+        raise NotImplementedError
+
+    def remove(self, key: bytes) -> None:
+        raise NotImplementedError
+
+    def restore(self, key: bytes, old: Optional[bytes]) -> None:
+        """Put back a value as it was read (None: the key did not exist)."""
+        raise NotImplementedError
+
+
+def apply_plan(plan: Plan, writer: Writer) -> int:
+    """Remove, change, then add; on a failure restore what was written (newest first) and re-raise
+    with ``rolled_back`` (and ``rollback_errors`` if restoring failed too). Returns writes done."""
+    done: List[Tuple[bytes, Optional[bytes]]] = []
+    try:
+        for key, old in plan.remove:
+            writer.remove(key)
+            done.append((key, old))
+        for item, old in plan.change:
+            writer.update(item.key, item.write)
+            done.append((item.key, old))
+        for item in plan.add:
+            writer.update(item.key, item.write)
+            done.append((item.key, None))
+    except EbpfDeployError as err:
+        errors = []
+        for key, old in reversed(done):
+            try:
+                writer.restore(key, old)
+            except EbpfDeployError as undo:
+                errors.append(f"{key.hex()}: {undo.msg}")
+        err.details["rolled_back"] = not errors
+        err.details["writes_undone"] = len(done) - len(errors)
+        if errors:
+            err.details["rollback_errors"] = errors
+            err.msg += f" (restoring the map failed for {len(errors)} entries)"
+        else:
+            err.msg += f" (the map was restored: {len(done)} writes undone)" if done else " (nothing was written)"
+        err.args = (err.msg,)
+        raise
+    return len(done)
+
+
+# --- memory (pure estimate + host limits) -------------------------------------------------------
+def estimate_map_memory(map_type: int, key_size: int, value_size: int, max_entries: int, *,
+                        ncpus: int, flags: int = 0) -> int:
+    """Bytes the kernel allocates for a full map, roughly (the kernel's own per-element layout)."""
+    key8, value8 = round_up8(key_size), round_up8(value_size)
+    if map_type in (MAP_ARRAY,):
+        return MAP_OVERHEAD + value8 * max_entries
+    if map_type == MAP_PERCPU_ARRAY:
+        return MAP_OVERHEAD + (8 + value8 * ncpus) * max_entries
+    if map_type in (MAP_PROG_ARRAY, MAP_DEVMAP):
+        return MAP_OVERHEAD + 8 * max_entries + (64 * max_entries if map_type == MAP_DEVMAP else 0)
+    if map_type in (MAP_HASH, MAP_LRU_HASH, MAP_DEVMAP_HASH):
+        buckets = 1 << max(max_entries - 1, 0).bit_length()
+        return MAP_OVERHEAD + HTAB_BUCKET * buckets + (HTAB_ELEM_OVERHEAD + key8 + value8) * max_entries
+    if map_type in (MAP_PERCPU_HASH, MAP_LRU_PERCPU_HASH):
+        buckets = 1 << max(max_entries - 1, 0).bit_length()
+        return (MAP_OVERHEAD + HTAB_BUCKET * buckets
+                + (HTAB_ELEM_OVERHEAD + key8 + 8 + value8 * ncpus) * max_entries)
+    if map_type == MAP_LPM_TRIE:
+        return MAP_OVERHEAD + (LPM_NODE_OVERHEAD + key_size + value_size) * max_entries
+    return MAP_OVERHEAD + (key8 + value8 + 64) * max_entries
+
+
+def _kernel_version() -> Tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def _read_int(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def memory_limits() -> List[Tuple[str, int]]:
+    """What bounds BPF memory for this process: (description, bytes available), tightest first.
+
+    RLIMIT_MEMLOCK counts only before Linux 5.11; since then the memory cgroup does.
+    """
+    limits: List[Tuple[str, int]] = []
+    if _kernel_version() < (5, 11):
+        soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        if soft != resource.RLIM_INFINITY:
+            limits.append((f"RLIMIT_MEMLOCK ({soft} bytes)", soft))
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        rel = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), None)
+    except OSError:
+        rel = None
+    if rel is not None:
+        node = Path("/sys/fs/cgroup") / rel.lstrip("/")
+        root = Path("/sys/fs/cgroup")
+        while True:
+            high = None
+            max_path = node / "memory.max"
+            if max_path.exists():
+                high = _read_int(max_path)
+            if high is not None:
+                used = _read_int(node / "memory.current") or 0
+                limits.append((f"memory cgroup {'/' + str(node.relative_to(root)) if node != root else '/'} "
+                               f"(memory.max {high}, memory.current {used})", max(high - used, 0)))
+            if node == root or node.parent == node:
+                break
+            node = node.parent
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    limits.append(("MemAvailable in /proc/meminfo", int(line.split()[1]) * 1024))
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return sorted(limits, key=lambda item: item[1])
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def check_memory(spec: dict, estimate: int, limits: List[Tuple[str, int]]) -> None:
+    if limits and estimate > limits[0][1]:
+        what, available = limits[0]
+        raise InvalidInput(
+            f"map {spec['name']} ({spec['type']}, key {spec['key_size']} + value {spec['value_size']} bytes "
+            f"x {spec['max_entries']} entries) would need about {_mib(estimate)} ({estimate} bytes) but "
+            f"only {_mib(available)} ({available} bytes) is available: {what}",
+            estimated_bytes=estimate, available_bytes=available, limit=what)
+
+
+# --- kernel side ----------------------------------------------------------------------------------
+@dataclass
+class MapHandle:
+    fd: int
+    pin: str
+    info: Any                      # _libbpf.MapInfo
+    btf: Optional[Btf] = None
+    btf_id: int = 0
+    key_type_id: int = 0
+    value_type_id: int = 0
+
+
+class KernelWriter(Writer):
+    """Writes through bpf_map_update_elem/delete_elem; restores PROG_ARRAY slots by program id."""
+
+    def __init__(self, handle: MapHandle, zero_write: Optional[bytes], *, name: str,
+                 restore_value: Callable[[bytes], bytes], show_key: Callable[[bytes], Any]) -> None:
+        self.handle = handle
+        self.zero_write = zero_write
+        self.name = name
+        self.restore_value = restore_value
+        self.show_key = show_key
+
+    def update(self, key: bytes, value: bytes) -> None:
+        try:
+            libbpf.map_update(self.handle.fd, key, value)
+        except SyscallError as err:
+            raise self._error(err, key) from None
+
+    def remove(self, key: bytes) -> None:
+        if self.zero_write is not None:
+            self.update(key, self.zero_write)
+            return
+        try:
+            libbpf.map_delete(self.handle.fd, key)
+        except SyscallError as err:
+            raise self._error(err, key) from None
+
+    def restore(self, key: bytes, old: Optional[bytes]) -> None:
+        if old is None:
+            self.remove(key)
+        else:
+            self.update(key, self.restore_value(old))
+
+    def _error(self, err: SyscallError, key: bytes) -> EbpfDeployError:
+        """Name the map and the key; a full map or memory limit says the numbers."""
+        info = self.handle.info
+        try:
+            shown = self.show_key(key)
+        except (EbpfDeployError, ValueError):
+            shown = key.hex()
+        if err.errno in (_errno.E2BIG, _errno.ENOMEM, _errno.ENOSPC):
+            return InvalidInput(
+                f"map {self.name} refused key {shown!r}: {os.strerror(err.errno)} ({errno_name(err.errno)}); "
+                f"the map holds at most {info.max_entries} entries (max_entries) of key {info.key_size} + "
+                f"value {info.value_size} bytes, or the memory limits (memory cgroup, RLIMIT_MEMLOCK) "
+                "are reached", errno=err.errno, max_entries=info.max_entries, syscall=err.syscall)
+        return SyscallError(err.syscall, err.errno, f"map {self.name} ({self.handle.pin}), key {shown!r}")
+
+
+def path_lock_name(pin: str) -> str:
+    """The lock of a map known only by its pin path (a lock name cannot hold '/')."""
+    return "map-" + hashlib.sha256(os.path.normpath(pin).encode()).hexdigest()[:16]
+
+
+def merge_fields(current: Any, given: Any) -> Any:
+    """``given`` over ``current``, mapping by mapping: fields not given keep their current value."""
+    if isinstance(current, dict) and isinstance(given, dict):
+        out = dict(current)
+        for name, value in given.items():
+            out[name] = merge_fields(current.get(name), value) if name in current else value
+        return out
+    return given
+
+
+def read_fdinfo(fd: int) -> Dict[str, str]:
+    """/proc/self/fdinfo of a map fd (owner_prog_type of a PROG_ARRAY lives there)."""
+    out: Dict[str, str] = {}
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="utf-8") as handle:
+            for line in handle:
+                name, _sep, value = line.partition(":")
+                out[name.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
+class MapManager:
+    """One bpf_map task: ``MapManager(params, check_mode=..., diff=...).run() -> result``."""
+
+    def __init__(self, params: dict, *, check_mode: bool = False, diff: bool = False) -> None:
+        self.p = params
+        self.check_mode = check_mode
+        self.want_diff = diff
+        self.result: dict = {"changed": False}
+        self.handle: Optional[MapHandle] = None
+        self._fds: List[int] = []
+
+    # ---- entry point
+    def run(self) -> dict:
+        try:
+            self._validate_params()
+            if self.p.get("deployment"):
+                dep = Deployment(self.p.get("bpffs_root") or DEFAULT_BPFFS_ROOT, self.p["deployment"])
+                self.deployment: Optional[Deployment] = dep
+                self.pin = str(dep.map_pin(self.p["map"]))
+                lock_name = self.p["deployment"]
+            else:
+                self.deployment = None
+                self.pin = os.path.normpath(self.p["path"])
+                lock_name = path_lock_name(self.pin)
+            with deployment_lock(lock_name, float(self.p.get("lock_timeout") or 60)):
+                if self.p.get("state") == "absent":
+                    return self._absent()
+                return self._present()
+        finally:
+            for fd in self._fds:
+                try:
+                    libbpf.close(fd)
+                except OSError:
+                    pass
+            self._fds.clear()
+
+    def _own(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def _validate_params(self) -> None:
+        p = self.p
+        if bool(p.get("deployment")) == bool(p.get("path")):
+            raise InvalidInput("give either deployment (with map) or path")
+        if p.get("deployment") and not p.get("map"):
+            raise InvalidInput("deployment needs map: the name of one of its maps")
+        if p.get("create") and not p.get("path"):
+            raise InvalidInput("create needs path: where the standalone map is pinned")
+        if p.get("path") and not os.path.isabs(p["path"]):
+            raise InvalidInput(f"path must be absolute, got {p['path']!r}")
+        for option in ("key_type", "value_type"):
+            if p.get(option) and p[option] not in TYPE_NAMES:
+                raise InvalidInput(f"{option} {p[option]!r} is not one of {', '.join(TYPE_NAMES)}")
+        if p.get("state") == "absent" and p.get("deployment"):
+            raise InvalidInput("state=absent unpins a standalone map (path); a deployment's maps are "
+                               "removed with its programs (ebpf.deploy.bpf_program state=absent)")
+        for index, entry in enumerate(p.get("entries") or []):
+            if not isinstance(entry, dict) or "key" not in entry or entry.get("key") is None:
+                raise InvalidInput(f"entries[{index}] needs a key")
+            if entry.get("value") is None:
+                raise InvalidInput(f"entries[{index}] (key {entry['key']!r}) needs a value")
+
+    # ---- state: absent
+    def _absent(self) -> dict:
+        pin = self.pin
+        if not os.path.lexists(pin):
+            self.result.update(map=None, entries=None, added=[], changed_keys=[], removed=[])
+            return self.result
+        fd = self._own(libbpf.obj_get(pin))
+        if libbpf.fd_kind(fd) != "map":
+            raise InvalidInput(f"{pin} is pinned but is not a map ({libbpf.fd_kind(fd)}): not removed")
+        info = libbpf.map_info(fd)
+        self.result["map"] = self._map_result(MapHandle(fd=fd, pin=pin, info=info))
+        self.result.update(changed=True, added=[], changed_keys=[], removed=[])
+        if self.want_diff:
+            self.result["diff"] = {"before": {"pin": pin, "map_id": info.id}, "after": {"pin": None}}
+        if not self.check_mode:
+            os.unlink(pin)
+        return self.result
+
+    # ---- state: present
+    def _present(self) -> dict:
+        handle, spec = self._resolve()
+        self.handle = handle
+        name = handle.info.name if handle else spec["name"]
+        info = handle.info if handle else _SpecInfo(spec)
+        ncpus = libbpf.num_possible_cpus()
+        map_type = info.type
+        if map_type not in MAP_TYPES.values():
+            raise UnsupportedFeature(f"map {name} is a {libbpf.map_type_name(map_type)} map: bpf_map writes "
+                                     f"entries of {', '.join(MAP_TYPES)} maps")
+        key_codec, value_codec = self._codecs(handle, info)
+        zero = self._zero_value(info, ncpus)
+        if self.p.get("entries") is None and self.p.get("purge"):
+            raise InvalidInput("purge needs entries (use entries: [] to empty the map)")
+
+        # everything is read and validated before anything is written
+        current = self._read(handle, info, ncpus) if handle else {}
+        entries = self.p.get("entries")
+        desired = self._desired(entries or [], current, info, key_codec, value_codec, ncpus)
+        plan = plan_entries(current, desired, purge=bool(self.p.get("purge")), zero_value=zero,
+                            overwrite=self.p.get("overwrite", True) is not False)
+        if map_type in HASHES:
+            check_capacity(plan, current_count=len(current), desired_count=len(desired),
+                           max_entries=info.max_entries, map_name=name)
+
+        decode = self._decoder(info, key_codec, value_codec, ncpus)
+        created = handle is None
+        if not self.check_mode:
+            if created:
+                handle = self._create(spec)
+            if plan.changed:
+                restore = self._restore_value(info, ncpus)
+                zero_write = restore(zero) if zero is not None else None
+                writer = KernelWriter(handle, zero_write, name=name, restore_value=restore,
+                                      show_key=key_codec.decode)
+                try:
+                    apply_plan(plan, writer)
+                except EbpfDeployError as err:
+                    if created:  # the map did not exist before this run: leave none behind
+                        os.unlink(self.pin)
+                        err.msg += "; the new map was unpinned again"
+                        err.args = (err.msg,)
+                    raise
+
+        self.result["changed"] = created or plan.changed
+        self.result["map"] = self._map_result(handle) if handle else dict(spec, id=None, pin=self.pin, btf=None)
+        self.result["map"]["key_type"] = key_codec.name
+        self.result["map"]["value_type"] = "program" if map_type == MAP_PROG_ARRAY else value_codec.name
+        self.result["added"] = [decode.key(item.key) for item in plan.add]
+        self.result["changed_keys"] = [decode.key(item.key) for item, _old in plan.change]
+        self.result["removed"] = [decode.key(key) for key, _old in plan.remove]
+        if self.want_diff:
+            self.result["diff"] = self._diff(plan, decode, created, spec)
+        if entries is None or self.p.get("dump"):
+            if handle and not self.check_mode:
+                final = self._read(handle, info, ncpus)
+            else:
+                final = dict(current)
+                for key, _old in plan.remove:
+                    if zero is None:
+                        final.pop(key, None)
+                    else:
+                        final[key] = zero
+                for item, _old in plan.change:
+                    final[item.key] = item.value
+                for item in plan.add:
+                    final[item.key] = item.value
+            self.result["entries"] = [decode.entry(key, final[key])
+                                      for key in sorted(final, key=key_codec.sort_key)]
+        return self.result
+
+    # ---- resolving the map
+    def _resolve(self) -> Tuple[Optional[MapHandle], Optional[dict]]:
+        """(handle of the pinned map, None) or (None, spec to create) in check mode/creation."""
+        spec = self._create_spec() if self.p.get("create") else None
+        pin = self.pin
+        if not os.path.lexists(pin):
+            if self.deployment is not None:
+                maps = ", ".join(self.deployment.pinned_maps()) or "none"
+                raise InvalidInput(f"deployment '{self.deployment.name}' has no pinned map "
+                                   f"'{self.p['map']}' under {self.deployment.maps_dir} (pinned maps: {maps})")
+            if spec is None:
+                raise InvalidInput(f"no map is pinned at {pin}: give create to make a standalone map")
+            if not is_bpffs(os.path.dirname(pin) or "/"):
+                raise InvalidInput(f"{pin} is not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)")
+            self._check_create(spec)
+            return None, spec
+        fd = self._own(libbpf.obj_get(pin))
+        kind = libbpf.fd_kind(fd)
+        if kind != "map":
+            raise InvalidInput(f"{pin} is a pinned {kind}, not a map")
+        handle = MapHandle(fd=fd, pin=pin, info=libbpf.map_info(fd))
+        if spec is not None:
+            self._compare_spec(handle, spec)
+        self._load_btf(handle)
+        return handle, None
+
+    def _create_spec(self) -> dict:
+        create = self.p["create"]
+        type_name = str(create.get("type") or "").lower()
+        if type_name not in MAP_TYPES:
+            raise InvalidInput(f"create.type {create.get('type')!r} is not one of {', '.join(MAP_TYPES)}")
+        flags = 0
+        for flag in create.get("flags") or []:
+            if flag not in MAP_FLAGS:
+                raise InvalidInput(f"create.flags: unknown flag {flag!r} (known: {', '.join(MAP_FLAGS)})")
+            flags |= MAP_FLAGS[flag]
+        spec = {"type": type_name, "map_type": MAP_TYPES[type_name], "flags": flags}
+        for item in ("key_size", "value_size", "max_entries"):
+            value = create.get(item)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InvalidInput(f"create.{item} must be a positive integer, got {value!r}")
+            spec[item] = value
+        if spec["map_type"] in (MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_PROG_ARRAY, MAP_DEVMAP) and spec["key_size"] != 4:
+            raise InvalidInput(f"a {type_name} map has 4-byte keys (u32 index), got key_size {spec['key_size']}")
+        if spec["map_type"] in (MAP_PROG_ARRAY, MAP_DEVMAP, MAP_DEVMAP_HASH) and spec["value_size"] != 4:
+            raise InvalidInput(f"a {type_name} map has 4-byte values, got value_size {spec['value_size']}")
+        if spec["map_type"] == MAP_LPM_TRIE and not flags & MAP_FLAGS["no_prealloc"]:
+            raise InvalidInput("an lpm_trie map needs flags: [no_prealloc]")
+        name = create.get("name") or os.path.basename(self.pin)
+        spec["name"] = MAP_NAME_RE.sub("_", name)[:BPF_OBJ_NAME_LEN - 1]
+        return spec
+
+    def _check_create(self, spec: dict) -> None:
+        ncpus = libbpf.num_possible_cpus()
+        estimate = estimate_map_memory(spec["map_type"], spec["key_size"], spec["value_size"],
+                                       spec["max_entries"], ncpus=ncpus, flags=spec["flags"])
+        check_memory(spec, estimate, memory_limits())
+        self.result["memory_estimate"] = estimate
+
+    def _compare_spec(self, handle: MapHandle, spec: dict) -> None:
+        info = handle.info
+        pinned = {"type": libbpf.map_type_name(info.type), "key_size": info.key_size,
+                  "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags}
+        wanted = {key: spec[key] for key in pinned}
+        implied = IMPLIED_FLAGS.get(info.type, 0)
+        if pinned["flags"] & ~implied == wanted["flags"] & ~implied:
+            wanted["flags"] = pinned["flags"]
+        diffs = [f"{key}: {pinned[key]} → {wanted[key]}" for key in pinned if pinned[key] != wanted[key]]
+        if diffs:
+            raise MapConflict(f"the map pinned at {handle.pin} differs from create: {', '.join(diffs)} "
+                              "(remove it with state=absent first to re-create it)",
+                              pinned=pinned, wanted=wanted)
+
+    def _create(self, spec: dict) -> MapHandle:
+        try:
+            fd = self._own(libbpf.map_create(spec["map_type"], spec["name"], spec["key_size"],
+                                             spec["value_size"], spec["max_entries"], flags=spec["flags"]))
+        except SyscallError as err:
+            if err.errno in (_errno.ENOMEM, _errno.E2BIG):
+                estimate = self.result.get("memory_estimate") or 0
+                raise InvalidInput(
+                    f"the kernel refused to create map {spec['name']} ({spec['type']}, key "
+                    f"{spec['key_size']} + value {spec['value_size']} bytes x {spec['max_entries']} "
+                    f"entries, about {_mib(estimate)} ({estimate} bytes) estimated): "
+                    f"{os.strerror(err.errno)} ({errno_name(err.errno)}) - {err.hint}",
+                    errno=err.errno, estimated_bytes=estimate, syscall=err.syscall) from None
+            raise
+        os.makedirs(os.path.dirname(self.pin), exist_ok=True)
+        libbpf.obj_pin(fd, self.pin)
+        return MapHandle(fd=fd, pin=self.pin, info=libbpf.map_info(fd))
+
+    def _load_btf(self, handle: MapHandle) -> None:
+        btf_id, key_id, value_id = libbpf.map_btf_ids(handle.fd)
+        handle.btf_id, handle.key_type_id, handle.value_type_id = btf_id, key_id, value_id
+        if not btf_id or not (key_id or value_id):
+            return
+        try:
+            handle.btf = Btf(libbpf.btf_raw(btf_id))
+        except BtfError as err:
+            if "btf" in (self.p.get("key_type"), self.p.get("value_type")):
+                raise InvalidInput(f"the BTF of map {handle.info.name} (btf id {btf_id}) cannot be read: {err}") from None
+            handle.btf = None
+
+    # ---- codecs
+    def _codecs(self, handle: Optional[MapHandle], info) -> Tuple[Codec, Codec]:
+        btf = handle.btf if handle else None
+        key_id = handle.key_type_id if handle else 0
+        value_id = handle.value_type_id if handle else 0
+        key_type = self.p.get("key_type") or self._default_type(info, btf, key_id, info.key_size, is_key=True)
+        value_type = self.p.get("value_type") or self._default_type(info, btf, value_id, info.value_size,
+                                                                    is_key=False)
+        key_codec = make_codec(key_type, info.key_size, btf=btf, type_id=key_id, what="key")
+        if info.type in (MAP_PROG_ARRAY,):
+            value_type = "u32"
+        value_codec = make_codec(value_type, info.value_size, btf=btf, type_id=value_id, what="value")
+        return key_codec, value_codec
+
+    @staticmethod
+    def _default_type(info, btf: Optional[Btf], type_id: int, size: int, *, is_key: bool) -> str:
+        if is_key and info.type in INDEXED:
+            return "u32"
+        if btf is not None and type_id:
+            try:
+                if btf.sizeof(type_id) == size:
+                    return "btf"
+            except BtfError:
+                pass
+        return "hex"
+
+    def _zero_value(self, info, ncpus: int) -> Optional[bytes]:
+        if info.type not in ZEROED_ON_REMOVE:
+            return None
+        size = info.value_size * ncpus if info.type in PERCPU else info.value_size
+        return bytes(size)
+
+    # ---- reading
+    def _read(self, handle: MapHandle, info, ncpus: int) -> Dict[bytes, bytes]:
+        """key -> value as compared: per-CPU values without slot padding, PROG_ARRAY as program id."""
+        out: Dict[bytes, bytes] = {}
+        buffer = libbpf.value_buffer_size(info.type, info.value_size)
+        for key in libbpf.map_keys(handle.fd, info.key_size):
+            raw = libbpf.map_lookup(handle.fd, key, buffer)
+            if raw is None:  # an empty PROG_ARRAY slot, or deleted meanwhile
+                continue
+            if info.type in PERCPU:
+                raw = b"".join(split_percpu(raw, info.value_size, ncpus))
+            out[bytes(key)] = bytes(raw)
+        return out
+
+    # ---- the requested entries
+    def _desired(self, entries: List[dict], current: Dict[bytes, bytes], info, key_codec: Codec,
+                 value_codec: Codec, ncpus: int) -> List[Desired]:
+        out: List[Desired] = []
+        errors: List[str] = []
+        owner = self._prog_array_owner(info) if info.type == MAP_PROG_ARRAY and entries else None
+        for index, entry in enumerate(entries):
+            try:
+                key = key_codec.encode(entry["key"], what="key")
+                if info.type in INDEXED:
+                    slot = int.from_bytes(key, "little")
+                    if slot >= info.max_entries:
+                        raise InvalidInput(f"key {entry['key']!r} is out of range: map {info.name} has "
+                                           f"{info.max_entries} slots (0..{info.max_entries - 1})")
+                if info.type == MAP_PROG_ARRAY:
+                    value, write, found = self._program_value(entry["value"], owner, info)
+                    if owner is None:  # no owner yet: the first program of the batch sets the type
+                        owner = found
+                elif info.type in PERCPU:
+                    padded = encode_percpu(entry["value"], value_codec, ncpus)
+                    write = padded
+                    value = b"".join(split_percpu(padded, info.value_size, ncpus))
+                else:
+                    given = entry["value"]
+                    if value_codec.is_struct and isinstance(given, dict) and key in current:
+                        # fields not listed keep their current value (e.g. counters the program keeps)
+                        given = merge_fields(value_codec.decode(current[key]), given)
+                    value = write = value_codec.encode(given, what="value")
+                out.append(Desired(key, value, write, entry["key"], entry["value"]))
+            except EbpfDeployError as err:
+                errors.append(f"entries[{index}]: {err.msg}")
+        if errors:
+            first = errors[0] if len(errors) == 1 else f"{len(errors)} entries are invalid: " + "; ".join(errors[:5])
+            raise InvalidInput(f"{first} — nothing was written", errors=errors,
+                               key_size=info.key_size, value_size=info.value_size)
+        return dedupe(out, show=key_codec.decode)
+
+    # ---- PROG_ARRAY
+    def _prog_array_owner(self, info) -> Optional[dict]:
+        """The program type a PROG_ARRAY accepts: its owner (fdinfo) or the programs that use it."""
+        if self.handle is None:
+            return None
+        fdinfo = read_fdinfo(self.handle.fd)
+        if fdinfo.get("owner_prog_type", "").isdigit():
+            prog_type = int(fdinfo["owner_prog_type"])
+            return {"type": prog_type, "type_name": libbpf.prog_type_name(prog_type), "source": "the type of its owner"}
+        for prog_id in libbpf.prog_ids():
+            try:
+                fd = libbpf.prog_fd_by_id(prog_id)
+            except SyscallError:
+                continue
+            with libbpf.closing_fd(fd):
+                try:
+                    pinfo = libbpf.prog_info(fd)
+                except SyscallError:
+                    continue
+            if info.id in pinfo.map_ids:
+                return {"type": pinfo.type, "type_name": pinfo.type_name,
+                        "source": f"program {pinfo.name} (id {pinfo.id}) uses it"}
+        return None
+
+    def _program_fd(self, value: Any) -> Tuple[int, str]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self._own(libbpf.prog_fd_by_id(value)), f"program id {value}"
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"a PROG_ARRAY value is a program name, a pinned program path or a "
+                               f"program id, got {value!r}")
+        if value.startswith("/"):
+            path = value
+        else:
+            dep_name = self.p.get("value_deployment") or self.p.get("deployment")
+            if not dep_name:
+                raise InvalidInput(f"program {value!r}: give value_deployment (or a pinned path) to say "
+                                   "which deployment's program it is")
+            dep = Deployment(self.p.get("bpffs_root") or DEFAULT_BPFFS_ROOT, dep_name)
+            path = str(dep.program_pin(value))
+            if not os.path.lexists(path):
+                progs = ", ".join(dep.pinned_programs(dep.current_version() or "")) if dep.current_version() else "none"
+                raise InvalidInput(f"deployment '{dep_name}' has no program {value!r} in its current "
+                                   f"version (programs: {progs})")
+        if not os.path.lexists(path):
+            raise InvalidInput(f"no program is pinned at {path}")
+        fd = self._own(libbpf.obj_get(path))
+        if libbpf.fd_kind(fd) != "prog":
+            raise InvalidInput(f"{path} is a pinned {libbpf.fd_kind(fd)}, not a program")
+        return fd, path
+
+    def _program_value(self, value: Any, owner: Optional[dict], info) -> Tuple[bytes, bytes, dict]:
+        """(program id to compare, program fd to write, the program's type as an owner would be)."""
+        fd, where = self._program_fd(value)
+        pinfo = libbpf.prog_info(fd)
+        if owner is not None and pinfo.type != owner["type"]:
+            shown = f"{value!r}" if where == value else f"{value!r} ({where})"
+            raise InvalidInput(f"program {shown} is a {pinfo.type_name} program but "
+                               f"PROG_ARRAY {info.name} holds {owner['type_name']} programs "
+                               f"({owner['source']}): a tail call cannot cross program types",
+                               program_type=pinfo.type_name, table_type=owner["type_name"])
+        this = {"type": pinfo.type, "type_name": pinfo.type_name,
+                "source": f"program {value!r} earlier in entries"}
+        return pinfo.id.to_bytes(4, "little"), fd.to_bytes(4, "little"), this
+
+    def _restore_value(self, info, ncpus: int) -> Callable[[bytes], bytes]:
+        """Bytes as read/compared -> bytes to write: per-CPU slots padded, PROG_ARRAY ids as fds."""
+        if info.type in PERCPU:
+            return lambda old: pad_percpu(old, info.value_size)
+        if info.type != MAP_PROG_ARRAY:
+            return lambda old: old
+
+        def program_fd(old: bytes) -> bytes:
+            fd = self._own(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
+            return fd.to_bytes(4, "little")
+        return program_fd
+
+    # ---- reporting
+    def _decoder(self, info, key_codec: Codec, value_codec: Codec, ncpus: int) -> "_Decoder":
+        return _Decoder(info, key_codec, value_codec, ncpus)
+
+    def _map_result(self, handle: MapHandle) -> dict:
+        info = handle.info
+        btf = None
+        if handle.btf is not None:
+            btf = {"id": handle.btf_id}
+            for what, type_id in (("key", handle.key_type_id), ("value", handle.value_type_id)):
+                if type_id:
+                    try:
+                        btf[what] = handle.btf.describe(type_id)
+                    except BtfError:
+                        btf[what] = {"type_id": type_id}
+        return {"id": info.id, "name": info.name, "type": libbpf.map_type_name(info.type),
+                "key_size": info.key_size, "value_size": info.value_size,
+                "max_entries": info.max_entries, "flags": info.map_flags, "pin": handle.pin, "btf": btf}
+
+    def _diff(self, plan: Plan, decode: "_Decoder", created: bool, spec: Optional[dict]) -> dict:
+        before = [decode.entry(key, old) for key, old in plan.remove]
+        before += [decode.entry(item.key, old) for item, old in plan.change]
+        after = [decode.entry(item.key, item.value) for item, _old in plan.change]
+        after += [decode.entry(item.key, item.value) for item in plan.add]
+        diff = {"before": {"entries": before}, "after": {"entries": after}}
+        if created and spec:
+            diff["before"]["map"] = None
+            diff["after"]["map"] = {k: spec[k] for k in ("type", "key_size", "value_size", "max_entries", "name")}
+        return diff
+
+
+class _SpecInfo:
+    """A MapInfo look-alike for a map that is not created yet (check mode)."""
+
+    def __init__(self, spec: dict) -> None:
+        self.id = None
+        self.type = spec["map_type"]
+        self.name = spec["name"]
+        self.key_size = spec["key_size"]
+        self.value_size = spec["value_size"]
+        self.max_entries = spec["max_entries"]
+        self.map_flags = spec["flags"]
+
+
+class _Decoder:
+    """Bytes as compared (see MapManager._read) -> the YAML shape of keys and entries."""
+
+    def __init__(self, info, key_codec: Codec, value_codec: Codec, ncpus: int) -> None:
+        self.info = info
+        self.key_codec = key_codec
+        self.value_codec = value_codec
+        self.ncpus = ncpus
+
+    def key(self, raw: bytes) -> Any:
+        return self.key_codec.decode(raw)
+
+    def entry(self, key: bytes, value: bytes) -> dict:
+        out = {"key": self.key(key)}
+        if self.info.type == MAP_PROG_ARRAY:
+            prog_id = int.from_bytes(value, "little")
+            out["value"] = prog_id
+            out["program"] = _program_name(prog_id)
+        elif self.info.type in PERCPU:
+            values, total = decode_percpu(pad_percpu(value, self.info.value_size), self.value_codec,
+                                          self.ncpus)
+            out["value"] = total if total is not None else values
+            out["values"] = values
+            out["sum"] = total
+        else:
+            out["value"] = self.value_codec.decode(value)
+        return out
+
+
+def pad_percpu(compact: bytes, size: int) -> bytes:
+    """Per-CPU values back-to-back (as compared) -> one 8-byte aligned slot per CPU (as written)."""
+    pad = bytes(round_up8(size) - size)
+    return b"".join(compact[index:index + size] + pad for index in range(0, len(compact), size))
+
+
+def _program_name(prog_id: int) -> Optional[str]:
+    try:
+        fd = libbpf.prog_fd_by_id(prog_id)
+    except SyscallError:
+        return None
+    with libbpf.closing_fd(fd):
+        try:
+            return libbpf.prog_info(fd).name
+        except SyscallError:
+            return None

@@ -1,0 +1,190 @@
+"""bpf_map planning without a kernel: what is added/changed/removed, capacity and memory checks,
+and the write loop that restores the snapshot when a write fails midway."""
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+
+import pytest
+
+COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _map as m  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError  # noqa: E402
+
+
+def k(n: int) -> bytes:
+    return n.to_bytes(4, "little")
+
+
+def v(n: int) -> bytes:
+    return n.to_bytes(8, "little")
+
+
+def want(*pairs) -> list:
+    return [m.Desired(k(key), v(value), v(value), key, value) for key, value in pairs]
+
+
+# --- plan -----------------------------------------------------------------------------------------
+def test_only_missing_and_different_entries_are_planned():
+    current = {k(1): v(10), k(2): v(20), k(3): v(30)}
+    plan = m.plan_entries(current, want((1, 10), (2, 21), (4, 40)), purge=False)
+    assert [d.key for d in plan.add] == [k(4)]
+    assert [(d.key, old) for d, old in plan.change] == [(k(2), v(20))]
+    assert plan.remove == []
+    assert plan.unchanged == [k(1)]
+    assert plan.changed
+
+
+def test_purge_removes_only_unlisted_entries():
+    current = {k(1): v(10), k(2): v(20), k(3): v(30)}
+    plan = m.plan_entries(current, want((1, 10)), purge=True)
+    assert plan.remove == [(k(2), v(20)), (k(3), v(30))]
+    assert not plan.add and not plan.change
+
+
+def test_the_same_entries_again_plan_nothing():
+    current = {k(1): v(10)}
+    plan = m.plan_entries(current, want((1, 10)), purge=True)
+    assert not plan.changed and plan.unchanged == [k(1)]
+
+
+def test_purge_with_no_entries_empties_the_map():
+    plan = m.plan_entries({k(1): v(1), k(2): v(2)}, [], purge=True)
+    assert [key for key, _old in plan.remove] == [k(1), k(2)]
+
+
+def test_arrays_count_zero_as_empty_and_remove_by_zeroing():
+    zero = v(0)
+    current = {k(0): v(5), k(1): zero, k(2): v(7)}
+    plan = m.plan_entries(current, want((2, 7)), purge=True, zero_value=zero)
+    assert plan.remove == [(k(0), v(5))]          # k(1) is already zero: nothing to do
+    assert not plan.add and plan.unchanged == [k(2)]
+
+
+def test_without_overwrite_existing_keys_keep_their_values():
+    current = {k(1): v(17), k(2): v(0)}
+    plan = m.plan_entries(current, want((1, 0), (3, 0)), purge=False, overwrite=False)
+    assert [d.key for d in plan.add] == [k(3)] and not plan.change
+    assert plan.unchanged == [k(1)]
+    # arrays: a zero slot is "missing" and gets the listed value
+    plan = m.plan_entries({k(0): v(0), k(1): v(4)}, want((0, 9), (1, 9)), purge=False,
+                          zero_value=v(0), overwrite=False)
+    assert [d.key for d, _old in plan.change] == [k(0)] and plan.unchanged == [k(1)]
+
+
+def test_struct_fields_not_given_keep_their_current_value():
+    current = {"rate": 1, "burst": 2, "flags": [0, 0], "bytes": 12345, "inner": {"a": 1, "b": 2}}
+    merged = m.merge_fields(current, {"rate": 10, "flags": [1], "inner": {"b": 3}})
+    assert merged == {"rate": 10, "burst": 2, "flags": [1], "bytes": 12345, "inner": {"a": 1, "b": 3}}
+
+
+def test_duplicate_keys_same_value_are_one_entry_different_values_refused():
+    assert len(m.dedupe(want((1, 1), (1, 1)))) == 1
+    with pytest.raises(InvalidInput, match=r"key 1 is listed twice with different values \(1 and 2\)"):
+        m.dedupe(want((1, 1), (1, 2)), show=lambda raw: int.from_bytes(raw, "little"))
+
+
+# --- capacity -------------------------------------------------------------------------------------
+def test_more_entries_than_max_entries_is_refused_naming_the_numbers():
+    plan = m.plan_entries({}, want(*[(n, 0) for n in range(5)]), purge=False)
+    with pytest.raises(InvalidInput, match=r"5 entries requested but map blocklist holds at most 4"):
+        m.check_capacity(plan, current_count=0, desired_count=5, max_entries=4, map_name="blocklist")
+
+
+def test_entries_already_there_count_unless_purged():
+    current = {k(n): v(n) for n in range(3)}
+    plan = m.plan_entries(current, want((10, 0), (11, 0)), purge=False)
+    with pytest.raises(InvalidInput, match=r"would hold 5 entries \(3 now, \+2 added, -0 removed\) but max_entries is 4"):
+        m.check_capacity(plan, current_count=3, desired_count=2, max_entries=4, map_name="t")
+    plan = m.plan_entries(current, want((10, 0), (11, 0)), purge=True)
+    m.check_capacity(plan, current_count=3, desired_count=2, max_entries=4, map_name="t")
+
+
+# --- writing with rollback ------------------------------------------------------------------------
+class FakeMap(m.Writer):
+    def __init__(self, data, fail_on=None):
+        self.data = dict(data)
+        self.fail_on = fail_on
+        self.log = []
+
+    def update(self, key, value):
+        if key == self.fail_on:
+            raise SyscallError("bpf_map_update_elem", errno.E2BIG, "map fd 3")
+        self.log.append(("update", key))
+        self.data[key] = value
+
+    def remove(self, key):
+        self.log.append(("delete", key))
+        self.data.pop(key)
+
+    def restore(self, key, old):
+        if old is None:
+            self.data.pop(key)
+        else:
+            self.data[key] = old
+
+
+def test_apply_writes_removes_first_then_changes_then_adds():
+    before = {k(1): v(1), k(2): v(2)}
+    fake = FakeMap(before)
+    plan = m.plan_entries(before, want((1, 9), (3, 3)), purge=True)
+    assert m.apply_plan(plan, fake) == 3
+    assert fake.log == [("delete", k(2)), ("update", k(1)), ("update", k(3))]
+    assert fake.data == {k(1): v(9), k(3): v(3)}
+
+
+def test_a_failed_write_midway_restores_the_snapshot():
+    before = {k(1): v(1), k(2): v(2)}
+    fake = FakeMap(before, fail_on=k(5))
+    plan = m.plan_entries(before, want((1, 9), (3, 3), (4, 4), (5, 5)), purge=True)
+    with pytest.raises(SyscallError) as exc:
+        m.apply_plan(plan, fake)
+    assert fake.data == before
+    assert exc.value.details["rolled_back"] is True
+    assert exc.value.details["writes_undone"] == 4
+    assert "the map was restored: 4 writes undone" in exc.value.msg
+
+
+def test_a_failed_first_write_says_nothing_was_written():
+    fake = FakeMap({}, fail_on=k(1))
+    with pytest.raises(SyscallError, match="nothing was written"):
+        m.apply_plan(m.plan_entries({}, want((1, 1)), purge=False), fake)
+
+
+def test_pad_percpu_restores_slot_layout():
+    assert m.pad_percpu(b"\x01\x00\x00\x00\x02\x00\x00\x00", 4) == b"\x01\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0"
+    assert m.pad_percpu(v(1) + v(2), 8) == v(1) + v(2)
+
+
+# --- memory ---------------------------------------------------------------------------------------
+def test_memory_estimate_follows_the_kernel_layout():
+    # hash: buckets (power of two x 16) + elements (48 + round_up(key) + round_up(value))
+    assert m.estimate_map_memory(m.MAP_HASH, 4, 8, 1024, ncpus=2) == 4096 + 16 * 1024 + (48 + 8 + 8) * 1024
+    assert m.estimate_map_memory(m.MAP_HASH, 4, 8, 1000, ncpus=2) == 4096 + 16 * 1024 + (48 + 8 + 8) * 1000
+    assert m.estimate_map_memory(m.MAP_ARRAY, 4, 4, 10, ncpus=2) == 4096 + 8 * 10
+    assert m.estimate_map_memory(m.MAP_PERCPU_ARRAY, 4, 8, 10, ncpus=4) == 4096 + (8 + 32) * 10
+    big = m.estimate_map_memory(m.MAP_ARRAY, 4, 4096, 100_000_000, ncpus=2)
+    assert big > 400 * 10 ** 9
+
+
+def test_check_memory_names_the_numbers_and_the_limit():
+    spec = {"name": "huge", "type": "array", "key_size": 4, "value_size": 4096, "max_entries": 1 << 20}
+    limits = [("memory cgroup /test (memory.max 1048576, memory.current 0)", 1 << 20), ("MemAvailable", 1 << 40)]
+    with pytest.raises(InvalidInput) as exc:
+        m.check_memory(spec, 4 << 30, limits)
+    text = exc.value.msg
+    assert "map huge (array, key 4 + value 4096 bytes x 1048576 entries)" in text
+    assert "about 4096.0 MiB (4294967296 bytes)" in text and "only 1.0 MiB (1048576 bytes)" in text
+    assert "memory cgroup /test" in text
+    m.check_memory(spec, 1 << 10, limits)
+
+
+def test_memory_limits_are_read_from_this_host():
+    limits = m.memory_limits()
+    assert limits, "at least MemAvailable"
+    assert limits == sorted(limits, key=lambda item: item[1])
+    assert any(name.startswith("MemAvailable") for name, _bytes in limits)
