@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: the one file that imports pyroute2 and speaks rtnetlink.
+
+It answers three questions about an interface, in the root network namespace or in a named one
+(/run/netns/<name>): does it exist and what is its ifindex, which XDP program is attached in which
+mode, and what are its packet counters. It also sets and clears IFLA_XDP with the mode flags,
+atomically replacing a program with XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD.
+
+No Ansible here, and no bpf syscalls: program file descriptors come in from the caller.
+Kernel refusals are raised as NetlinkOpError (errno + the kernel's extended-ack message) so the
+caller can turn them into an error that names the interface and the mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+try:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netns import setns as _setns
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+except ImportError as _exc:  # reported by the caller as a missing requirement
+    IPRoute = NetlinkError = _setns = None
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR = _exc
+
+NETNS_RUN_DIR = "/run/netns"
+
+# include/uapi/linux/if_link.h
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+
+# The module's mode names, their flag, and the IFLA_XDP_*_PROG_ID attribute that reports them.
+MODE_FLAGS = {
+    "native": XDP_FLAGS_DRV_MODE,
+    "generic": XDP_FLAGS_SKB_MODE,
+    "offload": XDP_FLAGS_HW_MODE,
+}
+_MODE_PROG_ID_ATTR = {
+    "native": "IFLA_XDP_DRV_PROG_ID",
+    "generic": "IFLA_XDP_SKB_PROG_ID",
+    "offload": "IFLA_XDP_HW_PROG_ID",
+}
+# IFLA_XDP_ATTACHED as pyroute2 decodes it.
+_ATTACHED_MODE = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload"}
+
+COUNTER_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
+
+
+class NetlinkOpError(OSError):
+    """The kernel refused a netlink request: errno plus its extended-ack text (may be empty)."""
+
+    def __init__(self, err: int, message: str, *, request: str):
+        super().__init__(err, message or os.strerror(err))
+        self.request = request
+        self.extack = message if message and message != os.strerror(err) else ""
+
+
+class NoSuchNetns(LookupError):
+    def __init__(self, netns: str):
+        super().__init__(f"network namespace {netns!r} does not exist ({NETNS_RUN_DIR}/{netns})")
+        self.netns = netns
+
+
+class NoSuchInterface(LookupError):
+    def __init__(self, ifname: str, netns: str | None):
+        where = f"network namespace {netns!r}" if netns else "the root network namespace"
+        super().__init__(f"interface {ifname!r} does not exist in {where}")
+        self.ifname = ifname
+        self.netns = netns
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    ifindex: int
+    netns: str | None = None
+    kind: str | None = None  # IFLA_INFO_KIND (veth, bridge, ...); None for real NICs and lo
+
+
+@dataclass(frozen=True)
+class XdpState:
+    """What IFLA_XDP says: the program id attached in each mode (absent modes are left out)."""
+
+    progs: dict = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str | None:
+        """The attached mode; with programs in two modes (offload + one other) the non-offload one."""
+        for mode in ("native", "generic", "offload"):
+            if mode in self.progs:
+                return mode
+        return None
+
+    @property
+    def prog_id(self) -> int | None:
+        mode = self.mode
+        return self.progs[mode] if mode else None
+
+
+def netns_path(netns: str) -> str:
+    if not netns or "/" in netns or netns in (".", ".."):
+        raise NoSuchNetns(netns)
+    return os.path.join(NETNS_RUN_DIR, netns)
+
+
+def netns_exists(netns: str) -> bool:
+    try:
+        return os.path.exists(netns_path(netns))
+    except NoSuchNetns:
+        return False
+
+
+@contextlib.contextmanager
+def in_netns(netns: str | None) -> Iterator[None]:
+    """Move this thread into a named network namespace for the block, then back.
+
+    Sockets and bpf_links created inside the block stay bound to that namespace. With
+    netns=None the block runs where it is. Never creates a namespace.
+    """
+    if not netns:
+        yield
+        return
+    _require_pyroute2()
+    try:
+        target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NoSuchNetns(netns) from None
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def _require_pyroute2() -> None:
+    if not HAS_PYROUTE2:
+        raise ImportError(f"pyroute2 is required: {PYROUTE2_IMPORT_ERROR}")
+
+
+def _op_error(exc: Exception, request: str) -> NetlinkOpError:
+    code = getattr(exc, "code", None) or _errno.EIO
+    text = exc.args[1] if len(getattr(exc, "args", ())) > 1 else ""
+    return NetlinkOpError(code, str(text or ""), request=request)
+
+
+class Netlink:
+    """An rtnetlink socket bound to one network namespace (None: the one we run in)."""
+
+    def __init__(self, netns: str | None = None):
+        _require_pyroute2()
+        self.netns = netns or None
+        if self.netns and not netns_exists(self.netns):
+            raise NoSuchNetns(self.netns)
+        with in_netns(self.netns):
+            self._ipr = IPRoute(ext_ack=True)
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> "Netlink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading ------------------------------------------------------------------------------
+    def _get(self, ifindex: int):
+        try:
+            return self._ipr.link("get", index=ifindex)[0]
+        except NetlinkError as exc:
+            if exc.code == _errno.ENODEV:
+                raise NoSuchInterface(f"#{ifindex}", self.netns) from None
+            raise _op_error(exc, "RTM_GETLINK") from None
+
+    def interface(self, ifname: str) -> Interface:
+        """Look an interface up by name; NoSuchInterface names it and the namespace."""
+        if not ifname or len(ifname) > 15 or "/" in ifname:
+            raise NoSuchInterface(ifname, self.netns)
+        try:
+            msg = self._ipr.link("get", ifname=ifname)[0]
+        except NetlinkError as exc:
+            if exc.code in (_errno.ENODEV, _errno.EINVAL):
+                raise NoSuchInterface(ifname, self.netns) from None
+            raise _op_error(exc, "RTM_GETLINK") from None
+        kind = None
+        linkinfo = msg.get_attr("IFLA_LINKINFO")
+        if linkinfo is not None:
+            kind = linkinfo.get_attr("IFLA_INFO_KIND")
+        return Interface(name=msg.get_attr("IFLA_IFNAME"), ifindex=msg["index"], netns=self.netns, kind=kind)
+
+    def xdp_state(self, ifindex: int) -> XdpState:
+        """Program ids attached per mode, read from IFLA_XDP."""
+        return parse_xdp_attrs(self._get(ifindex).get_attr("IFLA_XDP"))
+
+    def counters(self, ifindex: int) -> dict:
+        """rx/tx packets, bytes and drops (IFLA_STATS64)."""
+        stats = self._get(ifindex).get_attr("IFLA_STATS64") or {}
+        return {key: int(stats.get(key, 0) or 0) for key in COUNTER_KEYS}
+
+    # --- writing ------------------------------------------------------------------------------
+    def set_xdp(self, ifindex: int, prog_fd: int, *, mode: str | None,
+                expected_fd: int | None = None, if_noexist: bool = False) -> None:
+        """Attach prog_fd in `mode` (None: the kernel's choice, native where the driver has it).
+
+        expected_fd: replace atomically, and only if that program is the one attached now
+        (XDP_FLAGS_REPLACE; EEXIST otherwise). if_noexist: refuse (EBUSY) if any program is
+        attached in that mode. prog_fd=-1 detaches.
+        """
+        flags = MODE_FLAGS[mode] if mode else 0
+        attrs = [("IFLA_XDP_FD", prog_fd)]
+        if expected_fd is not None:
+            flags |= XDP_FLAGS_REPLACE
+            attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
+        if if_noexist:
+            flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
+        attrs.append(("IFLA_XDP_FLAGS", flags))
+        try:
+            self._ipr.link("set", index=ifindex, xdp={"attrs": attrs})
+        except NetlinkError as exc:
+            raise _op_error(exc, "RTM_SETLINK IFLA_XDP") from None
+
+    def detach_xdp(self, ifindex: int, *, mode: str | None, expected_fd: int | None = None) -> None:
+        """Clear the program in `mode`; with expected_fd only if that program is still attached."""
+        self.set_xdp(ifindex, -1, mode=mode, expected_fd=expected_fd)
+
+
+def parse_xdp_attrs(xdp) -> XdpState:
+    """IFLA_XDP (a pyroute2 nla, or None) → XdpState. Pure, for the unit tests too."""
+    if xdp is None:
+        return XdpState()
+    get = xdp.get_attr if hasattr(xdp, "get_attr") else dict(xdp.get("attrs", ())).get
+    progs = {}
+    for mode, attr in _MODE_PROG_ID_ATTR.items():
+        prog_id = get(attr)
+        if prog_id:
+            progs[mode] = int(prog_id)
+    if not progs:
+        attached = _ATTACHED_MODE.get(get("IFLA_XDP_ATTACHED"))
+        prog_id = get("IFLA_XDP_PROG_ID")
+        if attached and prog_id:
+            progs[attached] = int(prog_id)
+    return XdpState(progs=progs)
