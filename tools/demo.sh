@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 hosts=${LAB_HOSTS:-5}
 lab=${EBPF_DEPLOY_LAB_STATE:-build/lab}
 inventory="$lab/inventory.yml"
-bpf=${EBPF_DEPLOY_BPF_DIR:-build/bpf}
+bpf=$(realpath "${EBPF_DEPLOY_BPF_DIR:-build/bpf}")
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 trap 'say "tearing the lab down"; make --no-print-directory lab-down >/dev/null' EXIT
@@ -17,7 +17,7 @@ ansible -i "$inventory" lab -m ansible.builtin.ping -o | sed 's/^/   /'
 
 say "rollout 1: the packet counter, canary first, then stages of [1, 2, 100%]"
 ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/counter.yml \
-  -e counter_object="$PWD/$bpf/counter.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'
+  -e counter_object="$bpf/counter.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'
 
 say "sending 1000 packets from each host's peer"
 for n in $(seq 1 "$hosts"); do
@@ -37,7 +37,7 @@ PY
 
 say "rollout 2: a bad version that drops every packet; the canary must stop it"
 if ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/counter.yml \
-     -e counter_object="$PWD/$bpf/counter_drop.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'; then
+     -e counter_object="$bpf/counter_drop.bpf.o" -e '{"rollout_serial": [1, 2, "100%"]}'; then
   echo "the bad version was not stopped" >&2
   exit 1
 fi
