@@ -57,8 +57,8 @@ options:
     type: int
   stats_seconds:
     description:
-      - Count program runs for this many seconds before gathering, so that RV(ansible_facts.ebpf.programs[].run_cnt)
-        and C(run_time_ns) grow by what ran meanwhile (a health soak).
+      - Count program runs for this many seconds before gathering, so that the C(run_cnt)
+        and C(run_time_ns) of RV(ansible_facts.ebpf) programs grow by what ran meanwhile (a health soak).
       - The statistics are on only while the module holds the kernel's BPF_ENABLE_STATS file descriptor;
         nothing stays enabled afterwards, unlike the C(kernel.bpf_stats_enabled) sysctl.
     type: float
