@@ -51,10 +51,17 @@ class CallbackModule(CallbackBase):
         return self._stages.index(key) + 1
 
     def v2_runner_on_ok(self, result) -> None:
-        rollout = (result._result.get("ansible_facts") or {}).get("rollout_result")
+        self._record(result._result, result._host.get_name())
+
+    def v2_runner_item_on_ok(self, result) -> None:
+        self._record(result._result, result._host.get_name())
+
+    def _record(self, data: dict, host: str) -> None:
+        rollout = (data.get("ansible_facts") or {}).get("rollout_result")
         if not isinstance(rollout, dict):
             return
-        host = result._host.get_name()
+        # the role names the host: facts set for an earlier stage's host (delegate_facts) are its own
+        host = rollout.get("host") or host
         entry = dict(rollout, stage=self._stage_of(rollout.get("batch", [])))
         self._hosts[host] = entry
         self._display.display(f"[rollout] stage {entry['stage']} {host}: {self._describe(entry)}")

@@ -1,0 +1,193 @@
+"""The rollout role and playbooks/canary.yml against real lab hosts over SSH, on the real kernel.
+
+One lab of four hosts (`canary` is host 1) serves every case; each case starts from a known
+fleet state and reads the result back from the hosts themselves (bpf_facts over SSH), not from
+what the playbook said.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.lab import labctl  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BPF = REPO / "build" / "bpf"
+SERIAL = [1, 1, "100%"]          # stages: h1 (canary) | h2 | h3 h4
+GOOD, NEXT, DROPS = "counter", "counter_v2", "counter_drop"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = labctl.new_lab(count=4)
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | None = None,
+            tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """canary.yml of the counter deployment with `obj`; a probe fails on host `fail_on` if given."""
+    probe = ["/bin/true"] if fail_on is None else ["/usr/bin/test", "{{ inventory_hostname }}", "!=", fail_on]
+    variables = {
+        "rollout_deployments": [{"name": "pktcount", "src": str(BPF / f"{obj}.bpf.o"),
+                                 "attach": [{"interface": "eth0", "program": "xdp_packet_counter"}]}],
+        "rollout_health": {"soak_seconds": 0, "checks": [
+            {"type": "attached"}, {"type": "command", "name": "probe", "cmd": probe},
+            {"type": "dmesg", "ignore": ["ebpfd-test"]}]},   # other tests write marker lines
+        "rollout_on_failure": on_failure,
+        "rollout_serial": SERIAL,
+    }
+    vars_file = tmp_path / f"vars-{obj}.json"
+    vars_file.write_text(json.dumps(variables))
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"), "-e", f"@{vars_file}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
+        env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report)))
+    (tmp_path / f"playbook-{obj}.log").write_text(proc.stdout + proc.stderr)   # kept by pytest for a look
+    summary = json.loads(report.read_text()) if report.exists() else {}
+    report.unlink(missing_ok=True)
+    return proc, {entry["host"]: entry for entry in summary.get("hosts", [])}
+
+
+def fleet(lab) -> dict:
+    """Per host: the deployment's current version and versions pinned, and the program on eth0."""
+    proc = lab.ansible("all", "ebpf.deploy.bpf_facts", json.dumps({"gather_subset": ["programs", "xdp"]}))
+    results = labctl.parse_oneline(proc.stdout)
+    out = {}
+    for host, result in results.items():
+        assert "ansible_facts" in result, f"{host}: {result}"
+        facts = result["ansible_facts"]["ebpf"]
+        dep = facts.get("deployments", {}).get("pktcount", {})
+        programs = {p["id"]: p for p in facts["programs"]}
+        (eth0,) = [x for x in facts["xdp"] if x["interface"] == "eth0"]
+        attached = programs.get(eth0["prog_id"], {})
+        out[host] = {"current": dep.get("current"), "versions": sorted(dep.get("versions", {})),
+                     "attached_version": attached.get("version") if attached.get("deployment") == "pktcount" else None}
+    assert len(out) == lab.count, f"facts from {sorted(out)} only: {proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def version_of(lab, obj: str) -> str:
+    """The version the module computes for an object (a check-mode load on the canary)."""
+    proc = lab.ansible("canary", "ebpf.deploy.bpf_program",
+                       json.dumps({"name": "pktcount", "src": str(BPF / f"{obj}.bpf.o")}), "--check")
+    (result,) = labctl.parse_oneline(proc.stdout).values()
+    return result["version"]
+
+
+def hosts(lab) -> list[str]:
+    return [f"{lab.prefix}-h{n}" for n in range(1, lab.count + 1)]
+
+
+def assert_fleet_on(state: dict, version: str | None, names: list[str]) -> None:
+    for name in names:
+        assert state[name]["current"] == version, f"{name}: {state[name]}"
+        assert state[name]["attached_version"] == version, f"{name} runs {state[name]['attached_version']}"
+
+
+def ensure_fleet_on_good(lab, tmp_path) -> str:
+    """Each case starts from every host on the good version (a rollout only when one is off it)."""
+    good = version_of(lab, GOOD)
+    state = fleet(lab)
+    if any(state[h]["current"] != good or state[h]["attached_version"] != good for h in hosts(lab)):
+        proc, _ = rollout(lab, GOOD, tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    return good
+
+
+def test_rollout_goes_stage_by_stage_and_a_rerun_changes_nothing(lab, tmp_path):
+    proc, summary = rollout(lab, GOOD, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    good = version_of(lab, GOOD)
+    assert [summary[h]["stage"] for h in hosts(lab)] == [1, 2, 3, 3]
+    assert {summary[h]["status"] for h in hosts(lab)} == {"committed"}
+    assert_fleet_on(fleet(lab), good, hosts(lab))
+    for host in hosts(lab):
+        sent = lab.traffic(host, count=300)
+        assert sent["sent"] == 300
+
+    again, summary = rollout(lab, GOOD, tmp_path=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert {summary[h]["status"] for h in hosts(lab)} == {"unchanged"}
+    recap = [line for line in again.stdout.splitlines() if line.startswith(lab.prefix) and "changed=" in line]
+    assert len(recap) == lab.count and all("changed=0" in line for line in recap), recap
+
+
+def test_dropping_version_fails_health_on_the_canary_and_never_reaches_the_fleet(lab, tmp_path):
+    good = ensure_fleet_on_good(lab, tmp_path)
+    drops = version_of(lab, DROPS)
+    variables = tmp_path / "drop.json"
+    variables.write_text(json.dumps({
+        "rollout_deployments": [{"name": "pktcount", "src": str(BPF / f"{DROPS}.bpf.o"),
+                                 "attach": [{"interface": "eth0", "program": "xdp_packet_counter"}]}],
+        "rollout_health": {"soak_seconds": 0, "checks": [
+            {"type": "attached"},
+            {"type": "command", "name": "peer reachable",
+             "cmd": ["{{ ansible_python_interpreter }}", str(REPO / "examples" / "probes" / "reach.py"),
+                     "{{ lab_peer_address }}", "9"]}]},
+        "rollout_serial": SERIAL}))
+    proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"),
+                           "-e", f"@{variables}"], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          check=False, env=labctl.ansible_env())
+    assert proc.returncode != 0, "the dropping version was not stopped"
+    assert "rolled back on" in proc.stdout and "peer reachable" in proc.stdout
+    state = fleet(lab)
+    assert_fleet_on(state, good, hosts(lab))
+    for host in hosts(lab)[1:]:
+        assert drops not in state[host]["versions"], f"{host} saw the bad version"
+    assert state[hosts(lab)[0]]["versions"].count(drops) <= 1, "canary keeps it pinned only as history"
+
+
+def test_verifier_rejection_on_the_canary_never_reaches_another_host(lab, tmp_path):
+    good = ensure_fleet_on_good(lab, tmp_path)
+    proc, summary = rollout(lab, "reject_map_lookup", tmp_path=tmp_path)
+    assert proc.returncode != 0
+    canary = hosts(lab)[0]
+    assert summary[canary]["status"] in ("refused", "rolled_back"), summary[canary]
+    assert "rejected by the verifier" in " ".join(summary[canary]["reasons"]), summary[canary]
+    assert set(summary) == {canary}, f"other hosts were touched: {sorted(summary)}"
+    assert_fleet_on(fleet(lab), good, hosts(lab))
+
+
+def test_rollback_stage_returns_the_whole_failing_stage_only(lab, tmp_path):
+    good, new = ensure_fleet_on_good(lab, tmp_path), version_of(lab, NEXT)
+    h1, h2, h3, h4 = hosts(lab)
+    proc, summary = rollout(lab, NEXT, on_failure="rollback_stage", fail_on=h3, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert (summary[h3]["status"], summary[h4]["status"]) == ("rolled_back", "rolled_back"), summary
+    state = fleet(lab)
+    assert_fleet_on(state, new, [h1, h2])      # earlier stages keep the new version
+    assert_fleet_on(state, good, [h3, h4])     # the failing stage is all previous
+
+
+def test_rollback_all_returns_earlier_stages_too(lab, tmp_path):
+    good = ensure_fleet_on_good(lab, tmp_path)
+    h1, h2, h3, h4 = hosts(lab)
+    proc, summary = rollout(lab, NEXT, on_failure="rollback_all", fail_on=h3, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert summary[h3]["status"] == "rolled_back" and summary[h4]["status"] == "rolled_back", summary
+    assert_fleet_on(fleet(lab), good, [h1, h2, h3, h4])
+
+
+def test_rollback_playbook_returns_to_the_previous_version(lab, tmp_path):
+    good, new = ensure_fleet_on_good(lab, tmp_path), version_of(lab, NEXT)
+    proc, _ = rollout(lab, NEXT, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert_fleet_on(fleet(lab), new, hosts(lab))
+    variables = tmp_path / "rollback.json"
+    variables.write_text(json.dumps({"rollout_deployments": [
+        {"name": "pktcount", "src": "unused", "attach": [{"interface": "eth0", "program": "xdp_packet_counter"}]}]}))
+    back = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "rollback.yml"),
+                           "-e", f"@{variables}"], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          check=False, env=labctl.ansible_env())
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert_fleet_on(fleet(lab), good, hosts(lab))
