@@ -50,6 +50,9 @@ class ActionModule(ActionBase):
             reason = (to_text(exc.message).strip().splitlines() or ["not found"])[0]
             result.update(failed=True, msg=f"src {src} not found on the controller: {reason}")
             return result
+        if not os.path.isfile(local):  # a FIFO or a device would block the controller or never end
+            result.update(failed=True, msg=f"src {src} on the controller is not a regular file")
+            return result
         try:
             with open(local, "rb") as handle:
                 data = handle.read()

@@ -521,6 +521,9 @@ class PreflightManager:
 
         src = self.params["src"]
         try:
+            if os.path.exists(src) and not os.path.isfile(src):
+                # a FIFO or a device would block or never end
+                raise InvalidInput(f"cannot read src {src}: not a regular file")
             with open(src, "rb") as handle:
                 data = handle.read()
         except OSError as exc:

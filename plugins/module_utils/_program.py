@@ -25,6 +25,7 @@ import contextlib
 import errno as _errno
 import os
 import resource
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     DEFAULT_BPFFS_ROOT,
     STATE_DIR,
     Deployment,
+    is_bpffs,
     remove_tree,
     validate_name,
     validate_version,
@@ -254,6 +256,10 @@ class ProgramManager:
 
     # ---- entry point
     def run(self) -> dict:
+        if not is_bpffs(self.dep.root):
+            # pins cannot live there, and state=absent would delete an ordinary directory
+            raise InvalidInput(f"bpffs_root {self.dep.root} is not on a bpf filesystem "
+                               "(mount -t bpf bpf /sys/fs/bpf)", bpffs_root=str(self.dep.root))
         with deployment_lock(self.req.name, self.req.lock_timeout):
             self._clean_staging()
             if self.req.state == "absent":
@@ -370,6 +376,9 @@ class ProgramManager:
     def _read_src(self) -> bytes:
         path = self.req.src
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
+                # a FIFO or a device would block (holding the deployment lock) or never end
+                raise InvalidInput(f"src {path} is not a regular file, not a BPF object")
             with open(path, "rb") as handle:
                 return handle.read()
         except FileNotFoundError:

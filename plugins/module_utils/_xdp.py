@@ -62,6 +62,7 @@ class Prog:
     type: int = BPF_PROG_TYPE_XDP
     tag: str = ""
     pin: Optional[str] = None
+    ifindex: int = 0  # the device the program was loaded for (offload), 0 when none
 
     @property
     def type_name(self) -> str:
@@ -178,6 +179,12 @@ def plan(desired: Desired, current: Current, *, interface: str, netns: Optional[
     prog = desired.prog
     if prog is None:
         raise InvalidInput("state: present needs a program (deployment + program, or pin)")
+    if desired.mode == "offload" and prog.ifindex != current.ifindex:
+        # refused before anything is detached: the kernel takes only a program loaded for the device
+        raise UnsupportedFeature(
+            f"interface {where} cannot run program {prog.name or prog.id!r} in offload mode: it was not loaded "
+            "for that device (offload needs a NIC that offloads XDP and a program loaded for it); "
+            "use mode: native or generic", interface=interface, netns=netns, mode="offload")
     after = {
         "interface": interface,
         "netns": netns,
@@ -253,7 +260,7 @@ class Bpf:
 
     def prog_info(self, fd: int, *, pin: Optional[str] = None) -> Prog:
         info = self.lib.prog_info(fd)
-        return Prog(id=info.id, name=info.name, type=info.type, tag=info.tag, pin=pin)
+        return Prog(id=info.id, name=info.name, type=info.type, tag=info.tag, pin=pin, ifindex=info.ifindex)
 
     def prog_by_id(self, prog_id: int) -> Optional[Prog]:
         try:
@@ -722,10 +729,19 @@ class XdpManager:
         if action == "repin":
             return wanted.repin(current, desired.link_pin)
         if action == "reattach":
-            held.detach(current)
-            gone = replace(current, prog_id=None, held_by_link=None, link_pin=None)
-            return wanted.attach(desired.prog, mode=desired.mode or current.mode,
-                                 link_pin=desired.link_pin, current=gone)
+            keep_fd = self.bpf.prog_fd(current.prog_id)  # holds the old program while it is off
+            try:
+                held.detach(current)
+                gone = replace(current, prog_id=None, held_by_link=None, link_pin=None)
+                try:
+                    return wanted.attach(desired.prog, mode=desired.mode or current.mode,
+                                         link_pin=desired.link_pin, current=gone)
+                except EbpfDeployError as err:
+                    # the new mode or method was refused: put the old program back as it was
+                    self._restore(held, current, gone, err)
+                    raise
+            finally:
+                self.bpf.close(keep_fd)
         if action == "detach":
             held.detach(current)
             return Outcome()
@@ -733,6 +749,14 @@ class XdpManager:
             os.unlink(current.defunct_pin)
             return Outcome()
         raise AssertionError(f"unknown action {action}")
+
+    def _restore(self, held: "AttachMethod", current: Current, gone: Current, err: EbpfDeployError) -> None:
+        old = Prog(id=current.prog_id, name=current.prog_name)
+        try:
+            held.attach(old, mode=current.mode, link_pin=current.link_pin or self.link_pin_path(), current=gone)
+        except EbpfDeployError as undo:
+            raise EbpfDeployError(f"{err.msg}; putting program id {current.prog_id} back failed too, the "
+                                  f"interface has no XDP program: {undo.msg}", **err.details) from None
 
     def _report(self, the_plan: Plan, nl, iface, current: Current, outcome: Outcome) -> dict:
         req = self.request

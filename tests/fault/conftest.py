@@ -1,0 +1,65 @@
+"""Fault suite (issue 8): bad inputs, kills at any point, concurrent runs, a host lost mid-rollout.
+
+Shared code lives in faultlib.py (imported by path); the integration tier's helpers are reused from
+tests/integration. At the end of the session one line per part and a total are printed, e.g.
+
+    fault: bad input: 52 cases, 52 host unchanged, 0 changed
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+import faultlib  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="the fault suite needs root (BPF, netns)")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def totals():
+    return faultlib.tally
+
+
+def _line(name: str, t: faultlib.Tally, ok_word: str, bad_word: str) -> str:
+    extra = "".join(f", {n} {k}" for k, n in t.notes.items())
+    return f"fault: {name}: {t.cases} cases, {t.ok} {ok_word}, {t.changed} {bad_word}, {t.lost} lost{extra}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    parts = faultlib.TOTALS
+    if not parts:
+        return
+    words = {
+        "bad input": ("host unchanged", "changed"),
+        "kill at any point": ("converged", "not converged"),
+        "concurrency": ("consistent", "inconsistent"),
+        "host lost": ("consistent", "inconsistent"),
+    }
+    terminalreporter.section("fault totals")
+    for name in ("bad input", "kill at any point", "concurrency", "host lost"):
+        if name in parts:
+            ok_word, bad_word = words[name]
+            t = parts[name]
+            if name == "bad input":
+                terminalreporter.write_line(
+                    f"fault: bad input: {t.cases} cases, {t.ok} host unchanged, {t.changed} changed"
+                    + (f", {t.lost} lost" if t.lost else ""))
+            else:
+                terminalreporter.write_line(_line(name, t, ok_word, bad_word))
+    cases = sum(t.cases for t in parts.values())
+    ok = sum(t.ok for t in parts.values())
+    lost = sum(t.lost for t in parts.values())
+    terminalreporter.write_line(
+        f"fault: total: {cases} cases run, {ok} ended unchanged or converged, {cases - ok} did not, {lost} lost")

@@ -1,0 +1,448 @@
+"""Shared code of the fault suite (tests/fault): run modules and playbooks the way a user does,
+snapshot what a host holds of a deployment, and keep the suite's totals.
+
+Everything here reads the host through tools that are not the code under test (bpftool, `ip -j`,
+the bpffs itself), so a snapshot cannot agree with a module by sharing its bugs.
+
+Every process started here is started in its own session and, when it overruns its time, ended by
+its process group id (`os.killpg(pid)`), never by name. Names made here start with `ebpfd`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.integration import xdp_helpers  # noqa: E402  (a veth pair in namespaces, bpftool readers)
+from tests.integration.conftest import BPF_DIR, BPFFS  # noqa: E402
+
+VENV_BIN = REPO / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+ANSIBLE = str(VENV_BIN / "ansible")
+ANSIBLE_PLAYBOOK = str(VENV_BIN / "ansible-playbook")
+STATE_DIR = Path("/run/ebpf_deploy")
+PROGRAM = "xdp_packet_counter"
+LAYOUT_HINT = "maps/<map>, <version>/progs/<program>, links/<link>, current, previous"
+
+_RESULT_LINE = re.compile(r"^(?P<host>\S+) \| (?P<status>[A-Z!]+)(?: \| rc=\d+)? => (?P<json>\{.*\})\s*$")
+
+
+# --- the totals printed at the end of the session -----------------------------------------------
+@dataclass
+class Tally:
+    cases: int = 0
+    ok: int = 0            # host unchanged (bad input) or converged (kill, concurrency, host lost)
+    changed: int = 0       # host changed by a failed task, or did not converge
+    lost: int = 0          # the interface had no program, or a map lost its contents
+    notes: dict = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.notes[key] = self.notes.get(key, 0) + n
+
+
+TOTALS: dict[str, Tally] = {}
+
+
+def tally(part: str) -> Tally:
+    return TOTALS.setdefault(part, Tally())
+
+
+# --- environment and processes -------------------------------------------------------------------
+def ansible_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_group(cmd: list[str], *, env: Optional[dict] = None, timeout: float = 120, cwd=REPO,
+              stdin: Optional[str] = None) -> tuple[int, str, str, bool]:
+    """Run a command in its own process group; on timeout SIGKILL that group (by its id).
+    Returns (rc, stdout, stderr, timed_out)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(input=stdin, timeout=timeout)
+        return proc.returncode, out, err, False
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        return -9, out, err, True
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the process group we started (its leader's pid is the group id)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def parse_results(stdout: str) -> list[dict]:
+    """Every `host | STATUS => {json}` line of the oneline callback, in order."""
+    out = []
+    for line in stdout.splitlines():
+        match = _RESULT_LINE.match(line)
+        if match:
+            try:
+                data = json.loads(match["json"])
+            except ValueError:
+                data = {"msg": match["json"]}
+            data["_host"] = match["host"]
+            data["_status"] = match["status"]
+            data.setdefault("failed", match["status"].startswith("FAILED") or match["status"] == "UNREACHABLE!")
+            out.append(data)
+    return out
+
+
+def adhoc(module: str, args: dict, *, check: bool = False, timeout: float = 60) -> dict:
+    """One module on localhost through `ansible` (action plugins included), like ModuleRun in
+    tests/integration/conftest.py, but a hung run is ended by its process group and reported."""
+    fqcn = module if "." in module else f"ebpf.deploy.{module}"
+    cmd = [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local", "-m", fqcn, "-a", json.dumps(args),
+           "-e", f"ansible_python_interpreter={PYTHON}"]
+    if check:
+        cmd.append("--check")
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="oneline", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    rc, out, err, timed_out = run_group(cmd, env=env, timeout=timeout)
+    if timed_out:
+        return {"failed": True, "msg": f"TIMEOUT: {module} did not finish in {timeout}s (process group killed)",
+                "_timeout": True, "_stdout": out, "_stderr": err}
+    results = parse_results(out)
+    if not results:
+        return {"failed": True, "msg": f"NO RESULT (rc={rc})", "_stdout": out, "_stderr": err, "_noresult": True}
+    result = results[-1]
+    result["_stdout"], result["_stderr"] = out, err
+    return result
+
+
+def playbook(text: str, *, extra_vars: Optional[dict] = None, inventory: str = "localhost,",
+             timeout: float = 300, env_extra: Optional[dict] = None, callback: str = "oneline",
+             args: tuple = ()) -> tuple[int, str, str, bool]:
+    """Run a playbook (given as YAML text) with ansible-playbook in its own process group."""
+    with tempfile.TemporaryDirectory(prefix="ebpfd_fault_pb_") as tmp:
+        book = Path(tmp) / "play.yml"
+        book.write_text(text, encoding="utf-8")
+        cmd = [ANSIBLE_PLAYBOOK, "-i", inventory, str(book), *args]
+        if extra_vars:
+            ev = Path(tmp) / "vars.json"
+            ev.write_text(json.dumps(extra_vars), encoding="utf-8")
+            cmd += ["-e", f"@{ev}"]
+        env = ansible_env(ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env_extra or {}))
+        return run_group(cmd, env=env, timeout=timeout)
+
+
+def direct(module: str, args: dict, *, timeout: float = 60, wrapper: Optional[list[str]] = None,
+           env_extra: Optional[dict] = None, raise_on_timeout: bool = True) -> tuple[int, dict]:
+    """Run a module file directly on this host (no controller), optionally through a wrapper
+    script (the kill-point runner). Returns (returncode, parsed JSON or {})."""
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ebpfd_fault_args_", delete=False) as handle:
+        json.dump(payload, handle)
+        args_file = handle.name
+    try:
+        module_file = str(REPO / "plugins" / "modules" / f"{module}.py")
+        env = dict(os.environ, PYTHONPATH=str(REPO / ".build" / "collections"), PYTHONDONTWRITEBYTECODE="1")
+        env.update(env_extra or {})
+        rc, out, err, timed_out = run_group([PYTHON, *(wrapper or []), module_file, args_file], env=env,
+                                            timeout=timeout)
+    finally:
+        os.unlink(args_file)
+    if timed_out:
+        if not raise_on_timeout:
+            return rc, {"failed": True, "_timeout": True, "msg": f"TIMEOUT: {module} hung for {timeout}s"}
+        raise AssertionError(f"{module} hung for {timeout}s: {err[-2000:]}")
+    try:
+        return rc, json.loads(out)
+    except ValueError:
+        return rc, {"_stdout": out, "_stderr": err}
+
+
+def one_line(msg) -> bool:
+    return isinstance(msg, str) and bool(msg.strip()) and "\n" not in msg and "Traceback" not in msg
+
+
+# --- reading the host without the code under test --------------------------------------------------
+def bpftool_json(*args: str):
+    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def tree(path: Path) -> list:
+    """`ls -R` of a directory as (relative path, kind, symlink target) rows."""
+    rows = []
+    if not os.path.lexists(path):
+        return rows
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, path)
+            if os.path.islink(full):
+                rows.append((rel, "symlink", os.readlink(full)))
+            elif os.path.isdir(full):
+                rows.append((rel, "dir", None))
+            else:
+                rows.append((rel, "file", None))
+    return sorted(rows)
+
+
+def file_contents(path: Path) -> dict:
+    out = {}
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(path))] = p.read_text(encoding="utf-8", errors="replace")
+    elif path.is_file():
+        out[path.name] = path.read_text(encoding="utf-8", errors="replace")
+    return out
+
+
+def _under(paths, root: str) -> list:
+    return sorted(p for p in (paths or []) if p == root or p.startswith(root.rstrip("/") + "/"))
+
+
+def xdp_of(netns: Optional[str], ifname: str) -> dict:
+    cmd = ["ip", "-j", "-d", "link", "show", "dev", ifname]
+    if netns:
+        cmd = ["nsenter", f"--net=/run/netns/{netns}"] + cmd
+    info = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout)[0]
+    xdp = info.get("xdp") or {}
+    prog = xdp.get("prog") or {}
+    return {"mode": xdp.get("mode"), "prog_id": prog.get("id"), "prog_name": prog.get("name"),
+            "prog_tag": prog.get("tag"),
+            "attached": sorted((a.get("mode"), (a.get("prog") or {}).get("id")) for a in xdp.get("attached", []))}
+
+
+def attached_prog_id(netns: Optional[str], ifname: str) -> Optional[int]:
+    return xdp_of(netns, ifname)["prog_id"]
+
+
+def snapshot(*, root: Path, deployment: str, netns: Optional[str], ifname: str, extra: tuple = ()) -> dict:
+    """What a host holds of a deployment: its programs, maps and links (bpftool, filtered to the ids
+    of the deployment's pins and the interface's program), `ls -R` of the bpffs root, the interface's
+    XDP attachment, every pinned map's contents, and the deployment's /run metadata."""
+    root_s = str(root)
+    xdp = xdp_of(netns, ifname)
+    progs_all = bpftool_json("-f", "prog", "show") or []
+    maps_all = bpftool_json("-f", "map", "show") or []
+    links_all = bpftool_json("-f", "link", "show") or []
+    progs = [p for p in progs_all if _under(p.get("pinned"), root_s) or p.get("id") == xdp["prog_id"]]
+    prog_ids = {p["id"] for p in progs}
+    map_ids = {m for p in progs for m in p.get("map_ids", [])}
+    maps = [m for m in maps_all if _under(m.get("pinned"), root_s) or m.get("id") in map_ids]
+    links = [lk for lk in links_all if _under(lk.get("pinned"), root_s) or lk.get("prog_id") in prog_ids]
+    keep_p = ("id", "type", "name", "tag", "map_ids")
+    keep_m = ("id", "type", "name", "bytes_key", "bytes_value", "max_entries", "flags")
+    keep_l = ("id", "type", "prog_id", "ifindex")
+    dep_maps = root / deployment / "maps"
+    contents = {}
+    if dep_maps.is_dir():
+        for pin in sorted(dep_maps.iterdir()):
+            contents[pin.name] = bpftool_json("map", "dump", "pinned", str(pin))
+    snap = {
+        "programs": sorted(({k: p.get(k) for k in keep_p} | {"pinned": _under(p.get("pinned"), root_s)}
+                            for p in progs), key=lambda d: d["id"]),
+        "maps": sorted(({k: m.get(k) for k in keep_m} | {"pinned": _under(m.get("pinned"), root_s)}
+                        for m in maps), key=lambda d: d["id"]),
+        "links": sorted(({k: lk.get(k) for k in keep_l} | {"pinned": _under(lk.get("pinned"), root_s)}
+                         for lk in links), key=lambda d: d["id"]),
+        "bpffs": tree(root),
+        "xdp": xdp,
+        "map_contents": contents,
+        "run_state": file_contents(STATE_DIR / deployment),
+    }
+    for path in extra:
+        snap[f"extra:{path}"] = tree(Path(path))
+    return snap
+
+
+def snapshot_diff(before: dict, after: dict) -> dict:
+    return {key: {"before": before.get(key), "after": after.get(key)}
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)}
+
+
+def map_u64(pin: Path, key: int = 0) -> int:
+    """Value of a u32 -> u64 map entry, read with bpftool."""
+    out = bpftool_json("map", "lookup", "pinned", str(pin), "key", *[str(b) for b in key.to_bytes(4, "little")])
+    value = out.get("value")
+    if isinstance(value, list):
+        return int.from_bytes(bytes(int(b, 16) for b in value), "little")
+    return int(value)
+
+
+def map_set_u64(pin: Path, value: int, key: int = 0) -> None:
+    cmd = ["bpftool", "map", "update", "pinned", str(pin), "key", *[str(b) for b in key.to_bytes(4, "little")],
+           "value", *[str(b) for b in value.to_bytes(8, "little")]]
+    subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30)
+
+
+def pinned_prog_id(pin: Path) -> Optional[int]:
+    info = bpftool_json("prog", "show", "pinned", str(pin))
+    return info.get("id") if info else None
+
+
+# --- the deployment layout -------------------------------------------------------------------------
+_LAYOUT = [re.compile(p) for p in (
+    r"maps", r"maps/[A-Za-z0-9_-]+", r"links", r"links/[^/]+:xdp", r"current", r"previous",
+    r"[0-9a-f]{12}", r"[0-9a-f]{12}/progs", r"[0-9a-f]{12}/progs/[A-Za-z0-9_-]+")]
+
+
+def layout_problems(root: Path, deployment: str) -> list[str]:
+    """Paths under the deployment that are not part of the layout (staging leftovers included),
+    and anything beside the deployment in the root."""
+    problems = []
+    for rel, _kind, _target in tree(root):
+        parts = rel.split("/")
+        if parts[0] != deployment:
+            problems.append(f"{rel}: outside the deployment")
+            continue
+        sub = "/".join(parts[1:])
+        if sub and not any(p.fullmatch(sub) for p in _LAYOUT):
+            problems.append(f"{rel}: not in the layout ({LAYOUT_HINT})")
+    return problems
+
+
+def current_version(root: Path, deployment: str) -> Optional[str]:
+    link = root / deployment / "current"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+# --- a deployment of the counter attached to a veth, counting --------------------------------------
+class CounterOnVeth:
+    """A bpffs root `ebpfd_fault_*`, a deployment `ebpfd_f*` of counter.bpf.o attached to the host
+    side of a VethLab, counting packets sent from the peer. Built with the collection's own modules
+    (run directly), read back with bpftool and `ip`."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.token = secrets.token_hex(3)
+        self.root = BPFFS / f"ebpfd_fault_{tag}_{self.token}"
+        self.name = f"ebpfd_{tag}{self.token}"
+        self.veth = xdp_helpers.VethLab(tag=tag)
+        self.versions: dict[str, str] = {}
+        self.prog_ids: dict[str, int] = {}
+
+    # set-up / tear-down
+    def __enter__(self) -> "CounterOnVeth":
+        self.veth.__enter__()
+        try:
+            self.deploy("counter")
+            self.attach()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self.root.exists():
+                direct("xdp_attach", dict(self.xdp_args(), state="absent"))
+                direct("bpf_program", {"name": self.name, "bpffs_root": str(self.root), "state": "absent"})
+        finally:
+            self.veth.close()
+            xdp_helpers.remove_tree(self.root)
+            xdp_helpers.remove_tree(STATE_DIR / self.name)
+            (STATE_DIR / "locks" / f"{self.name}.lock").unlink(missing_ok=True)  # a unique name: ours
+            for note_dir in STATE_DIR.glob("xdp/" + str(self.root).strip("/").replace("/", "_")):
+                xdp_helpers.remove_tree(note_dir)
+
+    # acting through the modules
+    @property
+    def netns(self) -> Optional[str]:
+        return self.veth.host_ns
+
+    @property
+    def ifname(self) -> str:
+        return self.veth.host_if
+
+    def program_args(self, stem: str, **extra) -> dict:
+        return dict({"name": self.name, "src": str(BPF_DIR / f"{stem}.bpf.o"), "remote_src": True,
+                     "bpffs_root": str(self.root)}, **extra)
+
+    def xdp_args(self, **extra) -> dict:
+        return dict({"deployment": self.name, "program": PROGRAM, "interface": self.ifname,
+                     "netns": self.netns, "bpffs_root": str(self.root)}, **extra)
+
+    def deploy(self, stem: str, **extra) -> dict:
+        rc, result = direct("bpf_program", self.program_args(stem, **extra))
+        assert rc == 0 and not result.get("failed"), result
+        self.versions[stem] = result["version"]
+        self.prog_ids[result["version"]] = result["programs"][0]["id"]
+        return result
+
+    def attach(self, **extra) -> dict:
+        rc, result = direct("xdp_attach", self.xdp_args(**extra))
+        assert rc == 0 and not result.get("failed"), result
+        return result
+
+    # reading
+    @property
+    def map_pin(self) -> Path:
+        return self.root / self.name / "maps" / "pkt_count"
+
+    def count(self) -> int:
+        return map_u64(self.map_pin)
+
+    def settled_count(self) -> int:
+        """The counter once packets in flight are counted (two equal reads 50 ms apart)."""
+        last = self.count()
+        for _attempt in range(40):
+            time.sleep(0.05)
+            now = self.count()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def send(self, count: int) -> int:
+        return self.veth.send(count)
+
+    def still_counts(self, packets: int = 10) -> tuple[bool, int, int]:
+        before = self.settled_count()
+        self.send(packets)
+        after = self.settled_count()
+        return after - before >= packets, before, after
+
+    def attached(self) -> Optional[int]:
+        return attached_prog_id(self.netns, self.ifname)
+
+    def current(self) -> Optional[str]:
+        return current_version(self.root, self.name)
+
+    def current_prog_id(self) -> Optional[int]:
+        version = self.current()
+        return pinned_prog_id(self.root / self.name / version / "progs" / PROGRAM) if version else None
+
+    def staging_leftovers(self) -> list[str]:
+        dep = self.root / self.name
+        return sorted(p.name for p in dep.iterdir() if p.name.startswith("_staging-")) if dep.is_dir() else []
+
+    def snapshot(self, extra: tuple = ()) -> dict:
+        return snapshot(root=self.root, deployment=self.name, netns=self.netns, ifname=self.ifname, extra=extra)

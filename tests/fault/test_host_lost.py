@@ -1,0 +1,196 @@
+"""A host lost in the middle of a rollout: its sshd and sessions die during the soak.
+
+A lab of 3 hosts (tests/lab/labctl.py: network namespaces with their own bpffs and sshd, reached over
+real SSH). playbooks/canary.yml rolls the counter out in one stage (`rollout_serial: ["100%"]`) with
+a 6 s soak; when the soak starts, every process in host 2's namespace (its sshd, its sessions, the
+module running there) is SIGKILLed by PID (`ip netns pids`), and so is the ControlPersist ssh master
+Ansible keeps to it (found in /proc by its arguments), so no connection outlives the host.
+
+Expected: the playbook fails, the recap shows host 2 unreachable, and the other hosts of the stage
+end on one consistent version, never half switched (`current` and the attached program agree):
+* `rollout_on_failure: rollback_stage`, first rollout: the deployment is absent again on hosts 1, 3;
+* `rollout_on_failure: rollback_host`, first rollout: hosts 1, 3 keep the new version (v1);
+* `rollout_on_failure: rollback_stage`, v1 -> v2 (hosts 1, 3 on v1 from the run before): back on v1.
+
+Host state is read inside each host's own mount and network namespaces (`nsenter -t <sshd pid> -m -n`),
+because pins are per host; host 2 is brought back with `lab.up()` between scenarios.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+import faultlib as fl
+from tests.lab import labctl
+
+DEPLOYMENT = "ebpfd_lost"
+ROOT = "/sys/fs/bpf/ebpf_deploy"
+SOAK = 6
+RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=\d+\s+unreachable=(?P<unreachable>\d+)\s+"
+                   r"failed=(?P<failed>\d+)")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = labctl.new_lab(count=3)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+
+
+def sshd_pid(lab, which: int) -> int:
+    """The host's sshd as the last `lab.up()` reported it (its mount namespace holds the bpffs)."""
+    return int(lab.host(which)["sshd_pid"])
+
+
+def in_host(lab, which: int, *cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", "-t", str(sshd_pid(lab, which)), "-m", "-n", *cmd], capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def host_state(lab, which: int) -> dict:
+    """current version, its pinned program id, and the program attached to eth0, read in the host."""
+    dep = f"{ROOT}/{DEPLOYMENT}"
+    link = in_host(lab, which, "readlink", f"{dep}/current")
+    current = link.stdout.strip() or None
+    prog = None
+    if current:
+        out = in_host(lab, which, "bpftool", "-j", "prog", "show", "pinned", f"{dep}/{current}/progs/{fl.PROGRAM}")
+        prog = json.loads(out.stdout).get("id") if out.returncode == 0 and out.stdout.strip() else None
+    info = json.loads(in_host(lab, which, "ip", "-j", "-d", "link", "show", "dev", "eth0").stdout)[0]
+    attached = ((info.get("xdp") or {}).get("prog") or {}).get("id")
+    exists = in_host(lab, which, "test", "-e", dep).returncode == 0
+    return {"current": current, "current_prog_id": prog, "attached": attached, "deployment_exists": exists}
+
+
+def _ssh_masters(address: str) -> list[int]:
+    """Our Ansible's ControlPersist ssh masters to this address."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [a.decode(errors="replace") for a in Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if args and os.path.basename(args[0]) == "ssh" and address in args and any("ControlPersist" in a for a in args):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_host(lab, which: int) -> list[int]:
+    """SIGKILL every process in the host's network namespace (sshd, sessions, modules) and the
+    ControlPersist master Ansible keeps to it, each by PID."""
+    netns = lab.host(which)["netns"]
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout
+    pids = [int(p) for p in out.split()] + _ssh_masters(lab.host(which)["mgmt_address"])
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def rollout(lab, stem: str, on_failure: str, *, kill: Optional[int] = None, soak: int = SOAK) -> dict:
+    """canary.yml in one stage; with kill=N, host N is killed 2 s into the soak."""
+    extra = {
+        "rollout_deployments": [{"name": DEPLOYMENT, "src": str(fl.BPF_DIR / f"{stem}.bpf.o"),
+                                 "attach": [{"interface": "eth0", "program": fl.PROGRAM}]}],
+        "rollout_health": {"soak_seconds": soak, "checks": [{"type": "attached"}]},
+        "rollout_serial": ["100%"],
+        "rollout_on_failure": on_failure,
+    }
+    with tempfile.TemporaryDirectory(prefix="ebpfd_fault_lost_") as tmp:
+        vars_file = Path(tmp) / "vars.json"
+        vars_file.write_text(json.dumps(extra), encoding="utf-8")
+        env = fl.ansible_env(ANSIBLE_STDOUT_CALLBACK="default")
+        proc = subprocess.Popen([fl.ANSIBLE_PLAYBOOK, "-i", str(lab.inventory), str(fl.REPO / "playbooks" / "canary.yml"),
+                                 "-e", f"@{vars_file}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, cwd=fl.REPO, start_new_session=True)
+        watchdog = threading.Timer(300, fl.kill_group, args=(proc.pid,))
+        watchdog.start()
+        lines, killed = [], []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if kill and not killed and "Health | soak" in line and line.startswith("TASK"):
+                    time.sleep(2)
+                    killed = kill_host(lab, kill) or [-1]
+            proc.wait()
+        finally:
+            watchdog.cancel()
+    out = "".join(lines)
+    recap = {m["host"]: {k: int(m[k]) for k in ("ok", "unreachable", "failed")}
+             for m in map(RECAP.match, out.splitlines()) if m}
+    return {"rc": proc.returncode, "out": out, "recap": recap, "killed": killed}
+
+
+def check_scenario(lab, run: dict, *, expect: Optional[str], what: str) -> None:
+    """expect: the version hosts 1 and 3 must be on (None: the deployment is absent)."""
+    t = fl.tally("host lost")
+    t.cases += 1
+    problems = []
+    lost_host = f"{lab.prefix}-h2"
+    if not run["killed"]:
+        problems.append("the soak never started: host 2 was not killed")
+    if run["rc"] == 0:
+        problems.append("the playbook succeeded")
+    # The role tolerates unreachable hosts (ignore_unreachable) so the stage can coordinate, then
+    # fails the lost host itself: PLAY RECAP counts it failed (its unreachable results as ignored),
+    # and the rollout summary in the recap calls it unreachable. Either form is accepted.
+    recap = run["recap"].get(lost_host, {})
+    summary = re.search(rf"^\S+\s+{re.escape(lost_host)}\s+unreachable\s", run["out"], re.M)
+    if not (recap.get("unreachable", 0) >= 1 or (summary and recap.get("failed", 0) >= 1)):
+        problems.append(f"the recap does not show {lost_host} unreachable: {run['recap']}")
+    states = {}
+    for which in (1, 3):
+        state = host_state(lab, which)
+        states[which] = state
+        if expect is None:
+            if state["deployment_exists"] or state["attached"]:
+                problems.append(f"h{which}: expected no deployment and nothing attached, found {state}")
+        else:
+            if state["current"] != expect:
+                problems.append(f"h{which}: current is {state['current']}, expected {expect}")
+            if state["attached"] is None:
+                problems.append(f"h{which}: no XDP program attached")
+                t.lost += 1
+            elif state["attached"] != state["current_prog_id"]:
+                problems.append(f"h{which}: half switched: attached {state['attached']}, current's program "
+                                f"{state['current_prog_id']}")
+    if problems:
+        t.changed += 1
+    else:
+        t.ok += 1
+    assert not problems, f"{what}: " + "; ".join(problems) + f"\nstates {states}\n" + run["out"][-4000:]
+
+
+def test_host_lost_mid_rollout(lab):
+    # 1. the first rollout of the deployment, rollback_stage: hosts 1 and 3 end without it
+    run = rollout(lab, "counter", "rollback_stage", kill=2)
+    check_scenario(lab, run, expect=None, what="first rollout, rollback_stage")
+
+    # 2. host 2 back; the first rollout again, rollback_host: hosts 1 and 3 keep the new version
+    lab.up()
+    run = rollout(lab, "counter", "rollback_host", kill=2)
+    v1 = host_state(lab, 1)["current"]
+    assert v1, "host 1 has no current version after rollback_host"
+    check_scenario(lab, run, expect=v1, what="first rollout, rollback_host")
+
+    # 3. host 2 back (empty); v1 -> v2 with rollback_stage: hosts 1 and 3 go back to v1
+    lab.up()
+    run = rollout(lab, "counter_v2", "rollback_stage", kill=2)
+    check_scenario(lab, run, expect=v1, what="v1 -> v2, rollback_stage")
