@@ -26,7 +26,7 @@ TIMED := tools/timed
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs integration molecule"
+	@echo "make test   - every test tier: unit sanity lint docs integration molecule fault"
 	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ docs: collection
 	@$(TIMED) docs tools/docs.sh
 
 test: collection bpf
-	@tools/run-tiers unit sanity lint docs integration molecule
+	@tools/run-tiers unit sanity lint docs integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
