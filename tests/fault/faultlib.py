@@ -27,6 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.integration import xdp_helpers  # noqa: E402  (a veth pair in namespaces, bpftool readers)
+from tests.lab import labctl  # noqa: E402
 from tests.integration.conftest import BPF_DIR, BPFFS  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -62,18 +63,8 @@ def tally(part: str) -> Tally:
 
 # --- environment and processes -------------------------------------------------------------------
 def ansible_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(extra)
-    return env
+    """The lab's Ansible environment (labctl.ansible_env), without retry files or bytecode."""
+    return labctl.ansible_env(ANSIBLE_RETRY_FILES_ENABLED="0", PYTHONDONTWRITEBYTECODE="1", **extra)
 
 
 def run_group(cmd: list[str], *, env: Optional[dict] = None, timeout: float = 120, cwd=REPO,
