@@ -99,7 +99,7 @@ def ensure_fleet_on_good(lab, tmp_path) -> str:
     good = version_of(lab, GOOD)
     state = fleet(lab)
     if any(state[h]["current"] != good or state[h]["attached_version"] != good for h in hosts(lab)):
-        proc, _ = rollout(lab, GOOD, tmp_path=tmp_path)
+        proc, _summary = rollout(lab, GOOD, tmp_path=tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:]
     return good
 
@@ -180,7 +180,7 @@ def test_rollback_all_returns_earlier_stages_too(lab, tmp_path):
 
 def test_rollback_playbook_returns_to_the_previous_version(lab, tmp_path):
     good, new = ensure_fleet_on_good(lab, tmp_path), version_of(lab, NEXT)
-    proc, _ = rollout(lab, NEXT, tmp_path=tmp_path)
+    proc, _summary = rollout(lab, NEXT, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert_fleet_on(fleet(lab), new, hosts(lab))
     variables = tmp_path / "rollback.json"
