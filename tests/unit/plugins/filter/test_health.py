@@ -115,3 +115,11 @@ def test_observations_from_registered_results():
     result = only([{"type": "interface", "interface": "eth0", "max_drop_ratio": 0.1}], obs)
     assert not result["passed"] and "25 of 75" in result["detail"]
     assert "blue/eth1" in obs["interfaces_after"]
+
+
+def test_rollout_order_canary_first_then_waves_in_inventory_order():
+    from ansible_collections.ebpf.deploy.plugins.filter.rollout import rollout_order
+    hostvars = {"h1": {"group_names": ["lab"]}, "h2": {"group_names": ["lab"], "rollout_wave": 2},
+                "h3": {"group_names": ["lab", "canary"]}, "h4": {"group_names": ["lab"], "rollout_wave": 1},
+                "h5": {"group_names": ["lab"], "rollout_wave": 1}}
+    assert rollout_order(["h1", "h2", "h3", "h4", "h5"], hostvars) == ["h3", "h4", "h5", "h2", "h1"]
