@@ -66,14 +66,22 @@ class CallbackModule(CallbackBase):
         self._hosts[host] = entry
         self._display.display(f"[rollout] stage {entry['stage']} {host}: {self._describe(entry)}")
 
+    @staticmethod
+    def _in_rollout(result) -> bool:
+        """Only the rollout role's tasks count: other plays and ad hoc runs print no summary."""
+        role = getattr(result._task, "_role", None)
+        return role is not None and role.get_name().endswith("rollout")
+
     def v2_runner_on_unreachable(self, result) -> None:
+        if not self._in_rollout(result):
+            return
         host = result._host.get_name()
         entry = self._hosts.setdefault(host, {"host": host, "versions": [], "checks": []})
         entry.update(status="unreachable", reasons=[result._result.get("msg", "unreachable")])
         self._display.display(f"[rollout] {host}: unreachable")
 
     def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
-        if ignore_errors:
+        if ignore_errors or not self._in_rollout(result):
             return
         host = result._host.get_name()
         entry = self._hosts.get(host)
