@@ -191,3 +191,12 @@ def test_rollback_playbook_returns_to_the_previous_version(lab, tmp_path):
                           check=False, env=labctl.ansible_env())
     assert back.returncode == 0, back.stdout[-3000:]
     assert_fleet_on(fleet(lab), good, hosts(lab))
+
+
+def test_summary_only_for_rollouts(lab):
+    """Other playbooks and ad hoc runs with the callback enabled print no rollout summary."""
+    proc = lab.ansible("canary", "ebpf.deploy.bpf_program", json.dumps({"name": "x", "src": "/nonexist",
+                                                                         "remote_src": True}))
+    (result,) = labctl.parse_oneline(proc.stdout).values()
+    assert result["_status"].startswith("FAILED") and "does not exist" in result["msg"]
+    assert "ROLLOUT SUMMARY" not in proc.stdout
