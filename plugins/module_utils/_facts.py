@@ -272,16 +272,23 @@ def _owner(places: list, kind: str) -> dict:
     return out
 
 
-def _program_fact(prog_id: int, index: dict, placement: dict, boot: float, libbpf) -> Optional[dict]:
+def _read_by_id(obj_id: int, open_by_id, read_info) -> Optional[tuple]:
+    """(info, fdinfo) of a kernel object by id; None when it went away between listing and opening."""
     try:
-        fd = libbpf.prog_fd_by_id(prog_id)
-    except Exception:  # noqa: BLE001 - unloaded between listing and opening
+        fd = open_by_id(obj_id)
+    except SyscallError:
         return None
     try:
-        info = libbpf.prog_info(fd)
-        fdinfo = _fdinfo(fd)
+        return read_info(fd), _fdinfo(fd)
     finally:
         os.close(fd)
+
+
+def _program_fact(prog_id: int, index: dict, placement: dict, boot: float, libbpf) -> Optional[dict]:
+    read = _read_by_id(prog_id, libbpf.prog_fd_by_id, libbpf.prog_info)
+    if read is None:
+        return None
+    info, fdinfo = read
     fact = {
         "id": info.id, "name": info.name, "type": info.type_name, "tag": info.tag,
         "load_time_ns": info.load_time, "loaded_at": int(boot + info.load_time / 1e9),
@@ -297,15 +304,10 @@ def _program_fact(prog_id: int, index: dict, placement: dict, boot: float, libbp
 
 
 def _map_fact(map_id: int, index: dict, placement: dict, libbpf) -> Optional[dict]:
-    try:
-        fd = libbpf.map_fd_by_id(map_id)
-    except Exception:  # noqa: BLE001
+    read = _read_by_id(map_id, libbpf.map_fd_by_id, libbpf.map_info)
+    if read is None:
         return None
-    try:
-        info = libbpf.map_info(fd)
-        fdinfo = _fdinfo(fd)
-    finally:
-        os.close(fd)
+    info, fdinfo = read
     fact = {
         "id": info.id, "name": info.name, "type": info.type_name, "key_size": info.key_size,
         "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags,
@@ -318,14 +320,10 @@ def _map_fact(map_id: int, index: dict, placement: dict, libbpf) -> Optional[dic
 
 
 def _link_fact(link_id: int, index: dict, placement: dict, libbpf) -> Optional[dict]:
-    try:
-        fd = libbpf.link_fd_by_id(link_id)
-    except Exception:  # noqa: BLE001
+    read = _read_by_id(link_id, libbpf.link_fd_by_id, libbpf.link_info)
+    if read is None:
         return None
-    try:
-        info = libbpf.link_info(fd)
-    finally:
-        os.close(fd)
+    info = read[0]
     fact = {"id": info.id, "type": info.type_name, "prog_id": info.prog_id, "ifindex": info.ifindex,
             "pins": index.get(("link", link_id), [])}
     places = [p for p in placement.get(("link", link_id), []) if p["kind"] == "link"]

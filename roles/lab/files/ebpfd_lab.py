@@ -177,26 +177,21 @@ def kill_pids(pids: list[int], *, timeout: float = 3.0) -> list[int]:
                 time.sleep(0.02)
 
 
-def _kill_pids(pids: list[int], timeout: float) -> list[int]:
+def _signal_and_wait(pids: list[int], sig: int, timeout: float) -> list[int]:
+    """Send sig to every pid; the ones still alive after timeout."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = [p for p in pids if pid_alive(p)]
-        if not pids:
-            return []
+    while pids and time.monotonic() < deadline:
         time.sleep(0.02)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
         pids = [p for p in pids if pid_alive(p)]
-        if not pids:
-            return []
-        time.sleep(0.02)
     return pids
+
+
+def _kill_pids(pids: list[int], timeout: float) -> list[int]:
+    survivors = _signal_and_wait(pids, signal.SIGTERM, timeout)
+    return _signal_and_wait(survivors, signal.SIGKILL, timeout) if survivors else []
 
 
 def write_if_changed(path: Path, content: str, *, mode: int = 0o644) -> bool:
