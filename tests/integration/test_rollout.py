@@ -195,8 +195,8 @@ def test_rollback_playbook_returns_to_the_previous_version(lab, tmp_path):
 
 def test_summary_only_for_rollouts(lab):
     """Other playbooks and ad hoc runs with the callback enabled print no rollout summary."""
-    proc = lab.ansible("canary", "ebpf.deploy.bpf_program", json.dumps({"name": "x", "src": "/nonexist",
-                                                                         "remote_src": True}))
+    args = {"name": "x", "src": "/nonexist", "remote_src": True}
+    proc = lab.ansible("canary", "ebpf.deploy.bpf_program", json.dumps(args))
     (result,) = labctl.parse_oneline(proc.stdout).values()
     assert result["_status"].startswith("FAILED") and "does not exist" in result["msg"]
     assert "ROLLOUT SUMMARY" not in proc.stdout
