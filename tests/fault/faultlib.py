@@ -53,6 +53,13 @@ class Tally:
     def count(self, key: str, n: int = 1) -> None:
         self.notes[key] = self.notes.get(key, 0) + n
 
+    def record(self, problems: list) -> None:
+        """One case ended: converged/unchanged when it found no problem."""
+        if problems:
+            self.changed += 1
+        else:
+            self.ok += 1
+
 
 TOTALS: dict[str, Tally] = {}
 
@@ -434,6 +441,16 @@ class CounterOnVeth:
     def staging_leftovers(self) -> list[str]:
         dep = self.root / self.name
         return sorted(p.name for p in dep.iterdir() if p.name.startswith("_staging-")) if dep.is_dir() else []
+
+    def settled_problems(self, t: Tally, value: int) -> list[str]:
+        """What a converged deployment must not show: staging leftovers, pins outside the layout,
+        and a pkt_count that lost the value written before (counted as a loss in t)."""
+        problems = [f"leftover {s}" for s in self.staging_leftovers()] + layout_problems(self.root, self.name)
+        count = self.settled_count()
+        if count != value:
+            problems.append(f"pkt_count is {count}, {value} was written before")
+            t.lost += 1
+        return problems
 
     def snapshot(self, extra: tuple = ()) -> dict:
         return snapshot(root=self.root, deployment=self.name, netns=self.netns, ifname=self.ifname, extra=extra)

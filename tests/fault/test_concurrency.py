@@ -79,15 +79,8 @@ def test_two_upgrades_at_once_end_consistent(dep, round_, totals):
         problems.append(f"current is {current!r} with program {current_id}")
     if attached != current_id:
         problems.append(f"attached program {attached} is not current {current}'s program {current_id}")
-    problems += fl.layout_problems(dep.root, dep.name) + [f"leftover {s}" for s in dep.staging_leftovers()]
-    count = dep.settled_count()
-    if count != VALUE:
-        problems.append(f"pkt_count is {count}, {VALUE} was written before")
-        t.lost += 1
-    if problems:
-        t.changed += 1
-    else:
-        t.ok += 1
+    problems += dep.settled_problems(t, VALUE)
+    t.record(problems)
     assert not problems, "; ".join(problems)
     counting, before, after = dep.still_counts()
     assert counting, f"the attached program does not count ({before} -> {after})"

@@ -90,16 +90,9 @@ def check_after_kill(dep, attached, what: str, *, killed: bool = True) -> dict:
         problems.append(f"after the kill program id {attached} was attached: neither v1 ({dep.v1_id}) nor v2 ({v2_id})")
     if now != v2_id:
         problems.append(f"after the re-run program id {now} is attached, current v2's is {v2_id}")
-    problems += [f"leftover {s}" for s in dep.staging_leftovers()]
-    problems += fl.layout_problems(dep.root, dep.name)
-    count = dep.settled_count()
-    if count != VALUE:
-        problems.append(f"pkt_count is {count}, was {VALUE}")
-        t.lost += 1
-    if problems:
-        t.changed += 1
-    else:
-        t.ok += 1
+    problems += dep.settled_problems(t, VALUE)
+    t.record(problems)
+    if not problems:
         if not killed:
             t.count("not killed (finished first)")
         else:
