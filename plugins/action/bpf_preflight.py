@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from ansible_collections.ebpf.deploy.plugins.action.bpf_program import ActionModule as _ProgramAction
 
-MODULE = "ebpf.deploy.bpf_preflight"
-
 
 class ActionModule(_ProgramAction):
 
-    def _execute_module(self, *args, **kwargs):
-        # bpf_program's run() names its own module; everything else it does applies unchanged.
-        kwargs["module_name"] = MODULE
-        return super()._execute_module(*args, **kwargs)
+    MODULE = "ebpf.deploy.bpf_preflight"
+
+    def _needs_object(self, args: dict) -> bool:
+        return bool(args.get("src"))

@@ -5,9 +5,13 @@
 
 With ``remote_src: false`` (the default) ``src`` is looked up on the controller like any
 ``files/`` source (role, playbook dir), its sha256 is computed and compared with ``checksum``
-before anything is sent, the ELF is checked to be a BPF object, and the file is copied to the
-remote temporary directory. The module then runs with that path and ``checksum`` set to the
+before anything is sent, and the ELF is checked to be a BPF object. An object of up to
+``INLINE_LIMIT`` bytes then travels inside the module's arguments (``content``, base64), so the
+task is one round trip to the host, as cheap as a ping with pipelining; a bigger one is copied to
+the remote temporary directory first. Either way the module runs with ``checksum`` set to the
 controller's digest, so a corrupted transfer is refused on the host too.
+
+bpf_preflight and bpf_deployment ship their object the same way (they subclass this).
 """
 from __future__ import annotations
 
@@ -19,14 +23,25 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
-from ansible_collections.ebpf.deploy.plugins.module_utils._objects import check_bpf_elf, verify_checksum
+from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
+    check_bpf_elf,
+    encode_content,
+    verify_checksum,
+)
 
-MODULE = "ebpf.deploy.bpf_program"
+# Module arguments go to the host on the module's stdin; 4 MiB of object is ~5.4 MiB of base64
+# there, still far cheaper than the three extra round trips of a copy (mkdir, put, rm).
+INLINE_LIMIT = 4 << 20
 
 
 class ActionModule(ActionBase):
 
-    TRANSFERS_FILES = True
+    MODULE = "ebpf.deploy.bpf_program"
+    # the remote temporary directory is made only when an object is too big to send inline
+    TRANSFERS_FILES = False
+
+    def _needs_object(self, args: dict) -> bool:
+        return bool(args.get("src")) and args.get("state", "present") != "absent"
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -39,11 +54,10 @@ class ActionModule(ActionBase):
         except TypeError as exc:
             result.update(failed=True, msg=f"remote_src: {to_native(exc)}")
             return result
-        src = args.get("src")
-        if remote_src or not src or args.get("state", "present") == "absent":
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
-            return result
+        if remote_src or args.get("content") is not None or not self._needs_object(args):
+            return self._run_module(result, args, task_vars)
 
+        src = args["src"]
         try:
             local = self._find_needle("files", src)
         except AnsibleError as exc:
@@ -66,13 +80,26 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=f"cannot read src {local}: {exc.strerror}")
             return result
 
-        tmpdir = self._connection._shell.tmpdir
+        args.update(checksum=f"sha256:{digest}")
+        if len(data) <= INLINE_LIMIT:
+            # src stays as the object's name for messages and metadata; the host reads content
+            args.update(src=label, content=encode_content(data), remote_src=False)
+            return self._run_module(result, args, task_vars)
+
+        tmpdir = self._make_tmp_path()
         remote_path = self._connection._shell.join_path(tmpdir, label)
         try:
             self._transfer_file(local, remote_path)
             self._fixup_perms2((tmpdir, remote_path))
-            args.update(src=remote_path, remote_src=True, checksum=f"sha256:{digest}")
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            args.update(src=remote_path, remote_src=True)
+            return self._run_module(result, args, task_vars)
         finally:
             self._remove_tmp_path(tmpdir)
+
+    def _run_module(self, result: dict, args: dict, task_vars: dict) -> dict:
+        result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
+        # the object's base64 would otherwise be kept in every registered result
+        module_args = (result.get("invocation") or {}).get("module_args") or {}
+        if module_args.get("content"):
+            module_args["content"] = f"<{len(module_args['content'])} characters of base64>"
         return result

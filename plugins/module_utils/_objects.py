@@ -15,6 +15,7 @@ No Ansible here. libbpf is imported lazily (only ``open_object`` needs it).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import struct
@@ -138,6 +139,18 @@ def compute_version(data: bytes, options: dict) -> str:
     digest = hashlib.sha256(data)
     digest.update(canonical_json(options).encode())
     return digest.hexdigest()[:VERSION_LEN]
+
+
+def encode_content(data: bytes) -> str:
+    """An object as the action plugins send it inline in the module arguments."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_content(content: str, *, source: str = "object") -> bytes:
+    try:
+        return base64.b64decode(content, validate=True)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"content of {source} is not base64") from None
 
 
 def parse_checksum(checksum: str) -> Tuple[str, str]:

@@ -517,9 +517,13 @@ class PreflightManager:
 
     def _read_object(self) -> bytes:
         from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
-        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import verify_checksum
+        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import decode_content, verify_checksum
 
         src = self.params["src"]
+        if self.params.get("content") is not None:  # sent inline by the action plugin
+            data = decode_content(self.params["content"], source=os.path.basename(src))
+            verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))
+            return data
         try:
             if os.path.exists(src) and not os.path.isfile(src):
                 # a FIFO or a device would block or never end

@@ -67,6 +67,7 @@ class Request:
     name: str
     state: str = "present"
     src: Optional[str] = None
+    content: Optional[str] = None   # the object itself, base64 (sent inline by the action plugin)
     programs: Optional[List[str]] = None
     bpffs_root: str = DEFAULT_BPFFS_ROOT
     checksum: Optional[str] = None
@@ -99,11 +100,22 @@ class Request:
             validate_version(self.version)
         if self.version == PREVIOUS and self.src:
             raise InvalidInput("version=previous switches back without loading; it cannot be combined with src")
-        if self.state == "present" and not self.src and not self.version:
+        if self.version == PREVIOUS and self.content:
+            raise InvalidInput("version=previous switches back without loading; it cannot be combined with content")
+        if self.state == "present" and not self.has_object and not self.version:
             raise InvalidInput("state=present needs src (an object to deploy) or version "
                                "(an already pinned version to switch to)")
         for program in self.programs or []:
             validate_name(program, "program name")
+
+    @property
+    def has_object(self) -> bool:
+        return bool(self.src or self.content)
+
+    @property
+    def label(self) -> str:
+        """What the user called the object, for metadata and messages."""
+        return self.source or os.path.basename(self.src or "") or "object"
 
     @property
     def load_options(self) -> dict:
@@ -264,7 +276,7 @@ class ProgramManager:
             self._clean_staging()
             if self.req.state == "absent":
                 return self._absent()
-            if not self.req.src:
+            if not self.req.has_object:
                 return self._switch_only(self._resolve_version(self.req.version))
             return self._present()
 
@@ -374,6 +386,8 @@ class ProgramManager:
 
     # ---- state: present with an object
     def _read_src(self) -> bytes:
+        if self.req.content is not None:
+            return objects.decode_content(self.req.content, source=self.req.label)
         path = self.req.src
         try:
             if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
@@ -390,7 +404,7 @@ class ProgramManager:
 
     def _present(self) -> dict:
         req = self.req
-        label = req.source or os.path.basename(req.src)
+        label = req.label
         data = self._read_src()
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self._log_size: Optional[int] = None

@@ -51,6 +51,14 @@ options:
     description: When V(true), O(src) is a path on the managed host and nothing is copied.
     type: bool
     default: false
+  content:
+    description:
+      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
+        names the object in messages and metadata.
+      - The action plugin sets this for an object of up to 4 MiB found on the controller, so that
+        the task needs no file copy. Mutually exclusive with O(remote_src=true).
+    type: str
+    version_added: 0.1.0
   checksum:
     description: Expected C(sha256:<hex>) of the object; a different object is refused before any check.
     type: str
@@ -195,6 +203,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import Pref
 ARGUMENT_SPEC = dict(
     src=dict(type="path", required=True),
     remote_src=dict(type="bool", default=False),
+    content=dict(type="str"),
     checksum=dict(type="str"),
     name=dict(type="str"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),

@@ -69,6 +69,14 @@ options:
       - When V(true), O(src) is a path on the managed host and nothing is copied.
     type: bool
     default: false
+  content:
+    description:
+      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
+        names the object in messages and metadata.
+      - The action plugin sets this for an object of up to 4 MiB found on the controller, so that
+        the task needs no file copy. Mutually exclusive with O(remote_src=true).
+    type: str
+    version_added: 0.1.0
   programs:
     description:
       - Names of the programs of the object to load and pin. Default is every program.
@@ -352,6 +360,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     src=dict(type="path"),
     remote_src=dict(type="bool", default=False),
+    content=dict(type="str"),
     programs=dict(type="list", elements="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),

@@ -1,0 +1,393 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bpf_deployment
+short_description: Converge a whole BPF deployment (programs, XDP attachments, map entries) in one task
+version_added: 0.1.0
+description:
+  - Does in one module run what M(ebpf.deploy.bpf_program), M(ebpf.deploy.xdp_attach) and
+    M(ebpf.deploy.bpf_map) do one by one, with the same options and the same guarantees, so that a
+    host converges, or says in check mode whether it has converged, in one round trip.
+  - The object's programs are loaded beside the running version and pinned as a version under
+    O(bpffs_root)/O(name)/; then every O(attach) entry is switched atomically to its program of the
+    new version; then every O(maps) entry's entries are written.
+  - Before anything is loaded, every attachment is checked (network namespace and interface exist,
+    mode and method are valid), so a typo changes nothing.
+  - When an attachment or a map write fails after the new version became current, the run undoes
+    itself before failing - the attachments it switched and the V(current) version go back to what
+    they were (a deployment new to the host is detached and removed) - and the message says so.
+  - The ebpf.deploy.rollout role runs this module to stage and switch a host, and in check mode to
+    leave hosts that already run the wanted state out of the rollout.
+author:
+  - ebpf.deploy maintainers (@ebpf-deploy)
+requirements:
+  - Linux with BPF, BTF, a mounted bpffs and bpf_link support for XDP (5.9 or later).
+  - libbpf 1.x (V(libbpf.so.1)) and pyroute2 on the managed host.
+  - Root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - A new object is loaded into the kernel for the verifier's verdict and closed again, as with
+        M(ebpf.deploy.bpf_program). Its attachments and the entries of maps it would create are
+        predicted (RV(attach[].predicted)), since nothing of it is pinned yet.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - The program version, each attachment and each map's touched entries, before and after.
+  idempotent:
+    description: When run twice in a row outside check mode with the same arguments, the second run reports no change.
+    support: full
+  action_group:
+    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - ebpf.deploy.ebpf
+options:
+  name:
+    description:
+      - The deployment. Its pins live under O(bpffs_root)/O(name)/.
+      - Letters, digits, V(_) and V(-) only (the bpffs refuses dots).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) converges the deployment.
+      - V(absent) detaches it from the interfaces in O(attach) and removes every pin of it (as
+        M(ebpf.deploy.bpf_program) with O(ebpf.deploy.bpf_program#module:state=absent)).
+    type: str
+    choices: [present, absent]
+    default: present
+  src:
+    description:
+      - The compiled BPF object, as in M(ebpf.deploy.bpf_program) (on the controller unless
+        O(remote_src=true)).
+      - Required with O(state=present) unless O(version) is given.
+    type: path
+  remote_src:
+    description: When V(true), O(src) is a path on the managed host and nothing is copied.
+    type: bool
+    default: false
+  content:
+    description:
+      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
+        names the object. The action plugin sets this for an object of up to 4 MiB.
+    type: str
+  checksum:
+    description: Refuse the object unless its digest is this, as V(sha256:<64 hex digits>).
+    type: str
+  programs:
+    description: Names of the programs of the object to load and pin. Default is every program.
+    type: list
+    elements: str
+  program_type:
+    description: Program type when the ELF section name does not say, as in M(ebpf.deploy.bpf_program).
+    type: str
+  version:
+    description:
+      - Switch to this already pinned version without loading anything (V(previous) is the version
+        that was current before), then converge the attachments and maps to it.
+    type: str
+  keep_versions:
+    description: How many versions besides the current one stay pinned for an instant rollback.
+    type: int
+    default: 1
+  map_conflict:
+    description: What to do when a pinned map's spec differs from the object's (V(fail) or V(recreate)).
+    type: str
+    choices: [fail, recreate]
+    default: fail
+  verifier_log_level:
+    description: V(1) or V(2) keep the verifier log and statistics on success too.
+    type: int
+    choices: [0, 1, 2]
+    default: 0
+  bpffs_root:
+    description: The directory in the BPF filesystem that holds the deployments.
+    type: path
+    default: /sys/fs/bpf/ebpf_deploy
+  attach:
+    description:
+      - The XDP attachments of the deployment, each as M(ebpf.deploy.xdp_attach) would make it.
+      - Interfaces that are not listed are left alone.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      program:
+        description: The program of the deployment to attach.
+        type: str
+        required: true
+      interface:
+        description: The network interface.
+        type: str
+        required: true
+      netns:
+        description: A named network namespace (C(/run/netns/<name>)) that holds O(attach[].interface).
+        type: str
+      mode:
+        description: XDP mode; default lets the kernel choose (native when the driver supports it).
+        type: str
+        choices: [native, generic, offload]
+      method:
+        description: V(link) (a pinned bpf_link, updated atomically) or V(netlink) (IFLA_XDP).
+        type: str
+        choices: [link, netlink]
+        default: link
+      force:
+        description: Replace a program that is not ours.
+        type: bool
+        default: false
+  maps:
+    description: Entries of the deployment's maps, each as M(ebpf.deploy.bpf_map) would write them.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      map:
+        description: The name of the map within the deployment.
+        type: str
+        required: true
+      key_type:
+        description: How keys are written (see M(ebpf.deploy.bpf_map)).
+        type: str
+        choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
+      value_type:
+        description: How values are written (see M(ebpf.deploy.bpf_map)).
+        type: str
+        choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
+      entries:
+        description: The entries, each with C(key) and C(value).
+        type: list
+        elements: dict
+        default: []
+      purge:
+        description: Remove the entries that O(maps[].entries) does not list.
+        type: bool
+        default: false
+      overwrite:
+        description: V(false) only adds missing keys (for values the program keeps).
+        type: bool
+        default: true
+      value_deployment:
+        description: The deployment whose programs a V(prog_array)'s values name.
+        type: str
+  lock_timeout:
+    description: Seconds to wait for another run on the same deployment.
+    type: float
+    default: 60
+notes:
+  - Each part runs under the deployment's lock, as the single modules do, one part after the other.
+seealso:
+  - module: ebpf.deploy.bpf_program
+  - module: ebpf.deploy.xdp_attach
+  - module: ebpf.deploy.bpf_map
+  - module: ebpf.deploy.bpf_preflight
+"""
+
+EXAMPLES = r"""
+---
+- name: Run the firewall on eth0 with its blocklist
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    src: files/blocklist.bpf.o
+    attach:
+      - {program: xdp_blocklist, interface: eth0, mode: native}
+    maps:
+      - map: blocklist
+        key_type: ipv4
+        value_type: u64
+        entries:
+          - {key: 192.0.2.7, value: 0}
+        overwrite: false
+        purge: true
+
+- name: Is this host already running it? (changes nothing)
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    src: files/blocklist.bpf.o
+    attach:
+      - {program: xdp_blocklist, interface: eth0, mode: native}
+  check_mode: true
+  register: fw_state
+
+- name: Back to the version that ran before, on the same interface
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    version: previous
+    attach:
+      - {program: xdp_blocklist, interface: eth0, mode: native}
+
+- name: Detach and remove it
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    state: absent
+    attach:
+      - {program: xdp_blocklist, interface: eth0}
+"""
+
+RETURN = r"""
+version:
+  description: The version that is current after the run (V(null) after O(state=absent)).
+  returned: always
+  type: str
+  sample: 3f1c2a9b0d4e
+previous_version:
+  description: The version that was current before it.
+  returned: always
+  type: str
+  sample: 9a0b1c2d3e4f
+action:
+  description:
+    - What happened to the programs, as in M(ebpf.deploy.bpf_program) - V(none), V(switch) or V(load);
+      V(remove) with O(state=absent).
+  returned: always
+  type: str
+  sample: load
+program:
+  description: The result of the program part, as M(ebpf.deploy.bpf_program) returns it.
+  returned: always
+  type: dict
+  sample: {changed: true, version: 3f1c2a9b0d4e, action: load, programs: [{name: xdp_packet_counter, id: 812}]}
+attach:
+  description: One result per O(attach) entry, as M(ebpf.deploy.xdp_attach) returns it, with the program name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    interface:
+      description: The interface.
+      type: str
+      sample: eth0
+    netns:
+      description: Its network namespace, V(null) for the module's own.
+      type: str
+      sample: null
+    program:
+      description: The program of the deployment.
+      type: str
+      sample: xdp_packet_counter
+    prog_id:
+      description: The program id attached after the run (V(null) when predicted).
+      type: int
+      sample: 812
+    previous_prog_id:
+      description: The program id attached before.
+      type: int
+      sample: 790
+    mode:
+      description: The XDP mode.
+      type: str
+      sample: native
+    method:
+      description: V(link) or V(netlink).
+      type: str
+      sample: link
+    action:
+      description: V(none), V(attach), V(replace), V(reattach), V(repin), V(detach).
+      type: str
+      sample: replace
+    changed:
+      description: Whether this attachment changed (or would).
+      type: bool
+      sample: true
+    predicted:
+      description: In check mode, set when the result is predicted because the version is not pinned yet.
+      type: bool
+      sample: true
+  sample: [{interface: eth0, netns: null, program: xdp_packet_counter, prog_id: 812, action: replace, changed: true}]
+maps:
+  description: One result per O(maps) entry, as M(ebpf.deploy.bpf_map) returns it, with the map name.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{map: blocklist, changed: true, added: [192.0.2.7], changed_keys: [], removed: []}]
+undone:
+  description: On a failure after the switch, what the run undid before failing.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["version 9a0b1c2d3e4f is current again", "1 attachment(s) restored"]
+diff:
+  description: The program version, attachments and touched map entries before and after.
+  returned: in diff mode
+  type: dict
+  sample:
+    before: {program: {version: 9a0b1c2d3e4f}, attach: {eth0: {prog_id: 790}}, maps: {}}
+    after: {program: {version: 3f1c2a9b0d4e}, attach: {eth0: {prog_id: 812}}, maps: {}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._deployment import run
+
+TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "be64", "ipv4", "ipv6", "mac",
+         "hex", "btf"]
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    src=dict(type="path"),
+    remote_src=dict(type="bool", default=False),
+    content=dict(type="str"),
+    checksum=dict(type="str"),
+    programs=dict(type="list", elements="str"),
+    program_type=dict(type="str"),
+    version=dict(type="str"),
+    keep_versions=dict(type="int", default=1),
+    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
+    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
+    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
+    attach=dict(type="list", elements="dict", default=[], options=dict(
+        program=dict(type="str", required=True),
+        interface=dict(type="str", required=True),
+        netns=dict(type="str"),
+        mode=dict(type="str", choices=["native", "generic", "offload"]),
+        method=dict(type="str", choices=["link", "netlink"], default="link"),
+        force=dict(type="bool", default=False),
+    )),
+    maps=dict(type="list", elements="dict", default=[], options=dict(
+        map=dict(type="str", required=True),
+        key_type=dict(type="str", choices=TYPES),
+        value_type=dict(type="str", choices=TYPES),
+        entries=dict(type="list", elements="dict", default=[]),
+        purge=dict(type="bool", default=False),
+        overwrite=dict(type="bool", default=True),
+        value_deployment=dict(type="str"),
+    )),
+    lock_timeout=dict(type="float", default=60),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_if=[("state", "present", ("src", "version"), True)],
+    )
+    failure = None
+    try:
+        result = run(module.params, check_mode=module.check_mode, diff_mode=module._diff)
+    except EbpfDeployError as err:
+        failure = err.to_result()
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        failure = {"msg": f"{err.strerror or err}{where}", "errno": err.errno}
+    if failure is not None:
+        # outside the except block: an explained error is not a crash, so no traceback
+        module.fail_json(**failure)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
