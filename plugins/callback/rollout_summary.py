@@ -45,7 +45,10 @@ class CallbackModule(CallbackBase):
 
     # --- progress ---------------------------------------------------------------------------
     def _stage_of(self, batch: list[str]) -> int:
-        key = tuple(batch or ())
+        """The stage number of a batch; 0 for hosts left out of the stages (already converged)."""
+        if not batch:
+            return 0
+        key = tuple(batch)
         if key not in self._stages:
             self._stages.append(key)
         return self._stages.index(key) + 1
@@ -64,7 +67,8 @@ class CallbackModule(CallbackBase):
         host = rollout.get("host") or host
         entry = dict(rollout, stage=self._stage_of(rollout.get("batch", [])))
         self._hosts[host] = entry
-        self._display.display(f"[rollout] stage {entry['stage']} {host}: {self._describe(entry)}")
+        where = f"stage {entry['stage']}" if entry["stage"] else "converged"
+        self._display.display(f"[rollout] {where} {host}: {self._describe(entry)}")
 
     @staticmethod
     def _in_rollout(result) -> bool:
@@ -119,7 +123,7 @@ class CallbackModule(CallbackBase):
             failed = [c for c in checks if not c.get("passed")]
             seconds = entry.get("seconds")
             self._display.display(
-                f"{entry.get('stage', '-')!s:<6} {entry.get('host', ''):<22} {entry.get('status', ''):<12} "
+                f"{entry.get('stage') or '-'!s:<6} {entry.get('host', ''):<22} {entry.get('status', ''):<12} "
                 f"{self._versions(entry):<40} {len(checks) - len(failed)}/{len(checks):<6} "
                 f"{(f'{float(seconds):.1f} s' if seconds is not None else '-'):>7}")
             for check in failed:

@@ -154,15 +154,56 @@ def _interfaces_by_name(facts: dict) -> dict:
     return out
 
 
+def _attached_from_facts(facts: dict, deployments: list) -> list:
+    """Each wanted attachment: does its interface run the deployment's current program (and mode)?"""
+    by_interface = {(e.get("netns") or None, e["interface"]): e for e in facts.get("xdp", [])}
+    found = []
+    for dep in deployments:
+        state = (facts.get("deployments") or {}).get(dep["name"]) or {}
+        programs = (state.get("versions") or {}).get(state.get("current")) or {}
+        for want in dep.get("attach") or []:
+            label = f"{dep['name']} {want['program']} on {want['interface']}"
+            entry = by_interface.get((want.get("netns") or None, want["interface"]))
+            wanted_id = programs.get(want["program"])
+            if entry is None:
+                problem = "interface not found"
+            elif not entry.get("prog_id"):
+                problem = "no XDP program attached"
+            elif entry["prog_id"] != wanted_id:
+                problem = f"program id {entry['prog_id']} attached, not {wanted_id}"
+            elif want.get("mode") and entry.get("mode") != want["mode"]:
+                problem = f"mode {entry.get('mode')}, not {want['mode']}"
+            else:
+                problem = None
+            found.append({"name": f"{label} ({problem})" if problem else label, "ok": problem is None})
+    return found
+
+
+def _attached_from_switch(registered: dict | None) -> list:
+    """Each attachment as the bpf_deployment run of the switch left it."""
+    found = []
+    for result in _results(registered):
+        name = (result.get("item") or {}).get("name")
+        for entry in result.get("attach") or []:
+            label = f"{name} {entry.get('program')} on {entry.get('interface')}"
+            ok = not result.get("failed") and bool(entry.get("prog_id"))
+            found.append({"name": label if ok else f"{label} (not attached)", "ok": ok})
+    return found
+
+
 def health_observations(raw: dict) -> dict:
     """Builds the observations health_evaluate reads from what the role registered around the soak.
 
-    raw: facts_before/facts_after (bpf_facts results), attached (xdp_attach check-mode loop),
-    maps (bpf_map dump loop, index_var __rollout_check_index), commands (command loop),
-    deployments (names of the deployments being rolled out).
+    raw: facts_before/facts_after (bpf_facts results, either may be skipped), switch (the
+    bpf_deployment loop), maps (bpf_map dump loop, index_var __rollout_check_index), commands
+    (command loop), deployments (the deployments being rolled out, with their ``attach`` lists).
+
+    ``attached`` is judged from the facts after the soak when they were read (the attachments must
+    have survived it), else from what the switch itself reported.
     """
     before, after = _ebpf_facts(raw.get("facts_before")), _ebpf_facts(raw.get("facts_after"))
-    ours = set(raw.get("deployments") or [])
+    deployments = [d if isinstance(d, dict) else {"name": d} for d in raw.get("deployments") or []]
+    ours = {d["name"] for d in deployments}
     current = {name: dep.get("current") for name, dep in after.get("deployments", {}).items()}
     runs_before = {p["id"]: p.get("run_cnt") or 0 for p in before.get("programs", [])}
     program_runs = {}
@@ -171,12 +212,8 @@ def health_observations(raw: dict) -> dict:
         if deployment in ours and program.get("version") == current.get(deployment):
             name = f"{deployment}/{program.get('program') or program['name']}"
             program_runs[name] = int(program.get("run_cnt") or 0) - int(runs_before.get(program["id"], 0))
-    attached = []
-    for result in _results(raw.get("attached")):
-        item = result.get("item", [{}, {}])
-        label = f"{item[0].get('name')} {item[1].get('program')} on {item[1].get('interface')}"
-        ok = not result.get("failed") and not result.get("changed")
-        attached.append({"name": label if ok else f"{label} ({result.get('msg') or 'drifted'})", "ok": ok})
+    attached = (_attached_from_facts(after, deployments) if raw.get("facts_after") and "xdp" in after
+                else _attached_from_switch(raw.get("switch")))
     maps = {str(r["__rollout_check_index"]): (None if r.get("failed") else r.get("entries"))
             for r in _results(raw.get("maps"))}
     commands = {}

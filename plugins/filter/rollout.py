@@ -1,4 +1,5 @@
-"""Order of a canary rollout: hosts of the `canary` group first, then by `rollout_wave`."""
+"""Canary rollout helpers: the order of the hosts (the `canary` group first, then by `rollout_wave`),
+the hosts that already run the wanted state, and the versions a switch moved between."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -16,8 +17,46 @@ def rollout_order(hosts: list, hostvars: Mapping[str, Any], canary_group: str = 
     return sorted(hosts, key=key)
 
 
+def rollout_versions(results: list) -> list:
+    """Per deployment, from the bpf_deployment results of the switch: the version before and after,
+    whether the version changed (what a rollback must switch back), and whether anything changed."""
+    out = []
+    for result in results:
+        switched = result.get("action", "none") != "none"
+        out.append({"name": (result.get("item") or {}).get("name"),
+                    "before": result.get("previous_version") if switched else result.get("version"),
+                    "after": result.get("version"), "changed": switched,
+                    "converged": bool(result.get("changed"))})
+    return out
+
+
+def rollout_converged(hosts: list, hostvars: Mapping[str, Any]) -> list:
+    """The hosts whose check-mode bpf_deployment runs (``__rollout_converged_check``) all ran and
+    would change nothing: they already run the wanted state."""
+    def converged(host: str) -> bool:
+        check = hostvars[host].get("__rollout_converged_check") or {}
+        results = check.get("results") or []
+        # `action` is in every answer of the module that ran to the end; the task has
+        # failed_when: false, so a refusal shows only as a result without it
+        return bool(results) and all(
+            r.get("action") == "none" and not r.get("changed") and not r.get("failed") and not r.get("unreachable")
+            for r in results)
+    return [host for host in hosts if converged(host)]
+
+
+def rollout_unreachable(registered: list) -> list:
+    """The messages of the registered results (or loop items) that found their host unreachable."""
+    found = []
+    for result in registered:
+        for item in [result, *((result or {}).get("results") or [])]:
+            if isinstance(item, dict) and item.get("unreachable"):
+                found.append(str(item.get("msg") or "unreachable"))
+    return found
+
+
 class FilterModule:
     """Canary ordering for playbooks/canary.yml."""
 
     def filters(self) -> dict:
-        return {"rollout_order": rollout_order}
+        return {"rollout_order": rollout_order, "rollout_versions": rollout_versions,
+                "rollout_converged": rollout_converged, "rollout_unreachable": rollout_unreachable}

@@ -83,8 +83,8 @@ def test_unknown_type_is_refused():
 
 
 def test_observations_from_registered_results():
-    """The shapes bpf_facts, xdp_attach, bpf_map and command register become observations."""
-    def facts(run_cnt, rx, drops):
+    """The shapes bpf_facts, bpf_map and command register become observations."""
+    def facts(run_cnt, rx, drops, prog_on_eth0=7):
         return {"ansible_facts": {"ebpf": {
             "programs": [
                 {"id": 7, "name": "xdp_packet_coun", "program": "xdp_packet_counter", "deployment": "pkt",
@@ -92,23 +92,34 @@ def test_observations_from_registered_results():
                 {"id": 5, "name": "xdp_packet_coun", "program": "xdp_packet_counter", "deployment": "pkt",
                  "version": "bbbbbbbbbbbb", "run_cnt": 1000},
                 {"id": 9, "name": "other", "deployment": None, "run_cnt": 50}],
-            "deployments": {"pkt": {"current": "aaaaaaaaaaaa"}},
+            "deployments": {"pkt": {"current": "aaaaaaaaaaaa",
+                                    "versions": {"aaaaaaaaaaaa": {"xdp_packet_counter": 7},
+                                                 "bbbbbbbbbbbb": {"xdp_packet_counter": 5}}}},
+            "xdp": [{"interface": "eth0", "netns": None, "prog_id": prog_on_eth0, "mode": "generic"},
+                    {"interface": "eth1", "netns": "blue", "prog_id": 7, "mode": "native"}],
             "interfaces": [{"interface": "eth0", "netns": None, "rx_packets": rx, "rx_dropped": 0, "xdp_drops": drops},
                            {"interface": "eth1", "netns": "blue", "rx_packets": 0, "rx_dropped": 0, "xdp_drops": None}],
             "dmesg": {"lines": [{"message": "new line"}], "cursor": 12}}}}
 
     raw = {
-        "facts_before": facts(10, 100, 0), "facts_after": facts(40, 150, 25),
-        "attached": {"results": [{"item": [{"name": "pkt"}, {"program": "xdp_packet_counter", "interface": "eth0"}],
-                                  "changed": True}]},
+        "facts_before": facts(10, 100, 0), "facts_after": facts(40, 150, 25, prog_on_eth0=5),
         "maps": {"results": [{"skipped": True}, {"__rollout_check_index": 1, "entries": ENTRIES}]},
         "commands": {"results": [{"skipped": True}, {"skipped": True}, {"rc": 0}]},
-        "deployments": ["pkt"],
+        "deployments": [{"name": "pkt", "attach": [
+            {"program": "xdp_packet_counter", "interface": "eth0"},
+            {"program": "xdp_packet_counter", "interface": "eth1", "netns": "blue", "mode": "generic"},
+            {"program": "xdp_packet_counter", "interface": "eth9"}]}],
     }
     from ansible_collections.ebpf.deploy.plugins.filter.health import health_observations
     obs = health_observations(raw)
     assert obs["program_runs"] == {"pkt/xdp_packet_counter": 30}, "only the current version counts"
-    assert obs["attached"] == [{"name": "pkt xdp_packet_counter on eth0 (drifted)", "ok": False}]
+    assert obs["attached"] == [
+        {"name": "pkt xdp_packet_counter on eth0 (program id 5 attached, not 7)", "ok": False},
+        {"name": "pkt xdp_packet_counter on eth1 (mode native, not generic)", "ok": False},
+        {"name": "pkt xdp_packet_counter on eth9 (interface not found)", "ok": False}]
+    raw["facts_after"] = facts(40, 150, 25)
+    raw["deployments"][0]["attach"][1].pop("mode")
+    assert [a["ok"] for a in health_observations(raw)["attached"]] == [True, True, False]
     assert obs["maps"] == {"1": ENTRIES}
     assert obs["commands"] == {"2": {"rc": 0}}
     assert obs["dmesg"] == [{"message": "new line"}]
@@ -117,9 +128,58 @@ def test_observations_from_registered_results():
     assert "blue/eth1" in obs["interfaces_after"]
 
 
+def test_attached_from_the_switch_when_no_facts_were_read():
+    """Soak 0 and only `attached`: the bpf_deployment results of the switch are the observation."""
+    from ansible_collections.ebpf.deploy.plugins.filter.health import health_observations
+    switch = {"results": [
+        {"item": {"name": "pkt"}, "attach": [{"program": "xdp_packet_counter", "interface": "eth0", "prog_id": 7}]},
+        {"item": {"name": "fw"}, "attach": [{"program": "xdp_fw", "interface": "eth1", "prog_id": None}]},
+        {"item": {"name": "skipped"}, "skipped": True}]}
+    obs = health_observations({"facts_before": {"skipped": True}, "facts_after": {"skipped": True},
+                               "switch": switch, "deployments": [{"name": "pkt"}, {"name": "fw"}]})
+    assert obs["attached"] == [{"name": "pkt xdp_packet_counter on eth0", "ok": True},
+                               {"name": "fw xdp_fw on eth1 (not attached)", "ok": False}]
+
+
 def test_rollout_order_canary_first_then_waves_in_inventory_order():
     from ansible_collections.ebpf.deploy.plugins.filter.rollout import rollout_order
     hostvars = {"h1": {"group_names": ["lab"]}, "h2": {"group_names": ["lab"], "rollout_wave": 2},
                 "h3": {"group_names": ["lab", "canary"]}, "h4": {"group_names": ["lab"], "rollout_wave": 1},
                 "h5": {"group_names": ["lab"], "rollout_wave": 1}}
     assert rollout_order(["h1", "h2", "h3", "h4", "h5"], hostvars) == ["h3", "h4", "h5", "h2", "h1"]
+
+
+def test_rollout_versions_from_the_switch():
+    from ansible_collections.ebpf.deploy.plugins.filter.rollout import rollout_versions
+    results = [
+        {"item": {"name": "a"}, "action": "load", "version": "222222222222", "previous_version": "111111111111",
+         "changed": True},
+        {"item": {"name": "b"}, "action": "none", "version": "333333333333", "previous_version": "000000000000",
+         "changed": True},  # only an attachment was repaired
+        {"item": {"name": "c"}, "action": "none", "version": "444444444444", "changed": False}]
+    assert rollout_versions(results) == [
+        {"name": "a", "before": "111111111111", "after": "222222222222", "changed": True, "converged": True},
+        {"name": "b", "before": "333333333333", "after": "333333333333", "changed": False, "converged": True},
+        {"name": "c", "before": "444444444444", "after": "444444444444", "changed": False, "converged": False}]
+
+
+def test_rollout_converged_needs_every_check_to_have_run_and_changed_nothing():
+    from ansible_collections.ebpf.deploy.plugins.filter.rollout import rollout_converged
+    ok = {"action": "none", "changed": False, "failed": False}
+    hostvars = {
+        "same": {"__rollout_converged_check": {"results": [ok, ok]}},
+        "new_version": {"__rollout_converged_check": {"results": [ok, dict(ok, action="load", changed=True)]}},
+        "drifted": {"__rollout_converged_check": {"results": [dict(ok, changed=True)]}},
+        # failed_when: false turns a refusal into failed=False: only the missing `action` shows it
+        "refused": {"__rollout_converged_check": {"results": [{"failed": False, "msg": "rejected by the verifier"}]}},
+        "lost": {"__rollout_converged_check": {"results": [{"unreachable": True, "msg": "ssh: refused"}]}},
+        "never_checked": {},
+    }
+    assert rollout_converged(list(hostvars), hostvars) == ["same"]
+
+
+def test_rollout_unreachable_finds_lost_hosts_in_plain_and_loop_results():
+    from ansible_collections.ebpf.deploy.plugins.filter.rollout import rollout_unreachable
+    assert rollout_unreachable([{}, {"results": [{"changed": True}]}, {"skipped": True}]) == []
+    assert rollout_unreachable([{"results": [{"ok": 1}, {"unreachable": True, "msg": "gone"}]}]) == ["gone"]
+    assert rollout_unreachable([{"unreachable": True}]) == ["unreachable"]
