@@ -15,23 +15,87 @@ caller can turn them into an error that names the interface and the mode.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno as _errno
+import importlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
+# The pyroute2 modules this file needs, plus pyroute2.config.log: the package's __init__.py
+# imports it first, and it gives the "pyroute2" logger the NullHandler that keeps its records off stderr.
+_PYROUTE2_MODULES = ("pyroute2.config.log", "pyroute2.iproute.linux", "pyroute2.netlink.exceptions",
+                     "pyroute2.netns")
+
+
+def _import_pyroute2() -> tuple:
+    """(IPRoute, NetlinkError, setns, how): how is "lean" or "package" (the plain `import pyroute2`).
+
+    pyroute2/__init__.py imports every subpackage (ipdb, ndb with sqlite3, conntrack, nl80211, ...):
+    ~40 ms of an xdp_attach run, which uses three names. So when no one has imported pyroute2 yet,
+    its package is registered without running __init__.py, and only _PYROUTE2_MODULES are imported
+    from it. The package runs its __init__.py the first time anyone asks it for a name it does not
+    have (PEP 562 module __getattr__), so `from pyroute2 import NDB` elsewhere in the process still
+    works. Any failure on the way undoes the partial import and takes the plain path.
+    """
+    if "pyroute2" not in sys.modules:
+        try:
+            return _import_pyroute2_lean() + ("lean",)
+        # any surprise (a pyroute2 that is laid out differently, ...): the plain import decides
+        except Exception:  # pylint: disable=broad-exception-caught
+            for name in [name for name in sys.modules if name == "pyroute2" or name.startswith("pyroute2.")]:
+                del sys.modules[name]
+    from pyroute2 import IPRoute as iproute  # pylint: disable=import-outside-toplevel
+    from pyroute2.netlink.exceptions import NetlinkError as netlink_error  # pylint: disable=import-outside-toplevel
+    from pyroute2.netns import setns  # pylint: disable=import-outside-toplevel
+    return iproute, netlink_error, setns, "package"
+
+
+def _import_pyroute2_lean() -> tuple:
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        raise ImportError("pyroute2 is not an importable package")
+    package = importlib.util.module_from_spec(spec)  # __path__, __file__, ... set; __init__.py not run
+
+    def complete(name: str):
+        """A name the package lacks: a submodule is imported alone (pyroute2's own modules do
+        `from pyroute2 import netns`); any other name runs __init__.py, once, in this module object."""
+        try:
+            return importlib.import_module(f"pyroute2.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pyroute2.{name}":
+                raise
+        del package.__getattr__
+        spec.loader.exec_module(package)
+        try:
+            return package.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module 'pyroute2' has no attribute {name!r}") from None
+
+    package.__getattr__ = complete
+    sys.modules["pyroute2"] = package
+    for name in _PYROUTE2_MODULES:
+        importlib.import_module(name)
+    return (sys.modules["pyroute2.iproute.linux"].IPRoute, sys.modules["pyroute2.netlink.exceptions"].NetlinkError,
+            sys.modules["pyroute2.netns"].setns)
+
+
 try:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netns import setns as _setns
+    IPRoute, NetlinkError, _setns, PYROUTE2_IMPORT = _import_pyroute2()
     HAS_PYROUTE2 = True
     PYROUTE2_IMPORT_ERROR = None
 except ImportError as _exc:  # reported by the caller as a missing requirement
-    IPRoute = NetlinkError = _setns = None
+    IPRoute = NetlinkError = _setns = PYROUTE2_IMPORT = None
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR = _exc
 
 NETNS_RUN_DIR = "/run/netns"
+
+# The C library for pyroute2's setns(), handed to it: left to itself, pyroute2 finds it with
+# ctypes.util.find_library("c"), which runs `ldconfig -p` in a child process on the first setns.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 # include/uapi/linux/if_link.h
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -138,11 +202,11 @@ def in_netns(netns: str | None) -> Iterator[None]:
         raise NoSuchNetns(netns) from None
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target)
+        _setns(target, libc=_LIBC)
         try:
             yield
         finally:
-            _setns(home)
+            _setns(home, libc=_LIBC)
     finally:
         os.close(target)
         os.close(home)

@@ -33,7 +33,6 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
-from ansible_collections.ebpf.deploy.plugins.module_utils import _verifier as verifier
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
@@ -55,6 +54,13 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
 MAP_CONFLICT_CHOICES = ("fail", "recreate")
 MAX_LOG_SIZE = 256 << 20
 BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
+
+
+def _verifier():
+    """The verifier log reader, imported only when there is a log to read (a failed load, or
+    stats in check mode / with verifier_log_level): its patterns cost a run that needs none."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _verifier as verifier  # pylint: disable=import-outside-toplevel
+    return verifier
 
 
 # --------------------------------------------------------------------------- request
@@ -543,6 +549,7 @@ class ProgramManager:
     def _explain_load_error(self, exc: "libbpf.ObjectLoadError", map_plans: List[MapPlan],
                             label: str) -> EbpfDeployError:
         if exc.program and exc.verifier_log.strip():
+            verifier = _verifier()
             finding = verifier.classify_rejection(exc.verifier_log)
             return VerifierRejected(
                 verifier.one_line_message(exc.program, finding), program=exc.program,
@@ -575,7 +582,7 @@ class ProgramManager:
             info = libbpf.prog_info(prog.fd)
             entry = {"verified_insns": info.verified_insns, "xlated_len": info.xlated_prog_len,
                      "jited_len": info.jited_prog_len, "insn_cnt": prog.insn_cnt}
-            entry.update(verifier.parse_stats(prog.log))
+            entry.update(_verifier().parse_stats(prog.log))
             if self.req.verifier_log_level:
                 entry["log"] = prog.log
             stats[name] = entry

@@ -376,7 +376,6 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
     state = nl.xdp_state(iface.ifindex)
     prog_id, mode = state.prog_id, state.mode
     prog = bpf.prog_by_id(prog_id) if prog_id else None
-    owned_ids, root_links = scan_root(bpf, bpffs_root)
 
     defunct = None
     held_by, held_pin = None, None
@@ -392,11 +391,16 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
                 f"not to {iface.name} (ifindex {iface.ifindex}); unpin it or check the interface name")
         else:
             defunct = link_pin
+    # Our own link pin holding the attached program settles ownership; only a program held some
+    # other way (or by netlink) is looked up among the pins under the root, which opens every one.
+    owned = held_pin is not None
     if prog_id and held_by is None:
+        owned_ids, root_links = scan_root(bpf, bpffs_root)
         for info in bpf.xdp_links(iface.ifindex):
             if info.get("prog_id") == prog_id:
                 held_by, held_pin = info["id"], root_links.get(info["id"])
                 break
+        owned = prog_id in owned_ids or held_pin is not None
     return Current(
         ifindex=iface.ifindex,
         prog_id=prog_id,
@@ -404,7 +408,7 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
         mode=mode,
         held_by_link=held_by,
         link_pin=held_pin,
-        owned=bool(prog_id) and (prog_id in owned_ids or held_pin is not None),
+        owned=owned,
         defunct_pin=defunct,
         last=read_note(bpffs_root, iface.name, iface.netns),
     )
