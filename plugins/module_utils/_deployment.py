@@ -38,7 +38,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deploymen
 
 # what bpf_deployment passes on to each manager
 PROGRAM_KEYS = ("name", "state", "src", "content", "programs", "bpffs_root", "checksum", "program_type",
-                "keep_versions", "map_conflict", "verifier_log_level", "version", "lock_timeout")
+                "keep_versions", "map_conflict", "verifier_log_level", "version", "lock_timeout", "preflight_fail_on")
 ATTACH_KEYS = ("interface", "netns", "program", "mode", "method", "force")
 MAP_KEYS = ("map", "key_type", "value_type", "entries", "purge", "overwrite", "value_deployment")
 
@@ -235,6 +235,8 @@ class DeploymentManager:
             "action": prog["action"], "program": prog,
             "attach": attached, "maps": written,
         }
+        if "preflight" in prog:
+            result["preflight"] = prog["preflight"]
         if self.diff_mode:
             before = {"program": (prog_diff or {}).get("before"),
                       "attach": {_attach_label(a): a["diff"].get("before") for a in attached},

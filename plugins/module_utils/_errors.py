@@ -65,6 +65,10 @@ class MapConflict(EbpfDeployError):
     """A pinned map's spec differs from the object's; ``pinned``/``wanted`` hold both specs."""
 
 
+class PreflightRefused(EbpfDeployError):
+    """Preflight found problems at or above the caller's threshold; ``findings`` lists them all."""
+
+
 class LockTimeout(EbpfDeployError):
     """Another run holds the deployment lock for longer than the timeout."""
 

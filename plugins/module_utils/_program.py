@@ -37,6 +37,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
     MapConflict,
+    PreflightRefused,
     SyscallError,
     VerifierRejected,
 )
@@ -64,6 +65,7 @@ def _verifier():
 
 
 # --------------------------------------------------------------------------- request
+PREFLIGHT_FAIL_ON = ("error", "warning", "info")
 PREVIOUS = "previous"   # version keyword: the version that was current before the current one
 
 
@@ -83,6 +85,7 @@ class Request:
     verifier_log_level: int = 0
     version: Optional[str] = None
     lock_timeout: float = 60.0
+    preflight_fail_on: Optional[str] = None   # run preflight before a load; refuse at this severity
     source: Optional[str] = None   # what the user called the object (for metadata and messages)
 
     @classmethod
@@ -113,6 +116,9 @@ class Request:
                                "(an already pinned version to switch to)")
         for program in self.programs or []:
             validate_name(program, "program name")
+        if self.preflight_fail_on not in (None,) + PREFLIGHT_FAIL_ON:
+            raise InvalidInput(f"preflight_fail_on must be one of {', '.join(PREFLIGHT_FAIL_ON)}, "
+                               f"got {self.preflight_fail_on!r}")
 
     @property
     def has_object(self) -> bool:
@@ -271,6 +277,7 @@ class ProgramManager:
         self.diff_mode = diff_mode
         self.dep = Deployment(request.bpffs_root, request.name, state_dir=state_dir)
         self.warnings: List[str] = []
+        self.preflight_report: Optional[dict] = None
 
     # ---- entry point
     def run(self) -> dict:
@@ -464,6 +471,8 @@ class ProgramManager:
 
         verifier_stats: Dict[str, dict] = {}
         programs: List[dict] = []
+        if action == "load" and req.preflight_fail_on:
+            self._preflight(data, label)
         if action == "load":
             self._load(obj, map_plans, label)
             verifier_stats = self._verifier_stats(obj, wanted_programs)
@@ -491,6 +500,25 @@ class ProgramManager:
                             programs=programs, maps=self._map_results(map_plans), digest=digest,
                             program_names=wanted_programs, map_plans=map_plans,
                             verifier_stats=verifier_stats)
+
+    def _preflight(self, data: bytes, label: str) -> None:
+        """What bpf_preflight checks, in this run and before anything is loaded: refuse at
+        req.preflight_fail_on or worse; otherwise keep the report for the result."""
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _preflight as preflight  # pylint: disable=import-outside-toplevel
+
+        report = preflight.run(data, source=label, bpffs_root=str(self.dep.root), deployment=self.req.name)
+        # a pinned map with another spec is map_conflict's to decide (recreate may be asked for)
+        findings = [f for f in report.pop("_findings") if f.check != "pinned_map"]
+        report["findings"] = [f.to_dict() for f in findings]
+        blocking = preflight.at_or_above(findings, self.req.preflight_fail_on)
+        self.preflight_report = {
+            "passed": not blocking,
+            "counts": {s: sum(1 for f in findings if f.severity == s) for s in preflight.SEVERITIES},
+            "findings": report["findings"],
+        }
+        if blocking:
+            raise PreflightRefused(f"preflight refused {label} ({self.req.preflight_fail_on} or worse): "
+                                   f"{preflight.summarize(findings)}", preflight=self.preflight_report)
 
     def _versions_using(self, pinned_programs: Dict[str, List[str]], map_ids: set, *, exclude: str) -> List[str]:
         """Pinned versions whose programs use one of ``map_ids`` (they go when the map is recreated)."""
@@ -692,6 +720,8 @@ class ProgramManager:
         }
         if verifier_stats:
             result["verifier"] = verifier_stats
+        if self.preflight_report is not None:
+            result["preflight"] = self.preflight_report
         if self.diff_mode:
             after_maps = {}
             for entry in maps:

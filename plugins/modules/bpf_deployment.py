@@ -179,6 +179,16 @@ options:
       value_deployment:
         description: The deployment whose programs a V(prog_array)'s values name.
         type: str
+  preflight_fail_on:
+    description:
+      - Before a new version is loaded, check the object against the host as M(ebpf.deploy.bpf_preflight) does
+        (program types, helpers, GPL-only helpers, sizes, map limits, memory, races), in this same run, and
+        refuse with every finding when one is of this severity or worse. Nothing is loaded or changed then.
+      - A pinned map whose spec differs is left to O(map_conflict). Omitted, no preflight runs; nor does it
+        when the version is already pinned (nothing is loaded).
+    type: str
+    choices: [error, warning, info]
+    version_added: 0.1.0
   lock_timeout:
     description: Seconds to wait for another run on the same deployment.
     type: float
@@ -217,6 +227,14 @@ EXAMPLES = r"""
       - {program: xdp_blocklist, interface: eth0, mode: native}
   check_mode: true
   register: fw_state
+
+- name: Refuse an object that does not fit this host, before loading it
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    src: files/blocklist.bpf.o
+    preflight_fail_on: warning
+    attach:
+      - {program: xdp_blocklist, interface: eth0, mode: native}
 
 - name: Back to the version that ran before, on the same interface
   ebpf.deploy.bpf_deployment:
@@ -309,6 +327,14 @@ maps:
   type: list
   elements: dict
   sample: [{map: blocklist, changed: true, added: [192.0.2.7], changed_keys: [], removed: []}]
+preflight:
+  description:
+    - When O(preflight_fail_on) is set and a version was (or in check mode would be) loaded, whether it
+      C(passed), the C(counts) per severity and the C(findings), as M(ebpf.deploy.bpf_preflight) returns them.
+      On a refusal, the failed result holds it too.
+  returned: when preflight ran
+  type: dict
+  sample: {passed: true, counts: {error: 0, warning: 0, info: 0}, findings: []}
 undone:
   description: On a failure after the switch, what the run undid before failing.
   returned: failure
@@ -363,6 +389,7 @@ ARGUMENT_SPEC = dict(
         overwrite=dict(type="bool", default=True),
         value_deployment=dict(type="str"),
     )),
+    preflight_fail_on=dict(type="str", choices=["error", "warning", "info"]),
     lock_timeout=dict(type="float", default=60),
 )
 

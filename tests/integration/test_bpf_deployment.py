@@ -145,3 +145,31 @@ def test_absent_detaches_and_removes(ansible_module, lab, bpffs_root, deployment
     assert removed["changed"] and not removed["failed"], removed
     assert attached_id(lab) is None and not (bpffs_root / deployment).exists()
     assert not ansible_module("bpf_deployment", gone)["changed"]
+
+
+def test_preflight_refuses_before_loading_and_reports_when_it_passes(ansible_module, lab, bpffs_root, deployment,
+                                                                      bpf_object):
+    v1 = ansible_module("bpf_deployment", args(lab, deployment, bpffs_root, bpf_object("counter")))
+    assert not v1["failed"], v1
+    before = (listing(bpffs_root), attached_id(lab), counted(bpffs_root, deployment))
+    # racy_counter has a non-atomic read-modify-write of a shared map value: a preflight warning
+    racy_attach = [{"program": "xdp_racy_counter", "interface": lab.host_if, "netns": lab.host_ns, "mode": "generic"}]
+    strict = args(lab, deployment, bpffs_root, bpf_object("racy_counter"), attach=racy_attach, maps=[],
+                  preflight_fail_on="warning")
+    for check in (True, False):
+        refused = ansible_module("bpf_deployment", strict, check=check)
+        assert refused["failed"] and refused["msg"].startswith("preflight refused racy_counter.bpf.o"), refused
+        assert "non-atomic read-modify-write" in refused["msg"] and "\n" not in refused["msg"], refused["msg"]
+        assert refused["preflight"]["counts"]["warning"] >= 1 and not refused["preflight"]["passed"], refused
+        assert "Traceback" not in refused["_stderr"]
+        assert (listing(bpffs_root), attached_id(lab), counted(bpffs_root, deployment)) == before, \
+            "a preflight refusal changed the host"
+
+    lenient = dict(strict, preflight_fail_on="error")
+    loaded = ansible_module("bpf_deployment", lenient)
+    assert not loaded["failed"] and loaded["action"] == "load", loaded
+    assert loaded["preflight"]["passed"] and loaded["preflight"]["counts"]["warning"] >= 1, loaded["preflight"]
+    assert {f["check"] for f in loaded["preflight"]["findings"]} >= {"race"}
+    assert attached_id(lab) == loaded["attach"][0]["prog_id"] != before[1]
+    again = ansible_module("bpf_deployment", lenient)
+    assert not again["changed"] and "preflight" not in again, "preflight ran although nothing was loaded"

@@ -33,17 +33,19 @@ def lab():
 
 
 def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | None = None,
+            program: str = "xdp_packet_counter", extra: dict | None = None,
             tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """canary.yml of the counter deployment with `obj`; a probe fails on host `fail_on` if given."""
     probe = ["/bin/true"] if fail_on is None else ["/usr/bin/test", "{{ inventory_hostname }}", "!=", fail_on]
     variables = {
         "rollout_deployments": [{"name": "pktcount", "src": str(BPF / f"{obj}.bpf.o"),
-                                 "attach": [{"interface": "eth0", "program": "xdp_packet_counter"}]}],
+                                 "attach": [{"interface": "eth0", "program": program}]}],
         "rollout_health": {"soak_seconds": 0, "checks": [
             {"type": "attached"}, {"type": "command", "name": "probe", "cmd": probe},
             {"type": "dmesg", "ignore": ["ebpfd-test"]}]},   # other tests write marker lines
         "rollout_on_failure": on_failure,
         "rollout_serial": SERIAL,
+        **(extra or {}),
     }
     vars_file = tmp_path / f"vars-{obj}.json"
     vars_file.write_text(json.dumps(variables))
@@ -156,6 +158,23 @@ def test_verifier_rejection_on_the_canary_never_reaches_another_host(lab, tmp_pa
     assert "rejected by the verifier" in " ".join(summary[canary]["reasons"]), summary[canary]
     assert set(summary) == {canary}, f"other hosts were touched: {sorted(summary)}"
     assert_fleet_on(fleet(lab), good, hosts(lab))
+
+
+def test_preflight_refuses_on_the_canary_before_anything_is_loaded(lab, tmp_path):
+    """racy_counter has a non-atomic update of a shared map value: a preflight warning, fatal here."""
+    good = ensure_fleet_on_good(lab, tmp_path)
+    racy = version_of(lab, "racy_counter")
+    proc, summary = rollout(lab, "racy_counter", program="xdp_racy_counter",
+                            extra={"rollout_preflight_fail_on": "warning"}, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    canary = hosts(lab)[0]
+    assert summary[canary]["status"] == "refused", summary[canary]
+    reasons = " ".join(summary[canary]["reasons"])
+    assert "preflight refused racy_counter.bpf.o" in reasons and "non-atomic read-modify-write" in reasons, reasons
+    assert set(summary) == {canary}, f"other hosts were touched: {sorted(summary)}"
+    state = fleet(lab)
+    assert_fleet_on(state, good, hosts(lab))
+    assert racy not in state[canary]["versions"], "the refused object was loaded on the canary"
 
 
 def test_rollback_stage_returns_the_whole_failing_stage_only(lab, tmp_path):
