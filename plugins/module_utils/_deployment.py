@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from ansible_collections.ebpf.deploy.plugins.module_utils import _map as maps
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
 from ansible_collections.ebpf.deploy.plugins.module_utils import _program as program
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
@@ -149,6 +148,8 @@ class DeploymentManager:
             entries = spec.get("entries") or []
             return {"changed": bool(entries), "predicted": True, "map": spec["map"],
                     "added": [e.get("key") for e in entries], "changed_keys": [], "removed": []}
+        # imported here: a deployment without map entries (or the check of one) does not pay for it
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _map as maps  # pylint: disable=import-outside-toplevel
         result = maps.MapManager(params, check_mode=self.check_mode, diff=self.diff_mode).run()
         result.pop("entries", None)
         return dict(result, map=spec["map"], pin=(result.get("map") or {}).get("pin"))
