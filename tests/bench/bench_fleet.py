@@ -12,12 +12,14 @@ round, side by side so that the noise of a shared machine cancels in the ratios:
                 from the rollout's own run), in the same batches: the floor of "a role of K remote
                 tasks", so the reader sees how much is Ansible's per-task cost and how much ours
 
-and, at the largest size only, two re-run variants that need no role change and show what the
-object transfer and the preflight task cost:
+and, at the largest size only, two variants that need no role change and show what two of the
+rollout's choices cost or save:
 
-  rerun_no_transfer          the deployment with `remote_src: true` (the lab hosts see the
-                             controller's filesystem), so bpf_preflight/bpf_program ship nothing
-  rerun_no_transfer_no_pref  the same with `rollout_preflight: false`
+  changed_no_preflight  the changed run with `rollout_preflight: false` (the switch's module run
+                        then skips the preflight checks of the new object)
+  rerun_staged          the re-run with `rollout_skip_converged: false`: every host goes through the
+                        stages (validate, switch, health, commit) instead of being left out after
+                        the one check-mode run per host
 
 Settings are the ones a user should use (ansible.cfg at the repo root: pipelining, ControlPersist,
 forks 20 >= hosts; the plays have `gather_facts: false`). One round by default (a 20-host round
@@ -90,17 +92,19 @@ def write_playbooks(work: Path, ping_tasks: int) -> dict[str, Path]:
     return paths
 
 
-def rollout_vars(work: Path, obj: Path, *, remote_src: bool = False, preflight: bool = True) -> Path:
+def rollout_vars(work: Path, obj: Path, *, remote_src: bool = False, preflight: bool = True,
+                 skip_converged: bool = True) -> Path:
     data = {
         "rollout_serial": SERIAL,
         "rollout_preflight": preflight,
+        "rollout_skip_converged": skip_converged,
         "rollout_deployments": [{
             "name": "pktcount", "src": str(obj), "remote_src": remote_src,
             "attach": [{"interface": "eth0", "program": "xdp_packet_counter", "mode": "native"}],
         }],
         "rollout_health": {"soak_seconds": 0, "checks": [{"type": "attached"}]},
     }
-    path = work / f"vars-{obj.stem.replace('.', '_')}-{int(remote_src)}{int(preflight)}.json"
+    path = work / f"vars-{obj.stem.replace('.', '_')}-{int(remote_src)}{int(preflight)}{int(skip_converged)}.json"
     path.write_text(json.dumps(data))
     return path
 
@@ -197,11 +201,12 @@ class Fleet:
         self.current: str | None = None
 
     def rollout(self, tag: str, *, change: bool, strategy: str, remote_src: bool = False, preflight: bool = True,
-                profile: Path | None = None) -> dict:
+                skip_converged: bool = True, profile: Path | None = None) -> dict:
         name = OBJECTS[0] if self.current is None else self.current
         if change:
             name = OBJECTS[1] if self.current == OBJECTS[0] else OBJECTS[0]
-        variables = rollout_vars(self.work, BPF_DIR / name, remote_src=remote_src, preflight=preflight)
+        variables = rollout_vars(self.work, BPF_DIR / name, remote_src=remote_src, preflight=preflight,
+                                 skip_converged=skip_converged)
         result = run_playbook(self.lab, REPO / "playbooks" / "canary.yml", self.work, tag, "-e", f"@{variables}",
                               strategy=strategy, profile=profile)
         self.current = name
@@ -250,10 +255,10 @@ def measure(opts: argparse.Namespace, work: Path) -> dict:
                 ]
                 if opts.variants and n == biggest:
                     plan += [
-                        ("rerun_no_transfer", lambda tag: fleet.rollout(tag, change=False, strategy=opts.strategy,
-                                                                        remote_src=True)),
-                        ("rerun_no_transfer_no_pref", lambda tag: fleet.rollout(
-                            tag, change=False, strategy=opts.strategy, remote_src=True, preflight=False)),
+                        ("changed_no_preflight", lambda tag: fleet.rollout(tag, change=True, strategy=opts.strategy,
+                                                                           preflight=False)),
+                        ("rerun_staged", lambda tag: fleet.rollout(tag, change=False, strategy=opts.strategy,
+                                                                   skip_converged=False)),
                         ("ping", lambda tag: run_playbook(fleet.lab, books["ping"], work, tag, strategy=opts.strategy)),
                     ]
                 for kind, func in plan:
@@ -304,8 +309,7 @@ def report(opts: argparse.Namespace, data: dict) -> dict:
         row = {"hosts": n}
         for kind, results in runs.items():
             row[kind] = median([r["seconds"] for r in results])
-        for kind in ("changed", "rerun", "ping_serial", "ping_tasks", "rerun_no_transfer",
-                     "rerun_no_transfer_no_pref"):
+        for kind in ("changed", "rerun", "ping_serial", "ping_tasks", "changed_no_preflight", "rerun_staged"):
             if kind in runs:
                 row[f"{kind}_ratio"] = median(ratios(runs, kind, "ping"))
                 row[f"{kind}_ratios"] = ratios(runs, kind, "ping")
@@ -345,17 +349,19 @@ def report(opts: argparse.Namespace, data: dict) -> dict:
                   f"{row.get(f'{kind}_local_tasks_seconds', 0):>11.1f} "
                   f"{row[f'{kind}_controller_cpu']:>14.1f} {row[f'{kind}_hosts_cpu']:>9.1f}")
     big = rows[-1]
-    if "rerun_no_transfer" in big:
-        print(f"\nRe-run variants at {big['hosts']} hosts (no role change needed; ratio to the ping floor)")
-        for kind, what in (("rerun", "as shipped (object transferred by bpf_preflight and bpf_program)"),
-                           ("rerun_no_transfer", "remote_src: true (nothing transferred)"),
-                           ("rerun_no_transfer_no_pref", "remote_src: true, rollout_preflight: false")):
+    if "rerun_staged" in big:
+        print(f"\nVariants at {big['hosts']} hosts (no role change needed; ratio to the ping floor)")
+        for kind, what in (("changed", "changed, as shipped (preflight in the switch)"),
+                           ("changed_no_preflight", "changed, rollout_preflight: false"),
+                           ("rerun", "re-run, as shipped (converged hosts left out after one check)"),
+                           ("rerun_staged", "re-run, rollout_skip_converged: false (every host staged)")):
             print(f"  {big[kind]:7.2f} s  {big[f'{kind}_ratio']:>5.1f}x  {what}")
-    per_task = data["runs"][max(opts.hosts)]["rerun"][-1].get("timing", {}).get("per_task", {})
-    if per_task:
-        print(f"\nRe-run at {max(opts.hosts)} hosts, seconds per task summed over its batches (last round)")
-        for name, seconds in sorted(per_task.items(), key=lambda kv: -kv[1])[:12]:
-            print(f"  {seconds:7.2f}  {name}")
+    for kind, label in (("changed", "Changed run"), ("rerun", "Re-run")):
+        per_task = data["runs"][max(opts.hosts)][kind][-1].get("timing", {}).get("per_task", {})
+        if per_task:
+            print(f"\n{label} at {max(opts.hosts)} hosts, seconds per task summed over its batches (last round)")
+            for name, seconds in sorted(per_task.items(), key=lambda kv: -kv[1])[:12]:
+                print(f"  {seconds:7.2f}  {name}")
     return {"rows": rows}
 
 
