@@ -38,7 +38,7 @@ import time
 from typing import Iterable, Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg, _limits
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError, UnsupportedFeature
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 
 SUBSETS = ("kernel", "features", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg")
 DEFAULT_SUBSETS = tuple(s for s in SUBSETS if s != "features")
@@ -376,9 +376,6 @@ def gather_interfaces(subsets: list, *, xdp_netns: Iterable[str] = ()) -> dict:
     """``xdp`` and/or ``interfaces`` facts for the root netns and every named one."""
     from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink
 
-    if not _netlink.HAS_PYROUTE2:
-        raise UnsupportedFeature("the xdp and interfaces facts need pyroute2 on the host",
-                                 requires="pyroute2 (the ebpf.deploy.host role installs it)")
     xdp, interfaces = [], []
     for netns in _netns_list(xdp_netns):
         with _netlink.in_netns(netns):

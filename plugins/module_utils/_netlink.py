@@ -1,12 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to ebpf.deploy
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to ebpf.deploy: the one file that imports pyroute2 and speaks rtnetlink.
+"""Private to ebpf.deploy: the one file that speaks rtnetlink (and imports pyroute2).
 
 It answers three questions about an interface, in the root network namespace or in a named one
 (/run/netns/<name>): does it exist and what is its ifindex, which XDP program is attached in which
 mode, and what are its packet counters. It also sets and clears IFLA_XDP with the mode flags,
 atomically replacing a program with XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD.
+
+The three questions are one RTM_GETLINK each, sent and parsed here on a plain netlink socket
+(``_Rtnl``): the attributes read are few and fixed by the kernel's UAPI, and pyroute2's import
+(about 0.1 s) was most of the cost of a module run that only reads. pyroute2 is imported for the
+writes (RTM_SETLINK IFLA_XDP), the first time one is made.
 
 No Ansible here, and no bpf syscalls: program file descriptors come in from the caller.
 Kernel refusals are raised as NetlinkOpError (errno + the kernel's extended-ack message) so the
@@ -20,18 +25,19 @@ import errno as _errno
 import importlib
 import importlib.util
 import os
+import socket
+import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
 # The pyroute2 modules this file needs, plus pyroute2.config.log: the package's __init__.py
 # imports it first, and it gives the "pyroute2" logger the NullHandler that keeps its records off stderr.
-_PYROUTE2_MODULES = ("pyroute2.config.log", "pyroute2.iproute.linux", "pyroute2.netlink.exceptions",
-                     "pyroute2.netns")
+_PYROUTE2_MODULES = ("pyroute2.config.log", "pyroute2.iproute.linux", "pyroute2.netlink.exceptions")
 
 
 def _import_pyroute2() -> tuple:
-    """(IPRoute, NetlinkError, setns, how): how is "lean" or "package" (the plain `import pyroute2`).
+    """(IPRoute, NetlinkError, how): how is "lean" or "package" (the plain `import pyroute2`).
 
     pyroute2/__init__.py imports every subpackage (ipdb, ndb with sqlite3, conntrack, nl80211, ...):
     ~40 ms of an xdp_attach run, which uses three names. So when no one has imported pyroute2 yet,
@@ -49,8 +55,7 @@ def _import_pyroute2() -> tuple:
                 del sys.modules[name]
     from pyroute2 import IPRoute as iproute  # pylint: disable=import-outside-toplevel
     from pyroute2.netlink.exceptions import NetlinkError as netlink_error  # pylint: disable=import-outside-toplevel
-    from pyroute2.netns import setns  # pylint: disable=import-outside-toplevel
-    return iproute, netlink_error, setns, "package"
+    return iproute, netlink_error, "package"
 
 
 def _import_pyroute2_lean() -> tuple:
@@ -78,24 +83,37 @@ def _import_pyroute2_lean() -> tuple:
     sys.modules["pyroute2"] = package
     for name in _PYROUTE2_MODULES:
         importlib.import_module(name)
-    return (sys.modules["pyroute2.iproute.linux"].IPRoute, sys.modules["pyroute2.netlink.exceptions"].NetlinkError,
-            sys.modules["pyroute2.netns"].setns)
+    return sys.modules["pyroute2.iproute.linux"].IPRoute, sys.modules["pyroute2.netlink.exceptions"].NetlinkError
 
 
-try:
-    IPRoute, NetlinkError, _setns, PYROUTE2_IMPORT = _import_pyroute2()
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-except ImportError as _exc:  # reported by the caller as a missing requirement
-    IPRoute = NetlinkError = _setns = PYROUTE2_IMPORT = None
-    HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR = _exc
+def _find_pyroute2() -> ImportError | None:
+    """Whether pyroute2 can be imported, without importing it (that waits for the first write)."""
+    try:
+        found = importlib.util.find_spec("pyroute2") is not None
+    except (ImportError, ValueError) as exc:
+        return ImportError(str(exc))
+    return None if found else ImportError("No module named 'pyroute2'")
+
+
+PYROUTE2_IMPORT_ERROR = _find_pyroute2()
+HAS_PYROUTE2 = PYROUTE2_IMPORT_ERROR is None
+_PYROUTE2: dict = {}   # IPRoute, NetlinkError and how they were imported, once imported
+
+
+def pyroute2_api() -> dict:
+    """{"IPRoute", "NetlinkError", "how"}, imported on first use (ImportError without pyroute2)."""
+    if not _PYROUTE2:
+        _require_pyroute2()
+        iproute, netlink_error, how = _import_pyroute2()
+        _PYROUTE2.update(IPRoute=iproute, NetlinkError=netlink_error, how=how)
+    return _PYROUTE2
+
 
 NETNS_RUN_DIR = "/run/netns"
 
-# The C library for pyroute2's setns(), handed to it: left to itself, pyroute2 finds it with
-# ctypes.util.find_library("c"), which runs `ldconfig -p` in a child process on the first setns.
+# setns(2) from the C library this process already has (Python 3.11 has no os.setns)
 _LIBC = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
 
 # include/uapi/linux/if_link.h
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -195,21 +213,26 @@ def in_netns(netns: str | None) -> Iterator[None]:
     if not netns:
         yield
         return
-    _require_pyroute2()
     try:
         target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NoSuchNetns(netns) from None
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(target, libc=_LIBC)
+        _setns(target)
         try:
             yield
         finally:
-            _setns(home, libc=_LIBC)
+            _setns(home)
     finally:
         os.close(target)
         os.close(home)
+
+
+def _setns(fd: int) -> None:
+    if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def _require_pyroute2() -> None:
@@ -223,19 +246,112 @@ def _op_error(exc: Exception, request: str) -> NetlinkOpError:
     return NetlinkOpError(code, str(text or ""), request=request)
 
 
+# --- rtnetlink on a plain socket (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h) ----------
+_NLMSG_HDR = struct.Struct("=IHHII")        # len, type, flags, seq, pid
+_IFINFOMSG = struct.Struct("=BxHiII")       # family, pad, type, index, flags, change
+_RTATTR = struct.Struct("=HH")              # len, type
+NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, RTM_GETLINK = 2, 3, 16, 18
+NLM_F_REQUEST = 1
+NLA_TYPE_MASK = 0x3FFF                      # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+IFLA_IFNAME, IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP = 3, 18, 23, 43
+IFLA_INFO_KIND = 1
+# IFLA_XDP_* ids → the names parse_xdp_attrs() reads (pyroute2's names, and the kernel's)
+_XDP_ATTRS = {2: "IFLA_XDP_ATTACHED", 4: "IFLA_XDP_PROG_ID", 5: "IFLA_XDP_DRV_PROG_ID",
+              6: "IFLA_XDP_SKB_PROG_ID", 7: "IFLA_XDP_HW_PROG_ID"}
+# XDP_ATTACHED_DRV/SKB/HW (MULTI reports the per-mode ids instead)
+_XDP_ATTACHED_NAMES = {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload"}
+# struct rtnl_link_stats64: the u64 fields COUNTER_KEYS names, by position
+_STATS64_INDEX = {"rx_packets": 0, "tx_packets": 1, "rx_bytes": 2, "tx_bytes": 3, "rx_dropped": 6, "tx_dropped": 7}
+
+
+def _attrs(data: bytes, offset: int = 0) -> Iterator[tuple]:
+    """(type, payload) of each rtattr in data[offset:]."""
+    while offset + _RTATTR.size <= len(data):
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size:
+            break
+        yield kind & NLA_TYPE_MASK, data[offset + _RTATTR.size:offset + length]
+        offset += (length + 3) & ~3
+
+
+def parse_link(payload: bytes) -> dict:
+    """An RTM_NEWLINK payload (ifinfomsg + attributes) → {index, ifname, kind, xdp, stats64}. Pure."""
+    _family, _type, index, _flags, _change = _IFINFOMSG.unpack_from(payload)
+    link = {"index": index, "ifname": None, "kind": None, "xdp": None, "stats64": None}
+    for kind, value in _attrs(payload, _IFINFOMSG.size):
+        if kind == IFLA_IFNAME:
+            link["ifname"] = value.split(b"\0", 1)[0].decode()
+        elif kind == IFLA_LINKINFO:
+            for sub, sub_value in _attrs(value):
+                if sub == IFLA_INFO_KIND:
+                    link["kind"] = sub_value.split(b"\0", 1)[0].decode()
+        elif kind == IFLA_XDP:
+            attrs = []
+            for sub, sub_value in _attrs(value):
+                name = _XDP_ATTRS.get(sub)
+                if name == "IFLA_XDP_ATTACHED":
+                    attrs.append((name, _XDP_ATTACHED_NAMES.get(sub_value[0]) if sub_value else None))
+                elif name:
+                    attrs.append((name, struct.unpack_from("=I", sub_value)[0]))
+            link["xdp"] = {"attrs": attrs}
+        elif kind == IFLA_STATS64:
+            count = len(value) // 8
+            link["stats64"] = struct.unpack_from(f"={count}Q", value)
+    return link
+
+
+class _Rtnl:
+    """An NETLINK_ROUTE socket that asks for one link at a time (RTM_GETLINK)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def get_link(self, *, index: int = 0, ifname: str | None = None) -> dict:
+        """parse_link() of the link; OSError(errno) when the kernel refuses (ENODEV: no such link)."""
+        self.seq += 1
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        if ifname is not None:
+            name = ifname.encode() + b"\0"
+            body += _RTATTR.pack(_RTATTR.size + len(name), IFLA_IFNAME) + name + b"\0" * (-len(name) % 4)
+        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self.seq, 0) + body)
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSG_HDR.size <= len(data):
+                length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
+                payload = data[offset + _NLMSG_HDR.size:offset + length]
+                offset += (length + 3) & ~3
+                if seq != self.seq:
+                    continue  # an answer to an earlier request
+                if kind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", payload)[0]
+                    raise OSError(err, os.strerror(err))
+                if kind == RTM_NEWLINK:
+                    return parse_link(payload)
+                if kind == NLMSG_DONE or length < _NLMSG_HDR.size:
+                    raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
+
+
 class Netlink:
     """An rtnetlink socket bound to one network namespace (None: the one we run in)."""
 
     def __init__(self, netns: str | None = None):
-        _require_pyroute2()
         self.netns = netns or None
         if self.netns and not netns_exists(self.netns):
             raise NoSuchNetns(self.netns)
         with in_netns(self.netns):
-            self._ipr = IPRoute(ext_ack=True)
+            self._rtnl = _Rtnl()
+        self._ipr = None   # pyroute2's IPRoute, made for the first write
 
     def close(self) -> None:
-        self._ipr.close()
+        self._rtnl.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     def __enter__(self) -> "Netlink":
         return self
@@ -244,40 +360,42 @@ class Netlink:
         self.close()
 
     # --- reading ------------------------------------------------------------------------------
-    def _get(self, ifindex: int):
+    def _get(self, ifindex: int) -> dict:
         try:
-            return self._ipr.link("get", index=ifindex)[0]
-        except NetlinkError as exc:
-            if exc.code == _errno.ENODEV:
+            return self._rtnl.get_link(index=ifindex)
+        except OSError as exc:
+            if exc.errno == _errno.ENODEV:
                 raise NoSuchInterface(f"#{ifindex}", self.netns) from None
-            raise _op_error(exc, "RTM_GETLINK") from None
+            raise NetlinkOpError(exc.errno or _errno.EIO, "", request="RTM_GETLINK") from None
 
     def interface(self, ifname: str) -> Interface:
         """Look an interface up by name; NoSuchInterface names it and the namespace."""
         if not ifname or len(ifname) > 15 or "/" in ifname:
             raise NoSuchInterface(ifname, self.netns)
         try:
-            msg = self._ipr.link("get", ifname=ifname)[0]
-        except NetlinkError as exc:
-            if exc.code in (_errno.ENODEV, _errno.EINVAL):
+            link = self._rtnl.get_link(ifname=ifname)
+        except OSError as exc:
+            if exc.errno in (_errno.ENODEV, _errno.EINVAL):
                 raise NoSuchInterface(ifname, self.netns) from None
-            raise _op_error(exc, "RTM_GETLINK") from None
-        kind = None
-        linkinfo = msg.get_attr("IFLA_LINKINFO")
-        if linkinfo is not None:
-            kind = linkinfo.get_attr("IFLA_INFO_KIND")
-        return Interface(name=msg.get_attr("IFLA_IFNAME"), ifindex=msg["index"], netns=self.netns, kind=kind)
+            raise NetlinkOpError(exc.errno or _errno.EIO, "", request="RTM_GETLINK") from None
+        return Interface(name=link["ifname"], ifindex=link["index"], netns=self.netns, kind=link["kind"])
 
     def xdp_state(self, ifindex: int) -> XdpState:
         """Program ids attached per mode, read from IFLA_XDP."""
-        return parse_xdp_attrs(self._get(ifindex).get_attr("IFLA_XDP"))
+        return parse_xdp_attrs(self._get(ifindex)["xdp"])
 
     def counters(self, ifindex: int) -> dict:
         """rx/tx packets, bytes and drops (IFLA_STATS64)."""
-        stats = self._get(ifindex).get_attr("IFLA_STATS64") or {}
-        return {key: int(stats.get(key, 0) or 0) for key in COUNTER_KEYS}
+        stats = self._get(ifindex)["stats64"] or ()
+        return {key: int(stats[i]) if i < len(stats) else 0 for key, i in _STATS64_INDEX.items()}
 
     # --- writing ------------------------------------------------------------------------------
+    def _iproute(self):
+        if self._ipr is None:
+            with in_netns(self.netns):
+                self._ipr = pyroute2_api()["IPRoute"](ext_ack=True)
+        return self._ipr
+
     def set_xdp(self, ifindex: int, prog_fd: int, *, mode: str | None,
                 expected_fd: int | None = None, if_noexist: bool = False) -> None:
         """Attach prog_fd in `mode` (None: the kernel's choice, native where the driver has it).
@@ -294,9 +412,10 @@ class Netlink:
         if if_noexist:
             flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
         attrs.append(("IFLA_XDP_FLAGS", flags))
+        ipr = self._iproute()
         try:
-            self._ipr.link("set", index=ifindex, xdp={"attrs": attrs})
-        except NetlinkError as exc:
+            ipr.link("set", index=ifindex, xdp={"attrs": attrs})
+        except pyroute2_api()["NetlinkError"] as exc:
             raise _op_error(exc, "RTM_SETLINK IFLA_XDP") from None
 
     def detach_xdp(self, ifindex: int, *, mode: str | None, expected_fd: int | None = None) -> None:

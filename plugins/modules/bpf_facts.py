@@ -22,7 +22,6 @@ author:
   - ebpf.deploy maintainers (@ebpf-deploy)
 requirements:
   - Linux with BPF; libbpf 1.x (C(libbpf.so.1)) on the managed host
-  - pyroute2 on the managed host for the V(xdp) and V(interfaces) subsets
   - root, or CAP_BPF + CAP_SYS_ADMIN (ids and pins) and CAP_SYSLOG (the kernel log)
 attributes:
   check_mode:

@@ -82,8 +82,8 @@ def test_converges_in_one_task_and_counts_real_packets(ansible_module, lab, bpff
     assert counted(bpffs_root, deployment) == 500, "overwrite: false must leave the program's count alone"
 
 
-def test_upgrade_swaps_atomically_keeps_the_map_and_rolls_back_by_version(ansible_module, lab, bpffs_root,
-                                                                           deployment, bpf_object):
+def test_upgrade_swaps_atomically_keeps_the_map_and_rolls_back_by_version(
+        ansible_module, lab, bpffs_root, deployment, bpf_object):
     v1 = ansible_module("bpf_deployment", args(lab, deployment, bpffs_root, bpf_object("counter")))
     assert not v1["failed"], v1
     lab.send(200)
@@ -147,8 +147,8 @@ def test_absent_detaches_and_removes(ansible_module, lab, bpffs_root, deployment
     assert not ansible_module("bpf_deployment", gone)["changed"]
 
 
-def test_preflight_refuses_before_loading_and_reports_when_it_passes(ansible_module, lab, bpffs_root, deployment,
-                                                                      bpf_object):
+def test_preflight_refuses_before_loading_and_reports_when_it_passes(
+        ansible_module, lab, bpffs_root, deployment, bpf_object):
     v1 = ansible_module("bpf_deployment", args(lab, deployment, bpffs_root, bpf_object("counter")))
     assert not v1["failed"], v1
     before = (listing(bpffs_root), attached_id(lab), counted(bpffs_root, deployment))
