@@ -352,8 +352,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._deployment import run
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "be64", "ipv4", "ipv6", "mac",
          "hex", "btf"]
@@ -400,21 +400,7 @@ def main() -> None:
         supports_check_mode=True,
         required_if=[("state", "present", ("src", "version"), True)],
     )
-    failure = None
-    try:
-        result = run(module.params, check_mode=module.check_mode, diff_mode=module._diff)
-    except EbpfDeployError as err:
-        failure = err.to_result()
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        failure = {"msg": f"{err.strerror or err}{where}", "errno": err.errno}
-    if failure is not None:
-        # outside the except block: an explained error is not a crash, so no traceback
-        module.fail_json(**failure)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
-
+    exit_with(module, lambda: run(module.params, check_mode=module.check_mode, diff_mode=module._diff))
 
 if __name__ == "__main__":
     main()
