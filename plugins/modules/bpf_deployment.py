@@ -402,5 +402,6 @@ def main() -> None:
     )
     exit_with(module, lambda: run(module.params, check_mode=module.check_mode, diff_mode=module._diff))
 
+
 if __name__ == "__main__":
     main()
