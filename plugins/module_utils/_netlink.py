@@ -320,7 +320,10 @@ class _Rtnl:
             body += _RTATTR.pack(_RTATTR.size + len(name), IFLA_IFNAME) + name + b"\0" * (-len(name) % 4)
         self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self.seq, 0) + body)
         while True:
-            data = self.sock.recv(1 << 16)
+            # one link's reply is a few KiB (no VF list: RTEXT_FILTER_VF is not asked for)
+            data, _ancdata, msg_flags, _addr = self.sock.recvmsg(1 << 20)
+            if msg_flags & socket.MSG_TRUNC:
+                raise OSError(_errno.EMSGSIZE, "RTM_GETLINK reply larger than 1 MiB")
             offset = 0
             while offset + _NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
