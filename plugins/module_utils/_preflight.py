@@ -446,12 +446,15 @@ def _load_failure(exc, verifier) -> Finding:
 
 def run(data: bytes, *, source: str = "object", bpffs_root: Optional[str] = None,
         deployment: Optional[str] = None, dry_verify_load: bool = False,
-        refresh_features: bool = False, host: Optional[HostState] = None) -> dict:
-    """The whole preflight of one object: {findings, programs, maps, memory, license, ...}."""
+        refresh_features: bool = False, host: Optional[HostState] = None, spec=None) -> dict:
+    """The whole preflight of one object: {findings, programs, maps, memory, license, ...}.
+
+    spec: the object's ObjectSpec when the caller has opened it already (else it is opened here)."""
     from ansible_collections.ebpf.deploy.plugins.module_utils import _objects
 
-    obj, spec = _objects.open_object(data, name=_object_name(source), source=source)
-    obj.close()
+    if spec is None:
+        obj, spec = _objects.open_object(data, name=_object_name(source), source=source)
+        obj.close()
     code = _race_lint.read_object_code(data)
     if host is None:
         host = gather_host(bpffs_root=bpffs_root, deployment=deployment, refresh_features=refresh_features)
@@ -499,9 +502,15 @@ def _object_name(source: str) -> str:
     return base or "object"
 
 
+def count_by_severity(findings: Iterable[Finding]) -> dict:
+    """``{"info": n, "warning": n, "error": n}``."""
+    findings = list(findings)
+    return {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
+
+
 def summarize(findings: List[Finding]) -> str:
     """``2 errors, 1 warning: <first error message>``."""
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
+    counts = count_by_severity(findings)
     parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in reversed(SEVERITIES) if counts[s]]
     if not parts:
         return "no findings"
@@ -548,7 +557,7 @@ class PreflightManager:
         findings = report.pop("_findings")
         fail_on = params.get("fail_on") or "error"
         blocking = at_or_above(findings, fail_on)
-        counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
+        counts = count_by_severity(findings)
         if blocking:
             msg = f"preflight failed ({fail_on} or worse): {summarize(findings)}"
         else:

@@ -472,7 +472,7 @@ class ProgramManager:
         verifier_stats: Dict[str, dict] = {}
         programs: List[dict] = []
         if action == "load" and req.preflight_fail_on:
-            self._preflight(data, label)
+            self._preflight(data, spec, label)
         if action == "load":
             self._load(obj, map_plans, label)
             verifier_stats = self._verifier_stats(obj, wanted_programs)
@@ -501,20 +501,20 @@ class ProgramManager:
                             program_names=wanted_programs, map_plans=map_plans,
                             verifier_stats=verifier_stats)
 
-    def _preflight(self, data: bytes, label: str) -> None:
+    def _preflight(self, data: bytes, spec: objects.ObjectSpec, label: str) -> None:
         """What bpf_preflight checks, in this run and before anything is loaded: refuse at
         req.preflight_fail_on or worse; otherwise keep the report for the result."""
         from ansible_collections.ebpf.deploy.plugins.module_utils import _preflight as preflight  # pylint: disable=import-outside-toplevel
 
-        report = preflight.run(data, source=label, bpffs_root=str(self.dep.root), deployment=self.req.name)
+        report = preflight.run(data, source=label, bpffs_root=str(self.dep.root), deployment=self.req.name,
+                               spec=spec)
         # a pinned map with another spec is map_conflict's to decide (recreate may be asked for)
-        findings = [f for f in report.pop("_findings") if f.check != "pinned_map"]
-        report["findings"] = [f.to_dict() for f in findings]
+        findings = [f for f in report["_findings"] if f.check != "pinned_map"]
         blocking = preflight.at_or_above(findings, self.req.preflight_fail_on)
         self.preflight_report = {
             "passed": not blocking,
-            "counts": {s: sum(1 for f in findings if f.severity == s) for s in preflight.SEVERITIES},
-            "findings": report["findings"],
+            "counts": preflight.count_by_severity(findings),
+            "findings": [f.to_dict() for f in findings],
         }
         if blocking:
             raise PreflightRefused(f"preflight refused {label} ({self.req.preflight_fail_on} or worse): "
