@@ -136,8 +136,6 @@ _MODE_PROG_ID_ATTR = {
 # IFLA_XDP_ATTACHED as pyroute2 decodes it.
 _ATTACHED_MODE = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload"}
 
-COUNTER_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
-
 
 class NetlinkOpError(OSError):
     """The kernel refused a netlink request: errno plus its extended-ack text (may be empty)."""
@@ -260,7 +258,7 @@ _XDP_ATTRS = {2: "IFLA_XDP_ATTACHED", 4: "IFLA_XDP_PROG_ID", 5: "IFLA_XDP_DRV_PR
               6: "IFLA_XDP_SKB_PROG_ID", 7: "IFLA_XDP_HW_PROG_ID"}
 # XDP_ATTACHED_DRV/SKB/HW (MULTI reports the per-mode ids instead)
 _XDP_ATTACHED_NAMES = {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload"}
-# struct rtnl_link_stats64: the u64 fields COUNTER_KEYS names, by position
+# the counters() reports: their position among the u64 fields of struct rtnl_link_stats64
 _STATS64_INDEX = {"rx_packets": 0, "tx_packets": 1, "rx_bytes": 2, "tx_bytes": 3, "rx_dropped": 6, "tx_dropped": 7}
 
 
@@ -327,6 +325,8 @@ class _Rtnl:
             offset = 0
             while offset + _NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
+                if length < _NLMSG_HDR.size:  # malformed: it would never advance
+                    raise OSError(_errno.EBADMSG, "malformed RTM_GETLINK reply")
                 payload = data[offset + _NLMSG_HDR.size:offset + length]
                 offset += (length + 3) & ~3
                 if seq != self.seq:
@@ -336,7 +336,7 @@ class _Rtnl:
                     raise OSError(err, os.strerror(err))
                 if kind == RTM_NEWLINK:
                     return parse_link(payload)
-                if kind == NLMSG_DONE or length < _NLMSG_HDR.size:
+                if kind == NLMSG_DONE:
                     raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
 
 
