@@ -5,19 +5,25 @@
 
 A whole deployment in one run: the object's programs pinned as a version (the bpf_program
 manager), each attachment on its interface (the xdp_attach manager) and each map's entries (the
-bpf_map manager), in that order, in one process, so that converging a host, or asking in check mode
-whether it has converged, costs one module run instead of one per part.
+bpf_map manager), in that order, in one process and under the deployment's lock for the whole
+run, so that converging a host, or asking in check mode whether it has converged, costs one
+module run instead of one per part.
 
-Production-safe order:
+Every switch is a transaction of the host's record (_record): before the first change of a run
+the record says *pending* (and, with ``confirm_timeout``, a watcher that outlives the module will
+roll it back at the deadline); each part tells the record what it is about to replace (the program
+that held an interface, kept pinned under ``replaced/``; the prior bytes of each map entry).
+Then:
 
-1. everything that can be checked without changing the host is checked first: the request, each
-   attachment's network namespace and interface (a typo refuses before anything is loaded);
-2. the program manager loads the object beside the running version and makes it current;
-3. each attachment is switched atomically (bpf_link update / XDP_FLAGS_REPLACE), then the maps
-   are written (the map manager undoes its own partial writes);
-4. if step 3 fails, what this run did is undone: the attachments already switched and the
-   ``current`` version go back to what they were (a deployment new to the host is detached and
-   removed), and the error says so.
+* ``state: committed`` confirms the pending version; only then are old versions unpinned;
+* ``state: rolled_back`` gives back exactly what the pending switch replaced (``current``, every
+  interface's holder, every map entry), or with ``rollback_to`` returns to the version committed
+  before (from the record, loading its stored object when it is no longer pinned);
+* without ``confirm_timeout`` a successful run commits at once.
+
+A run that fails after it changed something undoes itself first (attachments, ``current``, new
+pins), and the record is as it was before the run. Converged = the wanted version is current,
+nothing changes, and it is the committed one with nothing pending.
 
 In check mode a version that is not pinned yet cannot be attached, so its attachments are
 predicted from what the interface holds now (``predicted: true``).
@@ -26,30 +32,49 @@ No Ansible here: the module passes its params in and gets a result dict back.
 """
 from __future__ import annotations
 
+import base64
+import secrets
+import time
 from typing import Callable, List, Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
 from ansible_collections.ebpf.deploy.plugins.module_utils import _program as program
+from ansible_collections.ebpf.deploy.plugins.module_utils import _record as record
+from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as watcher
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment, link_pin_name, remove_tree
 
 # what bpf_deployment passes on to each manager
 PROGRAM_KEYS = ("name", "state", "src", "content", "programs", "bpffs_root", "checksum", "program_type",
                 "keep_versions", "map_conflict", "verifier_log_level", "version", "lock_timeout", "preflight_fail_on")
 ATTACH_KEYS = ("interface", "netns", "program", "mode", "method", "force")
 MAP_KEYS = ("map", "key_type", "value_type", "entries", "purge", "overwrite", "value_deployment")
+STATES = ("present", "absent", "committed", "rolled_back")
+ROLLBACK_TARGETS = ("committed", "previous")
+REPLACED_DIR = "replaced"   # inside the deployment: the programs a pending switch took interfaces from
 
 
 def _attach_label(spec: dict) -> str:
     return f"{spec['netns']}@{spec['interface']}" if spec.get("netns") else spec["interface"]
 
 
+def _as_error(err: Exception) -> EbpfDeployError:
+    """Any failure as the collection's error (an OSError after the switch must reach the undo too)."""
+    if isinstance(err, EbpfDeployError):
+        return err
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename else ""
+        return EbpfDeployError(f"{err.strerror or err}{where}", errno=err.errno)
+    return EbpfDeployError(f"{type(err).__name__}: {err}")
+
+
 class DeploymentManager:
     """One bpf_deployment task: ``DeploymentManager(params, check_mode=..., diff_mode=...).run()``."""
 
-    def __init__(self, params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> None:
+    def __init__(self, params: dict, *, check_mode: bool = False, diff_mode: bool = False,
+                 watcher_token: Optional[str] = None, keep_record: bool = True) -> None:
         self.p = params
         self.check_mode = check_mode
         self.diff_mode = diff_mode
@@ -58,13 +83,37 @@ class DeploymentManager:
         self.attach: List[dict] = [dict(a) for a in params.get("attach") or []]
         self.maps: List[dict] = [dict(m) for m in params.get("maps") or []]
         self.warnings: List[str] = []
+        self.record = record.Record(params.get("state_dir") or record.DEFAULT_STATE_DIR, self.root, self.name)
+        self.watcher_token = watcher_token   # set when the confirm watcher itself runs the rollback
+        self.keep_record = keep_record       # False: converge the kernel only (a rollback or restore step)
+        self.state: dict = {}
+        self.txn: Optional[dict] = None      # the record with this run's pending switch, once it changes
+        self._program_manager: Optional[program.ProgramManager] = None
+        self._undoing = False                # an undo or rollback moves `current` without a new pending switch
+        self._state_at_start: dict = {}
+        self._current_at_start: Optional[str] = None
+        self._record_changed = False
 
     # ---- entry point
     def run(self) -> dict:
-        self._validate()
-        if self.p.get("state") == "absent":
-            return self._absent()
-        return self._present()
+        state = self.p.get("state") or "present"
+        if state not in STATES:
+            raise InvalidInput(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        timeout = self.p.get("confirm_timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0 or timeout > 86400 * 7):
+            raise InvalidInput(f"confirm_timeout must be between 0 and 604800 seconds, got {timeout!r}")
+        if state in ("present", "absent"):
+            self._validate()
+        with deployment_lock(self.name, float(self.p.get("lock_timeout") or 60)):
+            self.state = self.record.state()   # a torn or foreign record refuses before anything changes
+            self._state_at_start = self.state
+            if state == "absent":
+                return self._absent()
+            if state == "committed":
+                return self._commit()
+            if state == "rolled_back":
+                return self._rollback()
+            return self._present()
 
     def _validate(self) -> None:
         seen = set()
@@ -87,37 +136,153 @@ class DeploymentManager:
         if twice:
             raise InvalidInput(f"maps lists {', '.join(twice)} more than once")
 
+    # ---- the record's transaction
+    def _ensure_pending(self, version: Optional[str] = None) -> None:
+        """Before the first change: the record says pending (and the watcher is armed)."""
+        if self.check_mode or not self.keep_record or self._undoing:
+            return
+        if self.txn is not None:
+            if version and self.txn["pending"]["version"] != version:
+                self.txn["pending"]["version"] = version
+                self.record.write_state(self.txn)
+            return
+        old = self.state.get("pending") or {}
+        timeout = self.p.get("confirm_timeout")
+        deadline = time.time() + float(timeout) if timeout else None
+        token = secrets.token_hex(8)
+        txn = record.pending_begin(self.state, version=version or self._current_at_start,
+                                   previous=self.state.get("committed") or self._current_at_start,
+                                   deadline=deadline, token=token)
+        self.record.write_state(txn)   # from here on a killed run leaves a pending switch behind
+        if old.get("watcher"):
+            watcher.cancel(old["watcher"], old.get("token") or "")
+        if deadline is not None:
+            txn["pending"]["watcher"] = watcher.start(state_dir=str(self.record.state_dir), bpffs_root=self.root,
+                                                      name=self.name, token=token, deadline=deadline)
+            self.record.write_state(txn)
+        self.txn = txn
+
+    def _on_switch(self, version: str, _old: Optional[str]) -> None:
+        self._ensure_pending(version)
+
+    def _before_attach(self, spec: dict) -> Callable[[dict, "xdp.Bpf"], None]:
+        label = _attach_label(spec)
+
+        def remember(held: dict, bpf: "xdp.Bpf") -> None:
+            self._ensure_pending()
+            if self.txn is None or label in self.txn["pending"]["replaced"]["attach"]:
+                return
+            kept = None
+            if held.get("prog_id"):
+                kept = str(Deployment(self.root, self.name).path / REPLACED_DIR
+                           / link_pin_name(spec["interface"], spec.get("netns")))
+                xdp.keep_program(bpf, held["prog_id"], kept)
+            record.remember_holder(self.txn["pending"], label,
+                                   dict(held, interface=spec["interface"], netns=spec.get("netns"), kept_pin=kept))
+            self.record.write_state(self.txn)
+        return remember
+
+    def _before_map_write(self, map_name: str) -> Callable[[str, List[dict]], None]:
+        def remember(pin: str, prior: List[dict]) -> None:
+            self._ensure_pending()
+            if self.txn is None:
+                return
+            record.remember_map_writes(self.txn["pending"], map_name, pin, prior)
+            self.record.write_state(self.txn)
+        return remember
+
+    def _commit_state(self, state: dict, *, by: str) -> List[str]:
+        """Commit the pending switch of ``state``: the record first, then the watcher stops and
+        versions beyond keep_versions go. Returns the versions unpinned."""
+        pending = state["pending"]
+        version = pending["version"]
+        previous_committed = state.get("committed")
+        new_state = record.committed(state, version, by=by)
+        self.record.write_state(new_state)
+        self.state = new_state
+        self.txn = None
+        if self.watcher_token != pending.get("token"):
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        dep = Deployment(self.root, self.name)
+        remove_tree(dep.path / REPLACED_DIR)
+        keep = int(self.p.get("keep_versions") if self.p.get("keep_versions") is not None else 1)
+        removed = program.prune_versions(dep, keep=keep, current=version, previous=previous_committed,
+                                         protect=(version,))
+        self.record.forget_versions(list(new_state.get("history") or []) + [version])
+        watcher.install_runtime(str(self.record.state_dir))   # what the restore at boot runs
+        return removed
+
     # ---- state: present
     def _present(self) -> dict:
         dep = Deployment(self.root, self.name)
         old_version = dep.current_version()
+        self._current_at_start = old_version
         self._pinned_before = set(dep.pinned_versions()) if dep.exists() else set()
         self._maps_before = set(dep.pinned_maps()) if dep.exists() else set()
-        prog = self._program(self.p)
-        done: List[Callable[[], None]] = []  # undo steps for what this run switched, newest last
+        done: List[tuple] = []  # (label, undo step) for what this run switched, newest last
+        prog = {"action": "none", "changed": False}
         try:
+            prog = self._program(self.p)
             attached = [self._attach_one(spec, prog, old_version, done) for spec in self.attach]
             written = [self._map_one(spec) for spec in self.maps]
-        except EbpfDeployError as err:
-            if self.check_mode or not (done or prog["action"] != "none"):
-                raise
+            removed = self._settle(prog, attached, written)
+        except (EbpfDeployError, OSError, ValueError) as exc:
+            err = _as_error(exc)
+            if self.check_mode or not (done or prog["action"] != "none" or self.txn is not None):
+                raise err from None
             raise self._undo(err, prog, old_version, done) from None
+        if removed:
+            prog["removed_versions"] = sorted(set(prog.get("removed_versions") or []) | set(removed))
         return self._result(prog, attached, written)
+
+    def _settle(self, prog: dict, attached: List[dict], written: List[dict]) -> List[str]:
+        """After every part succeeded: keep the version in the record, then commit at once or
+        leave it pending. Returns the versions unpinned by an immediate commit."""
+        version = prog["version"]
+        kernel_changed = prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
+        converged = (not kernel_changed and not self.state.get("pending")
+                     and self.state.get("committed") == version)
+        self._record_changed = not converged and self.keep_record
+        if converged or self.check_mode or not self.keep_record:
+            return []
+        self._ensure_pending(version)   # an unchanged kernel with an unconfirmed record: pending again
+        self._store_version(version, prog)
+        if self.p.get("confirm_timeout") is None:
+            return self._commit_state(self.txn, by="run")
+        return []
+
+    def _store_version(self, version: str, prog: dict) -> None:
+        data = self._program_manager.object_data if self._program_manager else None
+        known = self.record.version_spec(version) or {}
+        spec = {
+            "digest": prog.get("digest") or known.get("digest"),
+            "source": (self._program_manager.req.label if data is not None and self._program_manager else
+                       known.get("source")),
+            "programs": [p["name"] for p in prog.get("programs") or []] or known.get("programs"),
+            "program_type": self.p.get("program_type") if data is not None else known.get("program_type"),
+            "map_conflict": self.p.get("map_conflict") or "fail",
+            "attach": [{k: a.get(k) for k in ATTACH_KEYS} for a in self.attach],
+            "maps": [{k: m.get(k) for k in MAP_KEYS} for m in self.maps],
+            "recorded_at": time.time(),
+        }
+        self.record.store_version(version, spec, data)
 
     def _program(self, params: dict) -> dict:
         request = program.Request.from_params({k: params.get(k) for k in PROGRAM_KEYS})
-        return program.ProgramManager(request, check_mode=self.check_mode, diff_mode=self.diff_mode).run()
+        manager = program.ProgramManager(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
+                                         on_switch=self._on_switch, defer_prune=True)
+        self._program_manager = manager
+        return manager.run()
 
-    def _attach_one(self, spec: dict, prog: dict, old_version: Optional[str],
-                    done: List[Callable[[], None]]) -> dict:
+    def _attach_one(self, spec: dict, prog: dict, old_version: Optional[str], done: List[tuple]) -> dict:
         request = xdp_request(self.root, self.name, spec)
         if self.check_mode and prog["action"] != "none":
             return self._predict_attach(spec, request, prog, old_version)
-        result = xdp.XdpManager(request, check_mode=self.check_mode).run()
+        result = xdp.XdpManager(request, check_mode=self.check_mode, before_change=self._before_attach(spec)).run()
         self.warnings.extend(result.pop("warnings", []))
         if result["changed"] and not self.check_mode:
             previous = result.get("previous_prog_id")
-            done.append(lambda: self._restore_attach(spec, had_program=previous is not None))
+            done.append((_attach_label(spec), lambda: self._restore_attach(spec, had_program=previous is not None)))
         return dict(result, program=spec["program"])
 
     def _predict_attach(self, spec: dict, request: "xdp.Request", prog: dict, old_version: Optional[str]) -> dict:
@@ -148,17 +313,17 @@ class DeploymentManager:
             entries = spec.get("entries") or []
             return {"changed": bool(entries), "predicted": True, "map": spec["map"],
                     "added": [e.get("key") for e in entries], "changed_keys": [], "removed": []}
-        # imported here: a deployment without map entries (or the check of one) does not pay for it
-        from ansible_collections.ebpf.deploy.plugins.module_utils import _map as maps  # pylint: disable=import-outside-toplevel
-        result = maps.MapManager(params, check_mode=self.check_mode, diff=self.diff_mode).run()
+        maps = _maps()
+        result = maps.MapManager(params, check_mode=self.check_mode, diff=self.diff_mode,
+                                 before_write=self._before_map_write(spec["map"])).run()
         result.pop("entries", None)
         return dict(result, map=spec["map"], pin=(result.get("map") or {}).get("pin"))
 
-    # ---- undoing a run that failed after the switch
+    # ---- undoing a run that failed after it changed something
     def _restore_attach(self, spec: dict, *, had_program: bool) -> None:
         """Run after ``current`` is back: attach it again, or detach when the interface had nothing."""
         state = "present" if had_program else "absent"
-        request = xdp_request(self.root, self.name, dict(spec, state=state))
+        request = xdp_request(self.root, self.name, dict(spec, state=state, force=True))
         try:
             xdp.XdpManager(request).run()
         except InvalidInput:
@@ -168,43 +333,252 @@ class DeploymentManager:
                 raise
 
     def _undo(self, err: EbpfDeployError, prog: dict, old_version: Optional[str],
-              done: List[Callable[[], None]]) -> EbpfDeployError:
-        steps = []
+              done: List[tuple]) -> EbpfDeployError:
+        self._undoing = True
+        steps: List[str] = []
         try:
+            given: List[str] = []
+            if self.txn is not None:
+                # interfaces this run took go back to exactly what held them (another deployment's too)
+                given = self._give_back(self.txn["pending"], only_new=True, steps=steps)
+            rest = [undo for label, undo in done if label not in given]
             if prog["action"] != "none":
                 if old_version is None:
-                    for undo in reversed(done):
+                    for undo in reversed(rest):
                         undo()
                     self._program(dict(self.p, state="absent", src=None, content=None, version=None))
                     steps.append(f"deployment {self.name!r} removed again")
                 else:
                     self._program(dict(self.p, src=None, content=None, version=old_version, programs=None))
-                    for undo in reversed(done):
+                    for undo in reversed(rest):
                         undo()
                     steps.append(f"version {old_version} is current again")
                     if prog["version"] not in self._pinned_before:
                         steps.extend(self._unpin_new(prog["version"]))
             else:
-                for undo in reversed(done):
+                for undo in reversed(rest):
                     undo()
-            if done:
-                steps.append(f"{len(done)} attachment(s) restored")
-        except EbpfDeployError as undo_err:
+            if rest:
+                steps.append(f"{len(rest)} attachment(s) restored")
+            self._drop_txn()
+        except (EbpfDeployError, OSError) as exc:
+            undo_err = _as_error(exc)
             return EbpfDeployError(f"{err.msg}; undoing this run failed too: {undo_err.msg}",
                                    **dict(err.details, undo_error=undo_err.msg))
         return EbpfDeployError(f"{err.msg} ({'; '.join(steps)})", **dict(err.details, undone=steps))
 
+    def _drop_txn(self) -> None:
+        """The record as it was before this run (its watcher stopped, its kept programs unpinned)."""
+        if self.txn is None:
+            return
+        pending = self.txn["pending"]
+        watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        before = self._state_at_start
+        if before.get("pending") is None:
+            remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
+        if before.get("committed") or before.get("history") or before.get("pending"):
+            self.record.write_state(before)
+        else:
+            self.record.remove()
+        self.txn = None
+        self.state = before
+
     def _unpin_new(self, version: str) -> List[str]:
         """Unpin the version this run loaded and the maps it created (no older version uses them)."""
-        with deployment_lock(self.name, float(self.p.get("lock_timeout") or 60)):
-            dep = Deployment(self.root, self.name)
-            dep.remove_version(version)
-            steps = [f"version {version} unpinned"]
-            for name, pin in sorted(dep.pinned_maps().items()):
-                if name not in self._maps_before:
-                    pin.unlink()
-                    steps.append(f"new map {name} unpinned")
+        dep = Deployment(self.root, self.name)
+        dep.remove_version(version)
+        steps = [f"version {version} unpinned"]
+        for name, pin in sorted(dep.pinned_maps().items()):
+            if name not in self._maps_before:
+                pin.unlink()
+                steps.append(f"new map {name} unpinned")
         return steps
+
+    def _give_back(self, pending: dict, *, only_new: bool = False, steps: List[str]) -> List[str]:
+        """Every interface the pending switch took goes back to what held it before (with
+        ``only_new``, those that an earlier pending run had not taken). Returns their labels."""
+        dep = Deployment(self.root, self.name)
+        earlier = ((self._state_at_start.get("pending") or {}).get("replaced") or {}).get("attach") or {}
+        labels = []
+        for label, held in sorted(pending["replaced"]["attach"].items()):
+            if only_new and label in earlier:
+                continue
+            action = xdp.give_back(self.root, held["interface"], held.get("netns"), held=held,
+                                   prog_pin=held.get("kept_pin"),
+                                   our_link_pin=str(dep.link_pin(held["interface"], held.get("netns"))))
+            labels.append(label)
+            if action != "none":
+                what = f"program id {held['prog_id']}" if held.get("prog_id") else "nothing"
+                steps.append(f"{label} given back to {what}")
+        return labels
+
+    # ---- state: committed
+    def _commit(self) -> dict:
+        dep = Deployment(self.root, self.name)
+        current = dep.current_version()
+        pending = self.state.get("pending")
+        wanted = self.p.get("version")
+        last = self.state.get("last") or {}
+        if wanted and not (pending and pending.get("version") == wanted):
+            if self.state.get("committed") == wanted and not pending:
+                return self._finish(self._record_result(changed=False, version=current, action="none"))
+            why = (f"it was rolled back by the {last.get('by')} (from {last.get('from')})"
+                   if last.get("action") == "rollback" and last.get("from") == wanted else
+                   f"pending: {(pending or {}).get('version') or 'nothing'}, committed: {self.state.get('committed')}")
+            raise InvalidInput(f"version {wanted} of deployment {self.name!r} is not pending, nothing to commit: "
+                               f"{why}", record=record.summary(self.state))
+        if not pending:
+            if last.get("action") == "rollback" and last.get("by") == "watcher" and last.get("from"):
+                raise InvalidInput(f"deployment {self.name!r} has nothing pending to commit: the switch to "
+                                   f"{last['from']} was rolled back by the host at its confirm deadline",
+                                   record=record.summary(self.state))
+            if self.state.get("committed") is None and current is None:
+                raise InvalidInput(f"deployment {self.name!r} has nothing to commit: no version under {self.root}")
+            if self.state.get("committed") not in (None, current):
+                raise InvalidInput(f"deployment {self.name!r} has nothing pending, and its current version "
+                                   f"{current} is not the committed {self.state.get('committed')}: "
+                                   "deploy it again or roll it back")
+            if self.state.get("committed") is None:
+                raise InvalidInput(f"deployment {self.name!r} has no record of version {current} (it was not "
+                                   "deployed with bpf_deployment): deploy it with bpf_deployment first")
+            return self._finish(self._record_result(changed=False, version=current, action="none"))
+        if pending.get("version") != current:
+            raise InvalidInput(f"the pending version {pending.get('version')} of deployment {self.name!r} is not "
+                               f"current (current: {current or 'none'}); roll it back instead",
+                               pending_version=pending.get("version"), current_version=current)
+        if self.record.version_spec(pending["version"]) is None:
+            raise InvalidInput(f"the pending switch of deployment {self.name!r} did not finish (version "
+                               f"{pending['version']} was never recorded); roll it back or deploy it again")
+        before = record.summary(self.state)
+        after_state = record.committed(self.state, pending["version"], by="controller")
+        removed = [] if self.check_mode else self._commit_state(self.state, by="controller")
+        result = self._record_result(changed=True, version=pending["version"], action="commit",
+                                     removed_versions=removed)
+        result["record"] = record.summary(after_state)
+        if self.diff_mode:
+            result["diff"] = {"before": {"record": before}, "after": {"record": result["record"]}}
+        return self._finish(result)
+
+    # ---- state: rolled_back
+    def _rollback(self) -> dict:
+        self._undoing = True   # moving `current` back is no new pending switch
+        target = self.p.get("rollback_to") or "committed"
+        if target not in ROLLBACK_TARGETS:
+            target = program.validate_version(target)
+        pending = self.state.get("pending")
+        if self.watcher_token is not None and (not pending or pending.get("token") != self.watcher_token):
+            return self._finish(self._record_result(changed=False, version=self._current(), action="none"))
+        steps: List[str] = []
+        if pending:
+            if self.check_mode:
+                return self._finish(self._record_result(
+                    changed=True, version=self._current(), action="rollback", would_restore=self._would_restore(pending)))
+            steps = self._undo_pending(pending)
+            if target in ROLLBACK_TARGETS or target == self.state.get("committed"):
+                return self._finish(self._record_result(changed=True, version=self._current(), action="rollback",
+                                                        undone=steps))
+        committed = self.state.get("committed")
+        if target == "committed":
+            return self._finish(self._record_result(changed=bool(steps), version=self._current(),
+                                                    action="rollback" if steps else "none", undone=steps))
+        if target == "previous":
+            wanted = record.previous_committed(self.state)
+            if wanted is None:
+                last = self.state.get("last") or {}
+                if last.get("action") == "rollback" and last.get("version") == committed:
+                    return self._finish(self._record_result(changed=bool(steps), version=self._current(),
+                                                            action="none", undone=steps))
+                raise InvalidInput(f"deployment {self.name!r} has no version committed before {committed or 'none'} "
+                                   "to roll back to", history=self.state.get("history"))
+        else:
+            wanted = target
+        if wanted == committed:
+            return self._finish(self._record_result(changed=bool(steps), version=self._current(), action="none"))
+        if self.check_mode:
+            return self._finish(self._record_result(changed=True, version=wanted, action="rollback"))
+        self._apply_version(wanted, drop=self._spec_attach(committed))
+        new_state = record.rolled_back(self.state, to=wanted, failed=committed, by="controller")
+        self.record.write_state(new_state)
+        self.state = new_state
+        steps.append(f"version {wanted} is committed again (from {committed})")
+        return self._finish(self._record_result(changed=True, version=wanted, action="rollback", undone=steps))
+
+    def _current(self) -> Optional[str]:
+        return Deployment(self.root, self.name).current_version()
+
+    def _spec_attach(self, version: Optional[str]) -> List[dict]:
+        spec = self.record.version_spec(version) if version else None
+        return list((spec or {}).get("attach") or [])
+
+    def _would_restore(self, pending: dict) -> dict:
+        return {"version": pending.get("previous"),
+                "attach": {label: held.get("prog_id") for label, held in pending["replaced"]["attach"].items()},
+                "maps": {name: len(entry["entries"]) for name, entry in pending["replaced"]["maps"].items()}}
+
+    def _undo_pending(self, pending: dict) -> List[str]:
+        """Give back exactly what the pending switch replaced, then record the rollback."""
+        previous = pending.get("previous")
+        dep = Deployment(self.root, self.name)
+        steps = []
+        if previous and dep.current_version() != previous:
+            self._ensure_version(previous)
+            steps.append(f"version {previous} is current again")
+        self._give_back(pending, steps=steps)
+        maps = _maps()
+        for name, entry in sorted(pending["replaced"]["maps"].items()):
+            if entry["entries"] and dep.map_pin(name).exists():
+                maps.restore_entries(entry["pin"], entry["entries"])
+                steps.append(f"map {name}: {len(entry['entries'])} entries restored")
+        if not previous:
+            self._program({"name": self.name, "bpffs_root": self.root, "state": "absent",
+                           "lock_timeout": self.p.get("lock_timeout") or 60})
+            steps.append(f"deployment {self.name!r} removed (it was new)")
+        remove_tree(dep.path / REPLACED_DIR)
+        by = "watcher" if self.watcher_token else "controller"
+        if self.watcher_token != pending.get("token"):
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        if not previous and not self.state.get("committed"):
+            self.record.remove()
+            self.state = record.empty_state(self.name, self.root)
+        else:
+            new_state = record.rolled_back(self.state, to=self.state.get("committed") or previous,
+                                           failed=pending.get("version"), by=by)
+            self.record.write_state(new_state)
+            self.state = new_state
+        return steps
+
+    def _ensure_version(self, version: str) -> None:
+        """``version`` current: switched to when pinned, loaded from the record's object otherwise."""
+        dep = Deployment(self.root, self.name)
+        params = {"name": self.name, "bpffs_root": self.root, "lock_timeout": self.p.get("lock_timeout") or 60,
+                  "keep_versions": 1, "state": "present"}
+        if version in dep.pinned_versions():
+            self._program(dict(params, version=version))
+            return
+        spec = self.record.version_spec(version)
+        if spec is None:
+            raise InvalidInput(f"version {version} of deployment {self.name!r} is neither pinned nor recorded")
+        data = self.record.version_object(version)
+        self._program(dict(params, version=version, content=base64.b64encode(data).decode(), src=spec.get("source"),
+                           programs=spec.get("programs"), program_type=spec.get("program_type"),
+                           map_conflict=spec.get("map_conflict") or "fail"))
+
+    def _apply_version(self, version: str, *, drop: Optional[List[dict]] = None) -> dict:
+        """Converge the kernel to a recorded version's spec (programs, attachments, map entries);
+        interfaces of ``drop`` that the version does not attach are detached."""
+        spec = self.record.version_spec(version)
+        if spec is None:
+            raise InvalidInput(f"the record of deployment {self.name!r} has no version {version}")
+        self._ensure_version(version)
+        keep = {(a.get("netns"), a["interface"]) for a in spec.get("attach") or []}
+        for gone in drop or []:
+            if (gone.get("netns"), gone["interface"]) not in keep:
+                xdp.XdpManager(xdp_request(self.root, self.name, dict(gone, state="absent"))).run()
+        params = {"name": self.name, "bpffs_root": self.root, "state_dir": str(self.record.state_dir),
+                  "version": version, "attach": [dict(a, force=True) for a in spec.get("attach") or []],
+                  "maps": spec.get("maps") or [], "lock_timeout": self.p.get("lock_timeout") or 60,
+                  "keep_versions": 1}
+        return DeploymentManager(params, keep_record=False).run()
 
     # ---- state: absent
     def _absent(self) -> dict:
@@ -215,36 +589,56 @@ class DeploymentManager:
             self.warnings.extend(result.pop("warnings", []))
             detached.append(dict(result, program=spec.get("program")))
         prog = self._program(dict(self.p, state="absent"))
-        changed = prog["changed"] or any(a["changed"] for a in detached)
+        had_record = self.record.path.exists()
+        if had_record and not self.check_mode:
+            pending = self.state.get("pending") or {}
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+            self.record.remove()
+        changed = prog["changed"] or any(a["changed"] for a in detached) or had_record
         result = {"changed": changed, "version": None, "previous_version": prog.get("previous_version"),
                   "action": "remove" if prog["changed"] else "none", "program": prog, "attach": detached,
-                  "maps": []}
+                  "maps": [], "committed": None, "pending": False, "record": None}
         if self.diff_mode:
             result["diff"] = {"before": {"version": prog.get("previous_version"),
-                                         "attach": {_attach_label(a): a["diff"]["before"] for a in detached}},
+                                         "attach": {_attach_label(a): a["diff"]["before"] for a in detached},
+                                         "record": record.summary(self.state)},
                               "after": {}}
         return self._finish(result)
 
     # ---- report
+    def _record_result(self, *, changed: bool, version: Optional[str], action: str, **extra) -> dict:
+        summary = record.summary(self.state)
+        result = {"changed": changed, "version": version, "action": action,
+                  "committed": summary["committed"], "pending": summary["pending"] is not None,
+                  "record": summary}
+        result.update({k: v for k, v in extra.items() if v is not None})
+        return result
+
     def _result(self, prog: dict, attached: List[dict], written: List[dict]) -> dict:
-        changed = prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
+        changed = (prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
+                   or getattr(self, "_record_changed", False))
         prog_diff = prog.pop("diff", None)
         for entry in attached:
             entry.setdefault("diff", {})
+        state = self.txn if self.txn is not None and not self.check_mode else self.state
+        summary = record.summary(state)
         result = {
             "changed": changed, "version": prog["version"], "previous_version": prog.get("previous_version"),
             "action": prog["action"], "program": prog,
             "attach": attached, "maps": written,
+            "committed": summary["committed"], "pending": summary["pending"] is not None, "record": summary,
         }
         if "preflight" in prog:
             result["preflight"] = prog["preflight"]
         if self.diff_mode:
             before = {"program": (prog_diff or {}).get("before"),
                       "attach": {_attach_label(a): a["diff"].get("before") for a in attached},
-                      "maps": {m["map"]: (m.get("diff") or {}).get("before") for m in written}}
+                      "maps": {m["map"]: (m.get("diff") or {}).get("before") for m in written},
+                      "record": record.summary(self._state_at_start)}
             after = {"program": (prog_diff or {}).get("after"),
                      "attach": {_attach_label(a): a["diff"].get("after") for a in attached},
-                     "maps": {m["map"]: (m.get("diff") or {}).get("after") for m in written}}
+                     "maps": {m["map"]: (m.get("diff") or {}).get("after") for m in written},
+                     "record": summary}
             result["diff"] = {"before": before, "after": after}
         for entry in attached:
             entry.pop("diff", None)
@@ -258,6 +652,12 @@ class DeploymentManager:
         return result
 
 
+def _maps():
+    """The map manager, imported only when a run touches map entries (a plain run does not pay)."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _map as maps  # pylint: disable=import-outside-toplevel
+    return maps
+
+
 def xdp_request(root: str, name: str, spec: dict) -> "xdp.Request":
     values = {k: spec.get(k) for k in ATTACH_KEYS}
     values.update(deployment=name, bpffs_root=root, state=spec.get("state") or "present")
@@ -266,6 +666,25 @@ def xdp_request(root: str, name: str, spec: dict) -> "xdp.Request":
     if values.get("force") is None:
         values["force"] = False
     return xdp.Request.from_params(values)
+
+
+def restore(rec: "record.Record") -> dict:
+    """At boot: the committed version of one recorded deployment back in the kernel (loaded from
+    its stored object when the bpffs is fresh), a pending switch dropped. Returns what was done."""
+    with deployment_lock(rec.name, 300):
+        state = rec.state()
+        pending = state.get("pending")
+        committed = state.get("committed")
+        manager = DeploymentManager({"name": rec.name, "bpffs_root": rec.bpffs_root,
+                                     "state_dir": str(rec.state_dir), "lock_timeout": 300})
+        manager.state = state
+        manager._undoing = True   # pylint: disable=protected-access
+        result = {"version": None, "attach": []}
+        if committed:
+            result = manager._apply_version(committed)   # pylint: disable=protected-access
+        rec.write_state(dict(state, pending=None, last={"action": "restore", "version": committed, "at": time.time(),
+                                                        "skipped_pending": (pending or {}).get("version")}))
+        return dict(result, skipped_pending=(pending or {}).get("version"))
 
 
 def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> dict:

@@ -6,7 +6,9 @@
 ``with deployment_lock("pktcount", timeout=60):`` holds an exclusive ``flock`` on
 ``/run/ebpf_deploy/locks/<name>.lock``. The kernel drops the lock when the process dies, so a
 killed run never leaves a stale lock. The holder writes its pid into the file for the timeout
-message. No Ansible here.
+message. A process that holds a deployment's lock may take it again (bpf_deployment holds it for
+the whole run while its program, attachment and map managers take it for each part): the inner
+``with`` does not lock again, the outer one releases. No Ansible here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import fcntl
 import os
 import re
 import time
-from typing import Iterator
+from typing import Dict, Iterator, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, LockTimeout
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import STATE_DIR
@@ -24,6 +26,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import STATE_DIR
 LOCK_DIR = os.path.join(STATE_DIR, "locks")
 # Lock files live on a normal filesystem: interface-derived names ("xdp-lab1@eth0.100") are fine.
 _LOCK_NAME = re.compile(r"^[A-Za-z0-9_.@:%+-]{1,200}$")
+_HELD: Dict[Tuple[int, str], int] = {}   # (pid, lock path) -> depth of the locks this process holds
 
 
 def lock_path(name: str, *, lock_dir: str = LOCK_DIR) -> str:
@@ -46,6 +49,14 @@ def deployment_lock(name: str, timeout: float = 60.0, *, lock_dir: str = LOCK_DI
                     poll: float = 0.05) -> Iterator[str]:
     """Hold the deployment's lock for the block; LockTimeout after ``timeout`` seconds."""
     path = lock_path(name, lock_dir=lock_dir)
+    held = (os.getpid(), path)   # the pid: a forked child does not inherit the flock's owner
+    if _HELD.get(held):
+        _HELD[held] += 1
+        try:
+            yield path
+        finally:
+            _HELD[held] -= 1
+        return
     os.makedirs(lock_dir, mode=0o755, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -65,9 +76,11 @@ def deployment_lock(name: str, timeout: float = 60.0, *, lock_dir: str = LOCK_DI
             time.sleep(poll)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[held] = 1
         try:
             yield path
         finally:
+            _HELD.pop(held, None)
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

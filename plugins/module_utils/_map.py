@@ -351,6 +351,56 @@ class KernelWriter(Writer):
         return SyscallError(err.syscall, err.errno, f"map {self.name} ({self.handle.pin}), key {shown!r}")
 
 
+def prior_entries(plan: Plan) -> List[dict]:
+    """What a plan overwrites, as the host's record keeps it: key and old value (hex, None when
+    the key did not exist), as read (per-CPU values compact, PROG_ARRAY slots as program ids)."""
+    prior = [{"key": key.hex(), "old": old.hex()} for key, old in plan.remove]
+    prior += [{"key": item.key.hex(), "old": old.hex()} for item, old in plan.change]
+    prior += [{"key": item.key.hex(), "old": None} for item in plan.add]
+    return prior
+
+
+def restore_entries(pin: str, prior: List[dict]) -> int:
+    """Write back what ``prior_entries`` recorded (newest first); returns the entries restored."""
+    fd = libbpf.obj_get(pin)
+    try:
+        if libbpf.fd_kind(fd) != "map":
+            raise InvalidInput(f"{pin} is not a map: its entries cannot be restored")
+        info = libbpf.map_info(fd)
+        ncpus = libbpf.num_possible_cpus()
+        held: List[int] = []
+        if info.type in PERCPU:
+            def restore(old: bytes) -> bytes:
+                return pad_percpu(old, info.value_size)
+        elif info.type == MAP_PROG_ARRAY:
+            def restore(old: bytes) -> bytes:
+                held.append(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
+                return held[-1].to_bytes(4, "little")
+        else:
+            def restore(old: bytes) -> bytes:
+                return old
+        zero = None
+        if info.type in ZEROED_ON_REMOVE:
+            zero = restore(bytes(info.value_size * ncpus if info.type in PERCPU else info.value_size))
+        writer = KernelWriter(MapHandle(fd=fd, pin=pin, info=info), zero, name=info.name,
+                              restore_value=restore, show_key=bytes.hex)
+        try:
+            for item in reversed(prior):
+                key = bytes.fromhex(item["key"])
+                old = bytes.fromhex(item["old"]) if item.get("old") is not None else None
+                try:
+                    writer.restore(key, old)
+                except SyscallError as err:
+                    if old is not None or err.errno != _errno.ENOENT:
+                        raise
+        finally:
+            for prog_fd in held:
+                libbpf.close(prog_fd)
+        return len(prior)
+    finally:
+        libbpf.close(fd)
+
+
 def path_lock_name(pin: str) -> str:
     """The lock of a map known only by its pin path (a lock name cannot hold '/')."""
     return "map-" + hashlib.sha256(os.path.normpath(pin).encode()).hexdigest()[:16]
@@ -382,10 +432,13 @@ def read_fdinfo(fd: int) -> Dict[str, str]:
 class MapManager:
     """One bpf_map task: ``MapManager(params, check_mode=..., diff=...).run() -> result``."""
 
-    def __init__(self, params: dict, *, check_mode: bool = False, diff: bool = False) -> None:
+    def __init__(self, params: dict, *, check_mode: bool = False, diff: bool = False,
+                 before_write: Optional[Callable[[str, List[dict]], None]] = None) -> None:
         self.p = params
         self.check_mode = check_mode
         self.want_diff = diff
+        # bpf_deployment's transaction: told the prior bytes of every entry before it is written
+        self.before_write = before_write
         self.result: dict = {"changed": False}
         self.handle: Optional[MapHandle] = None
         self._fds: List[int] = []
@@ -491,6 +544,8 @@ class MapManager:
             if created:
                 handle = self._create(spec)
             if plan.changed:
+                if self.before_write is not None:
+                    self.before_write(self.pin, prior_entries(plan))
                 restore = self._restore_value(info, ncpus)
                 zero_write = restore(zero) if zero is not None else None
                 writer = KernelWriter(handle, zero_write, name=name, restore_value=restore,

@@ -29,7 +29,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
@@ -200,6 +200,20 @@ def versions_to_prune(by_activation: List[str], *, new_current: str, old_current
     return others[:-keep] if keep > 0 else others
 
 
+def prune_versions(dep: Deployment, *, keep: int, current: str, previous: Optional[str],
+                   protect: Tuple[str, ...] = ()) -> List[str]:
+    """Unpin versions beyond ``keep`` besides ``current`` (bpf_deployment, at commit); never the
+    current one nor one in ``protect``."""
+    removed = []
+    for version in versions_to_prune(dep.versions_by_activation(), new_current=current, old_current=previous,
+                                     keep=keep):
+        if version in protect or version == dep.current_version():
+            continue
+        dep.remove_version(version)
+        removed.append(version)
+    return removed
+
+
 def state_view(version: Optional[str], programs: List[str], maps: Dict[str, dict],
                versions: List[str]) -> dict:
     """One side of the diff."""
@@ -271,10 +285,15 @@ class ProgramManager:
     """Plan, act and report one ``bpf_program`` task."""
 
     def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
-                 state_dir: str = STATE_DIR) -> None:
+                 state_dir: str = STATE_DIR, on_switch: Optional[Callable[[str, Optional[str]], None]] = None,
+                 defer_prune: bool = False) -> None:
         self.req = request
         self.check_mode = check_mode
         self.diff_mode = diff_mode
+        # bpf_deployment's transaction: told before `current` moves, and prunes only at commit
+        self.on_switch = on_switch
+        self.defer_prune = defer_prune
+        self.object_data: Optional[bytes] = None
         self.dep = Deployment(request.bpffs_root, request.name, state_dir=state_dir)
         self.warnings: List[str] = []
         self.preflight_report: Optional[dict] = None
@@ -384,10 +403,11 @@ class ProgramManager:
         before = self._current_view()
         old = self.dep.current_version()
         action = "none" if old == version else "switch"
-        prune = versions_to_prune(self.dep.versions_by_activation(), new_current=version,
-                                  old_current=old, keep=self.req.keep_versions)
+        prune = [] if self.defer_prune else versions_to_prune(
+            self.dep.versions_by_activation(), new_current=version, old_current=old, keep=self.req.keep_versions)
         if not self.check_mode:
             if action == "switch":
+                self._before_switch(version, old)
                 self.dep.set_current(version)
             for stale in prune:
                 self.dep.remove_version(stale)
@@ -420,6 +440,7 @@ class ProgramManager:
         label = req.label
         data = self._read_src()
         digest = objects.verify_checksum(data, req.checksum, source=label)
+        self.object_data = data   # bpf_deployment keeps it in the host's record
         self._log_size: Optional[int] = None
         while True:
             obj, spec = objects.open_object(data, name=_object_name(label), source=label)
@@ -463,11 +484,14 @@ class ProgramManager:
         pinned_programs = {v: list(self._pinned_program_infos(v)) for v in self.dep.pinned_versions()}
         action = decide(wanted_version=version, wanted_programs=wanted_programs, current_version=current,
                         pinned_programs=pinned_programs, map_plans=map_plans)
-        prune = versions_to_prune(self.dep.versions_by_activation(), new_current=version,
-                                  old_current=current, keep=req.keep_versions)
-        stale = self._versions_using(pinned_programs, {p.pinned_id for p in map_plans if p.action == "recreate"},
-                                     exclude=version)
-        prune = sorted(set(prune) | set(stale), key=lambda v: (v not in stale, v))
+        if self.defer_prune:
+            prune: List[str] = []
+        else:
+            prune = versions_to_prune(self.dep.versions_by_activation(), new_current=version,
+                                      old_current=current, keep=req.keep_versions)
+            stale = self._versions_using(pinned_programs, {p.pinned_id for p in map_plans if p.action == "recreate"},
+                                         exclude=version)
+            prune = sorted(set(prune) | set(stale), key=lambda v: (v not in stale, v))
 
         verifier_stats: Dict[str, dict] = {}
         programs: List[dict] = []
@@ -484,6 +508,7 @@ class ProgramManager:
                 self._pin_and_commit(obj, version, wanted_programs, map_plans, pinned_programs.get(version, []))
         if not self.check_mode and action != "none":
             if action in ("switch", "load"):
+                self._before_switch(version, current)
                 self.dep.set_current(version)
                 meta = self.dep.read_metadata(version)
                 meta.update(digest=digest, source=label, options=options, object_size=len(data),
@@ -500,6 +525,10 @@ class ProgramManager:
                             programs=programs, maps=self._map_results(map_plans), digest=digest,
                             program_names=wanted_programs, map_plans=map_plans,
                             verifier_stats=verifier_stats)
+
+    def _before_switch(self, version: str, old: Optional[str]) -> None:
+        if self.on_switch is not None and version != old:
+            self.on_switch(version, old)
 
     def _preflight(self, data: bytes, spec: objects.ObjectSpec, label: str) -> None:
         """What bpf_preflight checks, in this run and before anything is loaded: refuse at

@@ -414,6 +414,69 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
     )
 
 
+def holder(current: Current) -> dict:
+    """What holds the interface, as the host's record keeps it (to give it back on a rollback)."""
+    return {"prog_id": current.prog_id, "prog_name": current.prog_name or None, "mode": current.mode,
+            "method": current.method, "link_pin": current.link_pin if current.held_by_link else None,
+            "owned": current.owned}
+
+
+def give_back(bpffs_root: str, interface: str, netns: Optional[str], *, held: dict,
+              prog_pin: Optional[str], our_link_pin: str) -> str:
+    """Put back what held an interface before a switch (``held`` as ``holder()`` recorded it, its
+    program pinned at ``prog_pin``): the program on its link (atomic bpf_link update, the link pin
+    moved back where it was), or by netlink in its mode; nothing when nothing held it. Returns the
+    action taken."""
+    bpf = Bpf()
+    with netlink.Netlink(netns) as nl:
+        iface = nl.interface(interface)
+        current = read_current(bpf, nl, iface, bpffs_root=bpffs_root, link_pin=our_link_pin)
+        if not held.get("prog_id"):
+            if current.prog_id is None:
+                if current.defunct_pin:
+                    os.unlink(current.defunct_pin)
+                write_note(bpffs_root, iface.name, iface.netns, None)
+                return "none"
+            METHOD_CLASSES[current.method](bpf, nl, iface).detach(current)
+            write_note(bpffs_root, iface.name, iface.netns, None)
+            return "detach"
+        kind, prog = bpf.pinned_kind(prog_pin) if prog_pin else (None, None)
+        if kind != "prog":
+            raise InvalidInput(f"interface {interface}: the program that held it before (id {held['prog_id']}) "
+                               f"was not kept at {prog_pin}; cannot give it back", interface=interface)
+        want_link = held.get("link_pin") or our_link_pin
+        if held.get("method") == "link" and current.held_by_link:
+            if current.prog_id == prog.id and current.link_pin == want_link:
+                action = "none"
+            else:
+                LinkMethod(bpf, nl, iface).replace(prog, current=current, link_pin=want_link)
+                action = "replace"
+        else:
+            if current.prog_id is not None:
+                if current.prog_id == prog.id and current.method == held.get("method"):
+                    return "none"
+                METHOD_CLASSES[current.method](bpf, nl, iface).detach(current)
+            gone = replace(current, prog_id=None, held_by_link=None, link_pin=None, defunct_pin=None)
+            METHOD_CLASSES[held.get("method") or "link"](bpf, nl, iface).attach(
+                prog, mode=held.get("mode"), link_pin=want_link, current=gone)
+            action = "reattach"
+        write_note(bpffs_root, iface.name, iface.netns,
+                   {"prog_id": prog.id, "mode": held.get("mode"), "method": held.get("method")})
+        return action
+
+
+def keep_program(bpf: Bpf, prog_id: int, path: str) -> None:
+    """Pin a program by id (what held an interface before a switch), replacing an older such pin."""
+    fd = bpf.prog_fd(prog_id)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.lexists(path):
+            os.unlink(path)
+        bpf.pin(fd, path)
+    finally:
+        bpf.close(fd)
+
+
 # --- acting: one class per method -------------------------------------------------------------
 @dataclass
 class Outcome:
@@ -629,11 +692,14 @@ class Request:
 class XdpManager:
     """read → plan → act → report for one interface."""
 
-    def __init__(self, request: Request, *, check_mode: bool = False, bpf: Optional[Bpf] = None):
+    def __init__(self, request: Request, *, check_mode: bool = False, bpf: Optional[Bpf] = None,
+                 before_change=None):
         request.validate()
         self.request = request
         self.check_mode = check_mode
         self._bpf = bpf
+        # bpf_deployment's transaction: told what holds the interface before it is changed
+        self.before_change = before_change
 
     @property
     def bpf(self) -> Bpf:
@@ -718,6 +784,8 @@ class XdpManager:
 
         outcome = Outcome(link_id=current.held_by_link, link_pin=current.link_pin)
         if the_plan.changed and not self.check_mode:
+            if self.before_change is not None:
+                self.before_change(holder(current), self.bpf)
             outcome = self._act(the_plan, nl, iface, desired, current)
         return self._report(the_plan, nl, iface, current, outcome)
 

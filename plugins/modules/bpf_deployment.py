@@ -59,12 +59,46 @@ options:
     required: true
   state:
     description:
-      - V(present) converges the deployment.
-      - V(absent) detaches it from the interfaces in O(attach) and removes every pin of it (as
-        M(ebpf.deploy.bpf_program) with O(ebpf.deploy.bpf_program#module:state=absent)).
+      - V(present) converges the deployment. The switch is recorded on the host as pending, and is
+        committed at once unless O(confirm_timeout) is set.
+      - V(committed) confirms the pending switch (idempotent); only then are versions beyond
+        O(keep_versions) unpinned.
+      - V(rolled_back) restores the committed record exactly - the V(current) version, the program
+        that held each interface before (another deployment's or another tool's too) and the prior
+        contents of every map entry the switch wrote - or, with O(rollback_to), an earlier committed
+        version. Idempotent.
+      - V(absent) detaches it from the interfaces in O(attach), removes every pin of it (as
+        M(ebpf.deploy.bpf_program) with O(ebpf.deploy.bpf_program#module:state=absent)) and its record.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, committed, rolled_back]
     default: present
+  confirm_timeout:
+    description:
+      - Seconds within which the switch must be confirmed with O(state=committed). Until then it is
+        pending, and when the time passes the host rolls it back by itself to the committed record -
+        with the controller gone, the SSH session cut or the playbook killed. A watcher that outlives
+        the module does it, a transient systemd timer where systemd runs the host, a detached process
+        otherwise.
+      - V(0) keeps the switch pending without a watcher. Omitted, a successful run commits at once.
+    type: float
+    version_added: 0.1.0
+  rollback_to:
+    description:
+      - With O(state=rolled_back), where to return. V(committed) undoes a pending switch (nothing
+        pending, nothing changes).
+      - V(previous) also returns a committed version to the version committed before it, never to a
+        version that was rolled back; the version it leaves is marked, so a second run changes nothing.
+      - A version (12 hex digits) returns to that version of the record, loading its stored object
+        when it is no longer pinned.
+    type: str
+    default: committed
+    version_added: 0.1.0
+  state_dir:
+    description:
+      - Where the host keeps its record of the deployments (survives reboot), per O(bpffs_root).
+    type: path
+    default: /var/lib/ebpf_deploy
+    version_added: 0.1.0
   src:
     description:
       - The compiled BPF object, as in M(ebpf.deploy.bpf_program) (on the controller unless
@@ -194,7 +228,13 @@ options:
     type: float
     default: 60
 notes:
-  - Each part runs under the deployment's lock, as the single modules do, one part after the other.
+  - The deployment's lock is held for the whole run; its program, attachment and map parts run one
+    after the other inside it.
+  - The record lives under O(state_dir)/root-<digest of bpffs_root>/O(name)/ - the object of each kept
+    version, its full spec, and C(state.json) with the committed version, the pending one with its
+    deadline and what it replaced. The host role's C(ebpf-deploy-restore.service) restores every
+    committed deployment from it at boot; map contents do not survive a reboot, declared entries are
+    written again.
 seealso:
   - module: ebpf.deploy.bpf_program
   - module: ebpf.deploy.xdp_attach
@@ -236,12 +276,29 @@ EXAMPLES = r"""
     attach:
       - {program: xdp_blocklist, interface: eth0, mode: native}
 
-- name: Back to the version that ran before, on the same interface
+- name: Switch to a new version that the host rolls back by itself unless confirmed in 5 minutes
   ebpf.deploy.bpf_deployment:
     name: fw
-    version: previous
+    src: files/blocklist-v2.bpf.o
+    confirm_timeout: 300
     attach:
       - {program: xdp_blocklist, interface: eth0, mode: native}
+
+- name: Confirm it once it is found healthy
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    state: committed
+
+- name: Or give back exactly what ran before (programs, interfaces, map entries)
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    state: rolled_back
+
+- name: Return a committed version to the one committed before it (a second run changes nothing)
+  ebpf.deploy.bpf_deployment:
+    name: fw
+    state: rolled_back
+    rollback_to: previous
 
 - name: Detach and remove it
   ebpf.deploy.bpf_deployment:
@@ -257,6 +314,25 @@ version:
   returned: always
   type: str
   sample: 3f1c2a9b0d4e
+committed:
+  description: The version the host's record has committed after the run (V(null) when none).
+  returned: always
+  type: str
+  sample: 3f1c2a9b0d4e
+pending:
+  description: Whether a switch is pending after the run (not yet committed or rolled back).
+  returned: always
+  type: bool
+  sample: false
+record:
+  description:
+    - The host's record after the run - C(committed), C(pending) (C(version), C(deadline),
+      C(seconds_left), C(watcher)), C(history) of committed versions, C(rolled_back) versions and the
+      C(last) transition (commit, rollback or restore, and by whom - run, controller, watcher).
+  returned: always
+  type: dict
+  sample: {committed: 9a0b1c2d3e4f, pending: {version: 3f1c2a9b0d4e, deadline: 1764590000.0, seconds_left: 290.0,
+           watcher: process}, history: [9a0b1c2d3e4f], rolled_back: [], last: null}
 previous_version:
   description: The version that was current before it.
   returned: always
@@ -341,6 +417,17 @@ undone:
   type: list
   elements: str
   sample: ["version 9a0b1c2d3e4f is current again", "1 attachment(s) restored"]
+would_restore:
+  description: With O(state=rolled_back) in check mode, what a rollback of the pending switch would give back.
+  returned: check mode, when a switch is pending
+  type: dict
+  sample: {version: 9a0b1c2d3e4f, attach: {eth0: 790}, maps: {blocklist: 1}}
+removed_versions:
+  description: With O(state=committed), the versions unpinned after the commit.
+  returned: when committed
+  type: list
+  elements: str
+  sample: [1a2b3c4d5e6f]
 diff:
   description: The program version, attachments and touched map entries before and after.
   returned: in diff mode
@@ -360,7 +447,10 @@ TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
-    state=dict(type="str", choices=["present", "absent"], default="present"),
+    state=dict(type="str", choices=["present", "absent", "committed", "rolled_back"], default="present"),
+    confirm_timeout=dict(type="float"),
+    rollback_to=dict(type="str", default="committed"),
+    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     src=dict(type="path"),
     remote_src=dict(type="bool", default=False),
     content=dict(type="str"),

@@ -5,6 +5,7 @@ returns the parsed result, so a test reads exactly what a playbook user would ge
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -68,13 +69,22 @@ def ansible_module() -> ModuleRun:
     return ModuleRun()
 
 
+STATE_DIR = Path("/var/lib/ebpf_deploy")   # the host record's default home
+
+
+def record_dir(root: Path) -> Path:
+    """Where the host's record of deployments under a bpffs root lives (as _record.root_id names it)."""
+    return STATE_DIR / ("root-" + hashlib.sha256(str(root).encode()).hexdigest()[:12])
+
+
 @pytest.fixture
 def bpffs_root():
-    """A fresh, prefixed pin root under the bpffs, removed afterwards."""
+    """A fresh, prefixed pin root under the bpffs, removed afterwards with the host's record of it."""
     root = BPFFS / f"ebpfd_test_{secrets.token_hex(4)}"
     yield root
     if root.exists():
         shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(record_dir(root), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -479,7 +479,8 @@ def sshd_config(cfg: LabConfig, host: HostSpec) -> str:
 
 
 # Runs inside `ip netns exec HOST unshare --mount --propagation private`: a private /run with the
-# privilege separation dir, a bpffs of its own (pins are per host), tracefs and cgroup2 best effort.
+# privilege separation dir, a bpffs of its own (pins are per host), tracefs and cgroup2 best effort,
+# and a state directory of its own.
 _SSHD_START = (
     "set -e; "
     "mount -t tmpfs -o mode=0755,size=16m ebpfd-run /run; "
@@ -487,6 +488,8 @@ _SSHD_START = (
     "mount -t bpf -o mode=0700 ebpfd-bpffs /sys/fs/bpf; "
     "mount -t tracefs ebpfd-tracefs /sys/kernel/tracing 2>/dev/null || :; "
     "mount -t cgroup2 ebpfd-cgroup2 /sys/fs/cgroup 2>/dev/null || :; "
+    # the host's record of its deployments (/var/lib/ebpf_deploy) is its own and survives a restart
+    'mkdir -p /var/lib/ebpf_deploy "$3"; mount --bind "$3" /var/lib/ebpf_deploy; '
     'exec "$0" -D -f "$1" -E "$2"'
 )
 
@@ -566,7 +569,8 @@ def write_host_files(cfg: LabConfig, host: HostSpec) -> bool:
 def start_sshd(cfg: LabConfig, host: HostSpec, *, timeout: float = 10.0) -> int:
     hdir = cfg.host_dir(host)
     argv = ["ip", "netns", "exec", host.name, "unshare", "--mount", "--propagation", "private", "--",
-            "sh", "-c", _SSHD_START, os.path.realpath(cfg.sshd), str(hdir / "sshd_config"), str(hdir / "sshd.log")]
+            "sh", "-c", _SSHD_START, os.path.realpath(cfg.sshd), str(hdir / "sshd_config"), str(hdir / "sshd.log"),
+            str(hdir / "state")]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     with open(hdir / "start.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
