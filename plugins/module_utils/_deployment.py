@@ -107,6 +107,9 @@ class DeploymentManager:
         with deployment_lock(self.name, float(self.p.get("lock_timeout") or 60)):
             self.state = self.record.state()   # a torn or foreign record refuses before anything changes
             self._state_at_start = self.state
+            if not self.state.get("pending") and not self.check_mode:
+                # programs kept for a pending switch that was settled by a run killed before its end
+                remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
             if state == "absent":
                 return self._absent()
             if state == "committed":
@@ -153,13 +156,13 @@ class DeploymentManager:
         txn = record.pending_begin(self.state, version=version or self._current_at_start,
                                    previous=self.state.get("committed") or self._current_at_start,
                                    deadline=deadline, token=token)
+        if deadline is not None:
+            # armed first: a watcher whose token never reached the record finds nothing to do
+            txn["pending"]["watcher"] = watcher.start(state_dir=str(self.record.state_dir), bpffs_root=self.root,
+                                                      name=self.name, token=token, deadline=deadline)
         self.record.write_state(txn)   # from here on a killed run leaves a pending switch behind
         if old.get("watcher"):
             watcher.cancel(old["watcher"], old.get("token") or "")
-        if deadline is not None:
-            txn["pending"]["watcher"] = watcher.start(state_dir=str(self.record.state_dir), bpffs_root=self.root,
-                                                      name=self.name, token=token, deadline=deadline)
-            self.record.write_state(txn)
         self.txn = txn
 
     def _on_switch(self, version: str, _old: Optional[str]) -> None:
@@ -533,10 +536,7 @@ class DeploymentManager:
             self._program({"name": self.name, "bpffs_root": self.root, "state": "absent",
                            "lock_timeout": self.p.get("lock_timeout") or 60})
             steps.append(f"deployment {self.name!r} removed (it was new)")
-        remove_tree(dep.path / REPLACED_DIR)
         by = "watcher" if self.watcher_token else "controller"
-        if self.watcher_token != pending.get("token"):
-            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
         if not previous and not self.state.get("committed"):
             self.record.remove()
             self.state = record.empty_state(self.name, self.root)
@@ -545,6 +545,10 @@ class DeploymentManager:
                                            failed=pending.get("version"), by=by)
             self.record.write_state(new_state)
             self.state = new_state
+        # after the record: a run killed before it finds the kept programs to give back again
+        remove_tree(dep.path / REPLACED_DIR)
+        if self.watcher_token != pending.get("token"):
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
         return steps
 
     def _ensure_version(self, version: str) -> None:

@@ -17,6 +17,8 @@ xdp          per interface (root netns + xdp_netns): the XDP program id and mode
 interfaces   per interface: rx/tx packets and bytes, drops, XDP counters from ethtool stats
 limits       memlock, memory cgroup, MemAvailable, the kernel's fixed limits (_limits)
 dmesg        BPF/XDP kernel lines since a cursor, and the new cursor (_dmesg)
+record       the host's record (_record) of the deployments under bpffs_root: committed, pending
+             with its deadline, history; and the last restore at boot (restore.json)
 ===========  ==================================================================================
 
 Pins are found by walking every bpf filesystem mounted (``/proc/self/mounts``), opening each pin
@@ -40,7 +42,7 @@ from typing import Iterable, Optional
 from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg, _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 
-SUBSETS = ("kernel", "features", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg")
+SUBSETS = ("kernel", "features", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg", "record")
 DEFAULT_SUBSETS = tuple(s for s in SUBSETS if s != "features")
 MAX_PINS = 20000
 
@@ -455,8 +457,24 @@ def count_runs_for(seconds: float) -> None:
         time.sleep(seconds)
 
 
+def gather_record(*, bpffs_root: str, state_dir: str) -> dict:
+    """Each recorded deployment of this bpffs root (a damaged record is reported, not raised) and
+    the last restore at boot."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _record  # pylint: disable=import-outside-toplevel
+    deployments = {}
+    for rec in _record.all_records(state_dir):
+        if rec.bpffs_root != os.path.normpath(bpffs_root):
+            continue
+        try:
+            deployments[rec.name] = _record.summary(rec.state())
+        except InvalidInput as err:
+            deployments[rec.name] = {"error": err.msg}
+    return {"state_dir": state_dir, "deployments": deployments, "last_restore": _record.read_restore_report(state_dir)}
+
+
 def gather(subsets: list, *, bpffs_root: str, xdp_netns: Iterable[str] = (), dmesg_since: Optional[int] = None,
-           refresh_features: bool = False, stats_seconds: float = 0) -> dict:
+           refresh_features: bool = False, stats_seconds: float = 0,
+           state_dir: str = "/var/lib/ebpf_deploy") -> dict:
     """The ``ebpf`` facts for the resolved subsets, after counting program runs for stats_seconds."""
     if stats_seconds < 0:
         raise InvalidInput(f"stats_seconds must be 0 or more, got {stats_seconds}")
@@ -474,6 +492,8 @@ def gather(subsets: list, *, bpffs_root: str, xdp_netns: Iterable[str] = (), dme
         facts.update(gather_interfaces(subsets, xdp_netns=xdp_netns))
     if "limits" in subsets:
         facts["limits"] = _limits.host_limits()
+    if "record" in subsets:
+        facts["record"] = gather_record(bpffs_root=bpffs_root, state_dir=state_dir)
     if "dmesg" in subsets:
         try:
             window = _dmesg.read_kmsg(dmesg_since)

@@ -18,7 +18,6 @@ Both use the modules' own managers (the same code a playbook runs). No Ansible h
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -28,8 +27,6 @@ from typing import List, Optional
 from ansible_collections.ebpf.deploy.plugins.module_utils import _deployment as deployment
 from ansible_collections.ebpf.deploy.plugins.module_utils import _record as record
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
-
-RESTORE_REPORT = "restore.json"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,10 +82,8 @@ def restore(args) -> int:
             entry.update(status="failed", error=err.msg)
             _say(f"{rec.name}: restore failed: {err.msg}")
         results.append(entry)
-    report = {"at": time.time(), "failed": failed, "deployments": results}
-    path = Path(args.state_dir) / RESTORE_REPORT
-    if path.parent.is_dir():
-        record.write_atomic(path, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
+    if Path(args.state_dir).is_dir():
+        record.write_restore_report(args.state_dir, {"at": time.time(), "failed": failed, "deployments": results})
     if not results:
         _say("nothing recorded to restore")
     return 1 if failed else 0

@@ -44,6 +44,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
 
 DEFAULT_STATE_DIR = "/var/lib/ebpf_deploy"
 FORMAT = "ebpf_deploy.record/1"
+RESTORE_REPORT = "restore.json"   # what the restore at boot did, for bpf_facts
 HISTORY_LIMIT = 10       # committed versions remembered (and their objects kept) per deployment
 ROOT_PREFIX = "root-"
 
@@ -242,6 +243,19 @@ class Record:
 def empty_state(name: str, bpffs_root: str) -> dict:
     return {"format": FORMAT, "kind": "state", "deployment": name, "bpffs_root": bpffs_root,
             "committed": None, "history": [], "rolled_back": [], "pending": None, "last": None}
+
+
+def write_restore_report(state_dir: str, report: dict) -> None:
+    write_atomic(Path(state_dir) / RESTORE_REPORT, _dump(report))
+
+
+def read_restore_report(state_dir: str) -> Optional[dict]:
+    """The last restore at boot, None when there was none, an error entry when it is damaged."""
+    try:
+        raw = read_bytes(Path(state_dir) / RESTORE_REPORT)
+        return json.loads(raw.decode("utf-8")) if raw else None
+    except (RecordError, ValueError):
+        return {"error": f"{Path(state_dir) / RESTORE_REPORT} is damaged"}
 
 
 def all_records(state_dir: str) -> Iterator[Record]:

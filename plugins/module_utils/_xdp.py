@@ -441,6 +441,8 @@ def give_back(bpffs_root: str, interface: str, netns: Optional[str], *, held: di
             write_note(bpffs_root, iface.name, iface.netns, None)
             return "detach"
         kind, prog = bpf.pinned_kind(prog_pin) if prog_pin else (None, None)
+        if kind != "prog" and current.prog_id == held["prog_id"] and current.method == held.get("method"):
+            return "none"   # given back already (by a run that was killed before it was recorded)
         if kind != "prog":
             raise InvalidInput(f"interface {interface}: the program that held it before (id {held['prog_id']}) "
                                f"was not kept at {prog_pin}; cannot give it back", interface=interface)

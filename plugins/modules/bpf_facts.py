@@ -46,7 +46,7 @@ options:
         C(/run/ebpf_deploy/features-<boot_id>.json) until the next boot).
     type: list
     elements: str
-    default: [kernel, programs, maps, links, xdp, interfaces, limits, dmesg]
+    default: [kernel, programs, maps, links, xdp, interfaces, limits, dmesg, record]
   dmesg_since:
     description:
       - Cursor (the sequence number of the last kernel log record seen) from a previous run's
@@ -67,6 +67,11 @@ options:
     description: Root of the collection's pins, used to tell which deployment a pin belongs to.
     type: path
     default: /sys/fs/bpf/ebpf_deploy
+  state_dir:
+    description: Where the host keeps its record of the deployments (see M(ebpf.deploy.bpf_deployment)).
+    type: path
+    default: /var/lib/ebpf_deploy
+    version_added: 0.1.0
   xdp_netns:
     description: Named network namespaces (C(/run/netns/<name>)) whose interfaces to list as well.
     type: list
@@ -208,6 +213,16 @@ ansible_facts:
           returned: when V(dmesg) is gathered
           type: int
           sample: 1843
+        record:
+          description:
+            - The host's record of the deployments under O(bpffs_root) - per deployment C(committed),
+              C(pending) (version, deadline, seconds_left, watcher), C(history), C(rolled_back) and C(last)
+              transition - and C(last_restore), what the restore at boot did (C(failed) count and one
+              entry per deployment with its C(status)).
+          returned: when V(record) is gathered
+          type: dict
+          sample: {state_dir: /var/lib/ebpf_deploy, deployments: {pktcount: {committed: 0123456789ab, pending: null}},
+                   last_restore: {failed: 0, deployments: [{deployment: pktcount, status: restored}]}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -219,6 +234,7 @@ ARGUMENT_SPEC = dict(
     gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
     dmesg_since=dict(type="int"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
+    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     xdp_netns=dict(type="list", elements="str", default=[]),
     refresh_features=dict(type="bool", default=False),
     stats_seconds=dict(type="float", default=0),
@@ -231,7 +247,8 @@ def main() -> None:
     try:
         facts = gather(resolve_subsets(params["gather_subset"]), bpffs_root=params["bpffs_root"],
                        xdp_netns=params["xdp_netns"], dmesg_since=params["dmesg_since"],
-                       refresh_features=params["refresh_features"], stats_seconds=params["stats_seconds"])
+                       refresh_features=params["refresh_features"], stats_seconds=params["stats_seconds"],
+                       state_dir=params["state_dir"])
     except EbpfDeployError as err:
         module.fail_json(**err.to_result())
     module.exit_json(changed=False, ansible_facts={"ebpf": facts})

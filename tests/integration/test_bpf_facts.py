@@ -238,7 +238,8 @@ def test_kernel_features_and_limits(ansible_module):
 def test_default_subsets_and_a_missing_namespace(ansible_module):
     # (an empty argument dict would reach ad hoc `ansible -a '{}'` as a raw parameter)
     ebpf = facts_of(ansible_module("bpf_facts", {"bpffs_root": "/sys/fs/bpf/ebpf_deploy"}))
-    assert ebpf["gather_subset"] == ["kernel", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg"]
+    assert ebpf["gather_subset"] == ["kernel", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg",
+                                     "record"]
     assert "features" not in ebpf
     lo = [x for x in ebpf["xdp"] if x["interface"] == "lo" and x["netns"] is None]
     assert lo and lo[0]["ifindex"] == 1

@@ -7,6 +7,7 @@ what the playbook said.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,13 @@ def test_rollback_playbook_returns_to_the_previous_version(lab, tmp_path):
                            "-e", f"@{variables}"], capture_output=True, text=True, cwd=REPO, timeout=600,
                           check=False, env=labctl.ansible_env())
     assert back.returncode == 0, back.stdout[-3000:]
+    assert_fleet_on(fleet(lab), good, hosts(lab))
+    # the record marked the version it left: a second run changes nothing, never forward to `new`
+    again = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "rollback.yml"),
+                            "-e", f"@{variables}"], capture_output=True, text=True, cwd=REPO, timeout=600,
+                           check=False, env=labctl.ansible_env())
+    assert again.returncode == 0 and re.search(r"changed=0 .*", again.stdout), again.stdout[-3000:]
+    assert " changed=1" not in again.stdout, again.stdout[-3000:]
     assert_fleet_on(fleet(lab), good, hosts(lab))
 
 

@@ -156,11 +156,18 @@ def test_rollout_versions_from_the_switch():
          "changed": True},
         {"item": {"name": "b"}, "action": "none", "version": "333333333333", "previous_version": "000000000000",
          "changed": True},  # only an attachment was repaired
-        {"item": {"name": "c"}, "action": "none", "version": "444444444444", "changed": False}]
+        {"item": {"name": "c"}, "action": "none", "version": "444444444444", "changed": False},
+        {"item": {"name": "d"}, "action": "none", "version": "555555555555", "changed": True,
+         "pending": True}]  # the kernel already ran it, but the host's record had not committed it
     assert rollout_versions(results) == [
-        {"name": "a", "before": "111111111111", "after": "222222222222", "changed": True, "converged": True},
-        {"name": "b", "before": "333333333333", "after": "333333333333", "changed": False, "converged": True},
-        {"name": "c", "before": "444444444444", "after": "444444444444", "changed": False, "converged": False}]
+        {"name": "a", "before": "111111111111", "after": "222222222222", "changed": True, "pending": False,
+         "converged": True},
+        {"name": "b", "before": "333333333333", "after": "333333333333", "changed": False, "pending": False,
+         "converged": True},
+        {"name": "c", "before": "444444444444", "after": "444444444444", "changed": False, "pending": False,
+         "converged": False},
+        {"name": "d", "before": "555555555555", "after": "555555555555", "changed": True, "pending": True,
+         "converged": True}]
 
 
 def test_rollout_converged_needs_every_check_to_have_run_and_changed_nothing():
