@@ -44,11 +44,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _say(line: str) -> None:
-    print(f"ebpf-deploy: {line}", flush=True)
+    """One line to stdout: the journal under systemd, watcher.log for a detached watcher."""
+    sys.stdout.write(f"ebpf-deploy: {line}\n")
+    sys.stdout.flush()
+
+
+def _cancelled(_signum, _frame) -> None:
+    raise SystemExit(0)
 
 
 def watch(args) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # cancelled by a commit
+    signal.signal(signal.SIGTERM, _cancelled)   # cancelled by a commit
     delay = args.deadline - time.time()
     if delay > 0:
         time.sleep(delay)

@@ -46,9 +46,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         "kill at any point": ("converged", "not converged"),
         "concurrency": ("consistent", "inconsistent"),
         "host lost": ("consistent", "inconsistent"),
+        "controller lost": ("reverted by the host", "not reverted"),
     }
     terminalreporter.section("fault totals")
-    for name in ("bad input", "kill at any point", "concurrency", "host lost"):
+    for name in ("bad input", "kill at any point", "concurrency", "host lost", "controller lost"):
         if name in parts:
             ok_word, bad_word = words[name]
             t = parts[name]

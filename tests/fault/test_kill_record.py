@@ -220,8 +220,8 @@ def test_kill_the_restore_at_every_point(dep):
         assert died or rc == 0, err[-2000:]
         t = fl.tally("kill at any point")
         t.cases += 1
-        rc2, _out2, err2, _ = fl.run_group([fl.PYTHON, launcher, "restore", "--state-dir", str(dep.state_dir)],
-                                            timeout=120)
+        rc2, _out2, err2, _late = fl.run_group([fl.PYTHON, launcher, "restore", "--state-dir", str(dep.state_dir)],
+                                               timeout=120)
         problems = [] if rc2 == 0 else [f"the second restore failed: {err2[-500:]}"]
         version = dep.current()
         if version is None or dep.attached() != dep.current_prog_id():

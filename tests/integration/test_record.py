@@ -111,8 +111,8 @@ def test_pending_until_committed_then_converged(ansible_module, lab, bpffs_root,
     assert (state_dir / next(state_dir.glob("root-*")).name / name / "objects" / f"{run['version']}.bpf.o").exists()
 
 
-def test_rollback_of_a_renamed_program_gives_back_the_old_one(ansible_module, lab, bpffs_root, state_dir, names,
-                                                               bpf_object):
+def test_rollback_of_a_renamed_program_gives_back_the_old_one(ansible_module, lab, bpffs_root, state_dir,
+                                                              names, bpf_object):
     """v2's program has another name (and v2 blocks the peer): the rollback puts v1's program back."""
     name = names()
     v1 = ok(ansible_module("bpf_deployment", counter(lab, name, bpffs_root, state_dir, bpf_object("counter"))))
