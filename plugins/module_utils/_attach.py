@@ -14,9 +14,11 @@
          one our last run attached), the hook's program list where the kernel has one (tcx, cgroup).
 - plan:  ``plan()`` is pure: one action, the diff, drift and refusals. Unit-tested.
 - act:   attach (link + pin), update (BPF_LINK_UPDATE with the expected old program: atomic),
-         overlap (hooks without update, and a tcx link that must move: the new link is created
-         and pinned by rename over the old pin first, then the old link is released: both run for
-         a moment, none is missing), reattach (a defunct pin replaced), detach, unpin.
+         overlap (hooks without update: the new link is created and pinned by rename over the old
+         pin first, then the old link is released: both run for a moment, none is missing), move
+         (a tcx program to another place: tcx holds a program once per hook, so detach, then attach
+         in place), detach_attach (netfilter: no update and one link per priority), reattach (a
+         defunct pin replaced), detach, unpin.
 - report: the module's return values (diff included).
 
 No Ansible here. libbpf only through ``_libbpf``, netlink only through ``_netlink``.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
@@ -73,11 +75,19 @@ class Desired:
     anchor: Optional[Anchor] = None
     force: bool = False
     updatable: bool = True
+    overlap: bool = True          # two links may hold the target at once
 
 
 @dataclass
 class Plan:
-    """action: none | attach | update | overlap | reattach | detach | unpin."""
+    """action: none | attach | update | overlap | move | detach_attach | reattach | detach | unpin.
+
+    overlap: hooks without update (and a new program that must also change place): the new link
+             first, then the old one detached. move: the same program to another place in a tcx
+             list (the kernel holds a program once per hook): detached, then attached in place.
+    detach_attach: a new program on a hook without update that takes one link at a time
+             (netfilter: one per pf, hook and priority): detached, then the new one attached.
+    """
 
     action: str
     before: dict
@@ -165,14 +175,19 @@ def plan(desired: Desired, current: Current, *, hook: str, target: dict, label: 
     placed = order_ok(current.chain, current.prog_id, anchor)
     if current.prog_id == prog.id:
         if placed is False:
-            return Plan("overlap", before, after, drift, warnings=[
-                f"{label}: program id {prog.id} is not {anchor.relation} {anchor.label}; tcx cannot move a link, "
-                "so a new link is attached in place first and the old one detached after (both run for a moment)"])
+            return Plan("move", before, after, drift, warnings=[
+                f"{label}: program id {prog.id} is not {anchor.relation} {anchor.label}; tcx cannot move a link and "
+                "holds a program once per hook, so it is detached and attached again in its place (packets in "
+                "between pass the other programs without it)"])
         return Plan("none", before, before, drift)
     if desired.updatable and placed is not False:
         return Plan("update", before, after, drift)
     why = ("the kernel cannot swap the program of this link" if not desired.updatable
            else f"program id {current.prog_id} is not {anchor.relation} {anchor.label}")
+    if not desired.overlap:
+        return Plan("detach_attach", before, after, drift, warnings=[
+            f"{label}: {why} and takes one link there at a time: the old program is detached and the new one "
+            "attached (packets in between pass without either)"])
     return Plan("overlap", before, after, drift, warnings=[
         f"{label}: {why}: the new program is attached first and the old one detached after "
         "(both run for a moment, none is missing)"])
@@ -439,6 +454,8 @@ class AttachManager:
 
     def _run(self, hook_row: hooks.Hook, family) -> dict:
         req = self.request
+        if (req.before or req.after) and hook_row.family != "tcx":
+            raise InvalidInput(f"before/after order programs on tcx hooks only, not on {hook_row.name}")
         target = family.resolve(check_mode=self.check_mode)
         self.warnings.extend(target.warnings)
         prog = self.resolve_program(hook_row) if req.state == "present" else None
@@ -446,7 +463,7 @@ class AttachManager:
         anchor = self.resolve_anchor(hook_row, target) if req.state == "present" else None
         current = self.read_current(family, target, link_pin)
         desired = Desired(state=req.state, link_pin=link_pin, prog=prog, anchor=anchor, force=req.force,
-                          updatable=hook_row.updatable)
+                          updatable=hook_row.updatable, overlap=hook_row.overlap)
         the_plan = plan(desired, current, hook=hook_row.name, target=target.describe(), label=target.label)
         self.warnings.extend(the_plan.warnings)
         link_id = current.link_id if current.pin_state == "live" else None
@@ -480,6 +497,17 @@ class AttachManager:
             finally:
                 self.bpf.close(old_fd)
             return link_id
+        if action in ("move", "detach_attach"):
+            old_fd = self.bpf.obj_get(pin)
+            try:
+                family.detach(old_fd, target)
+                try:
+                    return self._attach_new(family, target, desired, replace_pin=True)
+                except EbpfDeployError as err:
+                    self._put_back(family, target, desired, self._old_prog(current), err)
+                    raise
+            finally:
+                self.bpf.close(old_fd)
         if action == "detach":
             fd = self.bpf.obj_get(pin)
             try:
@@ -493,12 +521,25 @@ class AttachManager:
             return None
         raise AssertionError(f"unknown action {action}")
 
+    def _put_back(self, family, target: Target, desired: Desired, old: "Prog", err: EbpfDeployError) -> None:
+        """A move whose attach failed: the old program goes back on the hook (tcx: at its end)."""
+        try:
+            self._attach_new(family, target, replace(desired, anchor=None, prog=old), replace_pin=True)
+        except EbpfDeployError as undo:
+            raise EbpfDeployError(f"{err.msg}; putting program id {old.id} back failed too, it is not "
+                                  f"attached to {target.label}: {undo.msg}", **err.details) from None
+
+    def _old_prog(self, current: Current) -> Prog:
+        """The program our link ran, as a pin-less Prog (its fd comes from its id)."""
+        return Prog(id=current.prog_id, name=current.prog_name)
+
     def _attach_new(self, family, target: Target, desired: Desired, *, replace_pin: bool) -> int:
         """A new link pinned at the link pin: pinned beside it first, then renamed over it, so the
         pin always names a link (the old one until the rename)."""
         pin = desired.link_pin
         os.makedirs(os.path.dirname(pin), exist_ok=True)
-        prog_fd = self.bpf.obj_get(desired.prog.pin)
+        prog = desired.prog
+        prog_fd = self.bpf.obj_get(prog.pin) if prog.pin else self.bpf.prog_fd(prog.id)
         try:
             link_fd = family.attach(prog_fd, target, anchor=desired.anchor)
         finally:

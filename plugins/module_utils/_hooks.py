@@ -63,6 +63,7 @@ class Hook:
     updatable: bool                  # BPF_LINK_UPDATE swaps the program atomically
     libbpf: str = "1.0"              # the libbpf whose bpf_program__attach_* knows it (for messages)
     note: str = ""
+    overlap: bool = True             # two links may hold the target at once (netfilter: one per priority)
 
     @property
     def requires(self) -> str:
@@ -119,7 +120,8 @@ HOOKS: Dict[str, Hook] = {hook.name: hook for hook in (
     Hook("fexit", "tracing", AT["trace_fexit"], (PT_TRACING,), "function", "5.5", False),
     Hook("lsm", "tracing", AT["lsm_mac"], (PT_LSM,), "lsm_hook", "5.7", False),
     Hook("netfilter", "netfilter", AT["netfilter"], (PT_NETFILTER,), "netfilter", "6.4", False, libbpf="1.2",
-         note="netfilter links cannot swap their program (the kernel has no update for them)"),
+         note="netfilter links cannot swap their program (BPF_LINK_UPDATE: EOPNOTSUPP) and the kernel takes one "
+              "link per pf, hook and priority (EBUSY)", overlap=False),
 )}
 FAMILIES = ("xdp", "tcx", "tc", "cgroup", "tracing", "netfilter")
 

@@ -17,11 +17,16 @@ description:
     C(tcx/ingress), C(cgroup_skb/egress) or C(tracepoint/syscalls/sys_enter_getpid), which also gives
     the tracepoint).
   - An upgrade swaps the program of the link atomically (C(BPF_LINK_UPDATE) with the expected old
-    program) on tcx and cgroup hooks. Tracepoint, raw tracepoint and netfilter links cannot swap
-    their program; there the new link is attached first and the old one detached after, and the
-    result says RV(action=overlap) (both programs run for a moment, none is missing).
+    program) on tcx and cgroup hooks. Tracepoint and raw tracepoint links cannot swap their program;
+    there the new link is attached first and the old one detached after, and the result says
+    RV(action=overlap) (both programs run for a moment, none is missing).
+  - Netfilter links can neither swap their program nor share a pf, hook and priority, so an upgrade
+    detaches the old program and then attaches the new one, with a warning (RV(action=detach_attach):
+    packets in between are accepted without either).
   - tcx programs share an interface in an order; O(before) or O(after) place ours relative to
-    another deployment's program or a program id, and a program out of place is moved (overlap).
+    another deployment's program or a program id. A program out of place is moved - detached and
+    attached again in place, as tcx holds a program once per hook and cannot move a link (a new
+    version out of place is attached in place first, then the old one detached).
   - The kernel is the source of truth. A link detached or replaced by hand is reported as RV(drift)
     and repaired. A link pin of ours that runs a program this collection did not deploy is never
     replaced without O(force=true). Programs of other tools on the same hook are left alone.
@@ -234,7 +239,10 @@ link_id:
 action:
   description:
     - What the run did - V(none), V(attach), V(update) (atomic program swap), V(overlap) (new link first,
-      then the old one detached), V(reattach) (a defunct pin replaced), V(detach), V(unpin).
+      then the old one detached), V(move) (a tcx program detached and attached again in the wanted
+      place; the kernel holds a program once per hook), V(detach_attach) (netfilter upgrade: old
+      detached, then new attached), V(reattach) (a defunct pin replaced), V(detach),
+      V(unpin).
   returned: always
   type: str
   sample: update

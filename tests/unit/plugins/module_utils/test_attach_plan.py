@@ -57,6 +57,11 @@ def test_hooks_without_update_overlap_and_say_so():
     assert p.action == "overlap" and "attached first" in p.warnings[0]
 
 
+def test_hooks_that_take_one_link_at_a_time_detach_then_attach():
+    p = run(want(updatable=False, overlap=False), live())
+    assert p.action == "detach_attach" and "one link there at a time" in p.warnings[0]
+
+
 def test_defunct_pin_is_drift_and_reattached():
     p = run(want(), at.Current(pin_state="defunct", link_id=7, last={"prog_id": 10}))
     assert p.action == "reattach" and "detached by hand" in p.drift
@@ -97,7 +102,7 @@ AFTER_5 = Anchor("after", 5, "deployment other (program id 5)")
 def test_order_in_place_is_unchanged_and_out_of_place_overlaps():
     assert run(want(prog=V1, anchor=BEFORE_5), live(chain=(10, 5))).action == "none"
     moved = run(want(prog=V1, anchor=BEFORE_5), live(chain=(5, 10)))
-    assert moved.action == "overlap" and "cannot move a link" in moved.warnings[0]
+    assert moved.action == "move" and "cannot move a link" in moved.warnings[0]
     assert run(want(prog=V1, anchor=AFTER_5), live(chain=(5, 10))).action == "none"
     # a new version in the wrong place: the move and the swap in one overlap
     assert run(want(anchor=BEFORE_5), live(chain=(5, 10))).action == "overlap"
