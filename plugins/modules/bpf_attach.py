@@ -21,7 +21,7 @@ description:
     there the new link is attached first and the old one detached after, and the result says
     RV(action=overlap) (both programs run for a moment, none is missing).
   - Netfilter links can neither swap their program nor share a pf, hook and priority, so an upgrade
-    detaches the old program and then attaches the new one, with a warning (RV(action=detach_attach):
+    detaches the old program and then attaches the new one, with a warning (RV(action=detach_attach);
     packets in between are accepted without either).
   - tcx programs share an interface in an order; O(before) or O(after) place ours relative to
     another deployment's program or a program id. A program out of place is moved - detached and
@@ -52,6 +52,11 @@ attributes:
   idempotent:
     support: full
     description: The wanted program attached by our link (in the wanted order) is C(changed=false).
+  action_group:
+    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - ebpf.deploy.ebpf
 options:
   hook:
     description:
@@ -240,7 +245,7 @@ action:
   description:
     - What the run did - V(none), V(attach), V(update) (atomic program swap), V(overlap) (new link first,
       then the old one detached), V(move) (a tcx program detached and attached again in the wanted
-      place; the kernel holds a program once per hook), V(detach_attach) (netfilter upgrade: old
+      place; the kernel holds a program once per hook), V(detach_attach) (netfilter upgrade, old
       detached, then new attached), V(reattach) (a defunct pin replaced), V(detach),
       V(unpin).
   returned: always

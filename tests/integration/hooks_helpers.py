@@ -162,7 +162,7 @@ class Cgroup:
                     (cgroup2_root() / "cgroup.procs").write_text(pid)
                 except OSError:
                     pass
-        for _ in range(50):
+        for _attempt in range(50):
             try:
                 self.path.rmdir()
                 return
