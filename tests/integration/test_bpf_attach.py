@@ -156,6 +156,13 @@ def test_tcx_drift_repaired_and_foreign_program_refused(lab, loaded, bpffs_root)
     assert repaired["action"] == "reattach" and "detached by hand" in repaired["drift"]
     assert tcx_ids(lab) == [v1] and ok(direct(args))["changed"] is False
 
+    # unpinned by hand: nothing holds the link any more, so the kernel released it
+    Path(repaired["link_pin"]).unlink()
+    assert tcx_ids(lab) == []
+    again = ok(direct(args))
+    assert again["action"] == "attach" and "removed by hand" in again["drift"] and tcx_ids(lab) == [v1]
+    repaired = again
+
     # a program loaded by hand outside the root, swapped onto our link by hand
     other = hh.Loaded(Path("/sys/fs/bpf") / f"ebpfd_foreign_{h.secrets.token_hex(3)}")
     try:
@@ -203,6 +210,19 @@ def test_tcx_order_before_and_after_another_deployment(lab, loaded, bpffs_root):
 
     missing = direct(dict(base, deployment=marker.name, program="tcx_mark", before="999999"))
     assert missing["failed"] and "is not attached to interface" in missing["msg"]
+
+
+def test_tcx_pin_without_deployment_links_under_the_root(lab, loaded, bpffs_root):
+    """Any pinned program: its link goes to <root>/links/, and state absent finds it by pin."""
+    dep = loaded()
+    prog_id = dep.load(V1, hh.BPF_DIR / "tcx_counter.bpf.o", {"tcx_count": hh.SCHED_CLS})["tcx_count"]
+    args = {"pin": str(dep.dep.progs_dir(V1) / "tcx_count"), "hook": "tcx_egress", "interface": lab.host_if,
+            "netns": lab.host_ns, "bpffs_root": str(bpffs_root)}
+    run = ok(direct(args))
+    assert run["link_pin"] == str(bpffs_root / "links" / f"{lab.host_ns}@{lab.host_if}:tcx_egress")
+    assert tcx_ids(lab, TCX_EGRESS) == [prog_id] and not ok(direct(args))["changed"]
+    gone = ok(direct(dict(args, state="absent")))
+    assert gone["action"] == "detach" and tcx_ids(lab, TCX_EGRESS) == []
 
 
 # --- cgroup ------------------------------------------------------------------------------------------
