@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: bpf_attach
 short_description: Attach a deployed BPF program to a tcx, cgroup, tracing or netfilter hook with a pinned bpf_link
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Attaches the current version of a program deployed with M(ebpf.deploy.bpf_program), or any pinned
     program, to a hook, with a C(bpf_link) pinned at
