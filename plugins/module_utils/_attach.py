@@ -321,9 +321,16 @@ class AttachManager:
         """The hook and the target the section names (the options win over the section)."""
         req = self.request
         section = req.section or self._recorded_section()
-        from_section = hooks.parse_section(section) if section and not req.hook else None
         if req.hook:
-            return hooks.hook(req.hook), req.target
+            row = hooks.hook(req.hook)
+            if req.target or not section:
+                return row, req.target
+            try:
+                parsed = hooks.parse_section(section)
+            except InvalidInput:
+                return row, None
+            return row, parsed.target if parsed.hook == row.name else None
+        from_section = hooks.parse_section(section) if section else None
         if from_section is None:
             raise InvalidInput("cannot tell the hook: set hook (or section, the program's ELF section such as "
                                "tcx/ingress or tracepoint/syscalls/sys_enter_getpid)")

@@ -11,6 +11,7 @@ No Ansible here.
 """
 from __future__ import annotations
 
+import errno as _errno
 from typing import Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
@@ -72,7 +73,7 @@ class NetfilterFamily(HookFamily):
                 return self.lib.link_create_hook(prog_fd, 0, self.hook.attach_type, netfilter=target.data["_nf"],
                                                  target_label=target.label)
         except SyscallError as exc:
-            if exc.errno == 16:  # EBUSY: a BPF_F_NETFILTER_IP_DEFRAG clash or the same hook twice
+            if exc.errno == _errno.EBUSY:  # another link holds this pf, hook and priority
                 raise InvalidInput(f"{target.label} is taken: {exc.msg}") from None
             raise self.refused(exc, target) from None
 

@@ -14,6 +14,7 @@ The raw syscalls are in ``_libbpf`` (libbpf 1.1 cannot pass the tcx options); no
 """
 from __future__ import annotations
 
+import errno as _errno
 from typing import Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
@@ -57,7 +58,7 @@ class TcxFamily(HookFamily):
                 return self.lib.link_create_hook(prog_fd, target.data["ifindex"], self.hook.attach_type,
                                                  flags=flags, relative=relative, target_label=target.label)
         except SyscallError as exc:
-            if anchor is not None and exc.errno == 2:
+            if anchor is not None and exc.errno == _errno.ENOENT:
                 raise InvalidInput(f"{anchor.label} is not attached to {target.label}; cannot run {anchor.relation} it",
                                    **{anchor.relation: anchor.prog_id}) from None
             raise self.refused(exc, target) from None

@@ -148,3 +148,37 @@ def test_family_dispatch_refuses_xdp_and_tc_by_name():
         at.family_for(hooks.HOOKS["tc_ingress"])
     for name in ("tcx_egress", "cgroup_connect4", "tracepoint", "netfilter"):
         assert at.family_for(hooks.HOOKS[name]).family == hooks.HOOKS[name].family
+
+
+@pytest.mark.parametrize("params, hook, target", [
+    ({"section": "tracepoint/syscalls/sys_enter_getpid"}, "tracepoint", "syscalls/sys_enter_getpid"),
+    ({"hook": "tracepoint", "section": "tp/syscalls/sys_enter_getpid"}, "tracepoint", "syscalls/sys_enter_getpid"),
+    ({"hook": "tracepoint", "section": "tp/a/b", "target": "c/d"}, "tracepoint", "c/d"),
+    ({"hook": "raw_tracepoint", "section": "tp/a/b"}, "raw_tracepoint", None),   # the option wins
+    ({"hook": "tcx_egress", "section": "tc"}, "tcx_egress", None),
+    ({"section": "cgroup_skb/egress"}, "cgroup_skb_egress", None),
+])
+def test_hook_and_target_from_options_and_section(params, hook, target):
+    manager = at.AttachManager(at.Request.from_params(dict(params, deployment="d", program="p")))
+    manager._recorded_section = lambda: None  # no deployment on disk
+    row, resolved = manager.resolve_hook()
+    assert (row.name, resolved) == (hook, target)
+
+
+def test_no_hook_and_no_section_says_what_to_set():
+    manager = at.AttachManager(at.Request.from_params({"deployment": "d", "program": "p"}))
+    manager._recorded_section = lambda: None
+    with pytest.raises(InvalidInput, match="set hook"):
+        manager.resolve_hook()
+
+
+def test_raw_bpf_attr_layouts_match_the_kernel():
+    """union bpf_attr members as include/uapi/linux/bpf.h lays them out (offsets in bytes)."""
+    import ctypes
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as lib
+    assert ctypes.sizeof(lib._LinkCreateAttr) == 64
+    assert lib._LinkCreateAttr.attach_type.offset == 8 and lib._LinkCreateAttr.u.offset == 16
+    query = lib._ProgQueryAttr
+    assert (query.prog_ids.offset, query.count.offset, query.link_ids.offset, query.revision.offset) == (16, 24, 40, 56)
+    assert ctypes.sizeof(lib._PerfEventAttr) == 112  # PERF_ATTR_SIZE_VER5
+    assert lib._PerfEventAttr.wakeup_events.offset == 48 and lib._PerfEventAttr.config.offset == 8
