@@ -1101,3 +1101,141 @@ def btf_raw(btf_id: int) -> bytes:
         info.btf_size = size
         _get_info(fd, info, f"btf id {btf_id}")
         return buf.raw[:min(size, info.btf_size)]
+
+
+# --- hooks (bpf_attach) ---
+# For _hook_*.py: bpf_link create/query for the hooks beyond XDP. libbpf 1.1 (Debian 12) has
+# bpf_link_create, but its opts end before the tcx (relative_fd/id, expected_revision, libbpf 1.3)
+# and netfilter (pf, hooknum, priority, libbpf 1.2) members, and its bpf_prog_query_opts has no
+# link ids or revision. So these few commands go to bpf(2) directly with the kernel's own
+# union bpf_attr layout: the same calls libbpf >= 1.3 makes, working with any libbpf. The kernel
+# refuses what it does not know with EINVAL; the callers turn that into "requires kernel >= X"
+# from _hooks. perf_event_open(2) (tracepoints, kprobes) is here too: it is a syscall as well.
+_BPF_PROG_QUERY = 16
+_BPF_RAW_TRACEPOINT_OPEN = 17
+_BPF_LINK_CREATE = 28
+BPF_F_BEFORE = 1 << 3
+BPF_F_AFTER = 1 << 4
+BPF_F_ID = 1 << 5
+BPF_PERF_EVENT = 41
+PERF_TYPE_TRACEPOINT = 2
+_PERF_FLAG_FD_CLOEXEC = 1 << 3
+_PERF_EVENT_IOC_ENABLE = 0x2400
+# syscall numbers by machine: (bpf, perf_event_open)
+_SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241), "armv7l": (386, 364), "ppc64le": (361, 319),
+             "s390x": (351, 331), "riscv64": (280, 241)}
+
+
+class _LinkCreateAttr(ctypes.Structure):
+    """union bpf_attr, link_create member: prog_fd, target (fd or ifindex), attach_type, flags,
+    then the per-type union kept as words (tcx: relative fd/id, expected_revision at word 2;
+    netfilter: pf, hooknum, priority, flags; perf_event: bpf_cookie)."""
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("u", ctypes.c_uint32 * 12)]
+
+
+class _ProgQueryAttr(ctypes.Structure):
+    """union bpf_attr, query member (BPF_PROG_QUERY) as of kernel 6.6 (link ids, revision)."""
+    _fields_ = [("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32), ("query_flags", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("count", ctypes.c_uint32),
+                ("_pad", ctypes.c_uint32), ("prog_attach_flags", ctypes.c_uint64), ("link_ids", ctypes.c_uint64),
+                ("link_attach_flags", ctypes.c_uint64), ("revision", ctypes.c_uint64)]
+
+
+class _RawTpAttr(ctypes.Structure):
+    """union bpf_attr, raw_tracepoint member (BPF_RAW_TRACEPOINT_OPEN)."""
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class _PerfEventAttr(ctypes.Structure):
+    """struct perf_event_attr up to PERF_ATTR_SIZE_VER5 (112 bytes); only what tracepoints use."""
+    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
+                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("wakeup_events", ctypes.c_uint32),
+                ("bp_type", ctypes.c_uint32), ("config1", ctypes.c_uint64), ("config2", ctypes.c_uint64),
+                ("branch_sample_type", ctypes.c_uint64), ("sample_regs_user", ctypes.c_uint64),
+                ("sample_stack_user", ctypes.c_uint32), ("clockid", ctypes.c_int32),
+                ("sample_regs_intr", ctypes.c_uint64), ("aux_watermark", ctypes.c_uint32),
+                ("sample_max_stack", ctypes.c_uint16), ("_reserved", ctypes.c_uint16)]
+
+
+def _syscall_numbers() -> Tuple[int, int]:
+    machine = os.uname().machine
+    if machine not in _SYSCALLS:
+        raise SyscallError("bpf", _errno.ENOSYS, f"machine {machine}",
+                           detail="this machine's bpf/perf_event_open syscall numbers are not known to ebpf.deploy")
+    return _SYSCALLS[machine]
+
+
+_LIBC.syscall.restype = ctypes.c_long
+
+
+def _sys_bpf(cmd: int, attr: ctypes.Structure, call: str, target: Optional[str]) -> int:
+    nr_bpf, _nr_perf = _syscall_numbers()
+    ret = _LIBC.syscall(ctypes.c_long(nr_bpf), ctypes.c_long(cmd), ctypes.byref(attr),
+                        ctypes.c_uint(ctypes.sizeof(attr)))
+    if ret < 0:
+        raise SyscallError(call, _errno_now(), target)
+    return ret
+
+
+def link_create_hook(prog_fd: int, target: int, attach_type: int, *, flags: int = 0,
+                     relative: int = 0, expected_revision: int = 0, netfilter: Optional[Tuple[int, int, int, int]] = None,
+                     target_label: Optional[str] = None) -> int:
+    """BPF_LINK_CREATE with the kernel's own attr: tcx (``relative`` id/fd + BPF_F_BEFORE/AFTER,
+    ``expected_revision``), netfilter (pf, hooknum, priority, flags), cgroup, perf_event.
+    ``target`` is the ifindex, cgroup fd or perf event fd (0 for netfilter). Returns the link fd."""
+    attr = _LinkCreateAttr(prog_fd=prog_fd, target=target, attach_type=attach_type, flags=flags)
+    if netfilter is not None:
+        pf, hooknum, priority, nf_flags = netfilter
+        attr.u[0], attr.u[1], attr.u[2], attr.u[3] = pf, hooknum, priority & 0xFFFFFFFF, nf_flags
+    else:
+        attr.u[0] = relative
+        attr.u[2], attr.u[3] = expected_revision & 0xFFFFFFFF, expected_revision >> 32
+    return _sys_bpf(_BPF_LINK_CREATE, attr, "BPF_LINK_CREATE", target_label)
+
+
+@dataclass(frozen=True)
+class HookQuery:
+    """BPF_PROG_QUERY of a hook: program ids in run order, their link ids (0: not a link), revision."""
+    prog_ids: Tuple[int, ...]
+    link_ids: Tuple[int, ...]
+    revision: int
+
+
+def prog_query(target: int, attach_type: int, *, target_label: Optional[str] = None, capacity: int = 64) -> HookQuery:
+    """The programs on a multi-program hook (tcx on an ifindex, a cgroup fd) in the order they run."""
+    progs = (ctypes.c_uint32 * capacity)()
+    links = (ctypes.c_uint32 * capacity)()
+    attr = _ProgQueryAttr(target=target, attach_type=attach_type, count=capacity)
+    attr.prog_ids = ctypes.addressof(progs)
+    attr.link_ids = ctypes.addressof(links)
+    _sys_bpf(_BPF_PROG_QUERY, attr, "BPF_PROG_QUERY", target_label)
+    count = min(attr.count, capacity)
+    return HookQuery(prog_ids=tuple(progs[:count]), link_ids=tuple(links[:count]), revision=attr.revision)
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """BPF_RAW_TRACEPOINT_OPEN: a raw_tp link for ``name`` (e.g. ``sys_enter``); returns the link fd."""
+    raw = ctypes.create_string_buffer(name.encode())
+    attr = _RawTpAttr(name=ctypes.addressof(raw), prog_fd=prog_fd)
+    return _sys_bpf(_BPF_RAW_TRACEPOINT_OPEN, attr, "BPF_RAW_TRACEPOINT_OPEN", f"raw tracepoint {name}")
+
+
+def perf_event_open_tracepoint(tracepoint_id: int, *, label: str) -> int:
+    """perf_event_open(2) of a tracepoint on CPU 0 (a BPF program on it runs on every CPU); the
+    caller links a program to the returned fd and closes it (the link keeps the event)."""
+    _nr_bpf, nr_perf = _syscall_numbers()
+    attr = _PerfEventAttr(type=PERF_TYPE_TRACEPOINT, size=ctypes.sizeof(_PerfEventAttr), config=tracepoint_id,
+                          sample_period=1, wakeup_events=1)
+    fd = _LIBC.syscall(ctypes.c_long(nr_perf), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(0),
+                       ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    if fd < 0:
+        raise SyscallError("perf_event_open", _errno_now(), label)
+    return fd
+
+
+def link_info_words(fd: int) -> Tuple[int, Tuple[int, ...]]:
+    """(link type, the per-type union of bpf_link_info as 32-bit words) of a link fd."""
+    info = link_info(fd)
+    return info.type, info.raw

@@ -76,6 +76,14 @@ def attach(**extra):
     return lambda live: dict(live.xdp_args(), **extra)
 
 
+def hook(**extra):
+    """bpf_attach on the live deployment's program; None drops an option."""
+    def args(live):
+        base = dict(live.xdp_args(), **extra)
+        return {key: value for key, value in base.items() if value is not None}
+    return args
+
+
 def bmap(**extra):
     return lambda live: dict({"deployment": live.name, "map": "pkt_count", "bpffs_root": str(live.root)}, **extra)
 
@@ -169,6 +177,22 @@ CASES = [
          lambda L: {"interface": L.ifname, "netns": L.netns, "pin": str(L.map_pin), "bpffs_root": str(L.root)},
          r"not a pinned program"),
     Case("attach-mode-offload-on-veth", "xdp_attach", attach(mode="offload"), r"offload"),
+    # --- bpf_attach (the live deployment's program is XDP) -------------------------------------------
+    Case("hook-wrong-program-type", "bpf_attach", hook(hook="tcx_ingress"), r"is a xdp program; hook tcx_ingress"),
+    Case("hook-xdp-goes-to-xdp-attach", "bpf_attach", hook(hook="xdp"), r"xdp_attach"),
+    Case("hook-unknown-hook", "bpf_attach", hook(hook="tcx_sideways"), r"hook"),
+    Case("hook-section-without-direction", "bpf_attach", hook(hook=None, section="tc"), r"ingress or egress"),
+    Case("hook-unknown-interface", "bpf_attach", hook(hook="tcx_ingress", interface="ebpfdnope0"), r"ebpfdnope0"),
+    Case("hook-unknown-cgroup", "bpf_attach", hook(hook="cgroup_skb_egress", interface=None, netns=None,
+                                                   cgroup="ebpfd-no-such-cgroup"), r"does not exist"),
+    Case("hook-unknown-tracepoint", "bpf_attach", hook(hook="tracepoint", interface=None, netns=None,
+                                                       target="syscalls/sys_enter_ebpfd_nope"), r"no tracepoint"),
+    Case("hook-netfilter-without-hooknum", "bpf_attach", hook(hook="netfilter", interface=None, pf="ipv4"),
+         r"needs pf"),
+    Case("hook-order-on-cgroup", "bpf_attach", hook(hook="cgroup_skb_egress", interface=None, netns=None,
+                                                    cgroup="ebpfd-no-such-cgroup", before="1"), r"tcx hooks only"),
+    Case("hook-kprobe-without-kprobes", "bpf_attach", hook(hook="kprobe", interface=None, target="do_unlinkat"),
+         r"kprobe"),
     # --- bpf_map ----------------------------------------------------------------------------------
     Case("map-key-type-wrong-size", "bpf_map", bmap(key_type="u64", value_type="u64",
                                                     entries=[{"key": 0, "value": 1}]), r"key"),

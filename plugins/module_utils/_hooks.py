@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: every attach hook the collection names, declared once (pure).
+
+One row per hook says which family of code attaches it (``tcx``, ``cgroup``, ``tracing``,
+``netfilter``, ``xdp``, ``tc``), the kernel attach type, the program types it accepts, what its
+target is (an interface, a cgroup, a tracepoint, a function, ...), whether its bpf_link can swap a
+program atomically (``BPF_LINK_UPDATE``) and the kernel (and libbpf) it needs. Every message that
+says "requires kernel >= X" reads it from here.
+
+``parse_section()`` turns a program's ELF section as libbpf spells it (``SEC("tcx/ingress")``,
+``SEC("tracepoint/syscalls/sys_enter_getpid")``, ``SEC("cgroup_skb/egress")``) into the hook and
+the target it names, so a program whose section is written right needs no ``hook`` option.
+
+No Ansible and no kernel here: unit-tested as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+
+# enum bpf_prog_type (include/uapi/linux/bpf.h)
+PT_SOCKET_FILTER, PT_KPROBE, PT_SCHED_CLS, PT_SCHED_ACT, PT_TRACEPOINT, PT_XDP = 1, 2, 3, 4, 5, 6
+PT_CGROUP_SKB, PT_CGROUP_SOCK, PT_SOCK_OPS, PT_CGROUP_DEVICE = 8, 9, 13, 15
+PT_RAW_TRACEPOINT, PT_CGROUP_SOCK_ADDR, PT_RAW_TRACEPOINT_WRITABLE = 17, 18, 24
+PT_CGROUP_SYSCTL, PT_CGROUP_SOCKOPT, PT_TRACING, PT_LSM, PT_NETFILTER = 23, 25, 26, 29, 32
+
+# enum bpf_attach_type
+AT = {
+    "cgroup_inet_ingress": 0, "cgroup_inet_egress": 1, "cgroup_inet_sock_create": 2,
+    "cgroup_sock_ops": 3, "cgroup_device": 6, "cgroup_inet4_bind": 8, "cgroup_inet6_bind": 9,
+    "cgroup_inet4_connect": 10, "cgroup_inet6_connect": 11, "cgroup_inet4_post_bind": 12,
+    "cgroup_inet6_post_bind": 13, "cgroup_udp4_sendmsg": 14, "cgroup_udp6_sendmsg": 15,
+    "cgroup_sysctl": 18, "cgroup_udp4_recvmsg": 19, "cgroup_udp6_recvmsg": 20,
+    "cgroup_getsockopt": 21, "cgroup_setsockopt": 22, "trace_raw_tp": 23, "trace_fentry": 24,
+    "trace_fexit": 25, "lsm_mac": 27, "cgroup_inet4_getpeername": 29, "cgroup_inet6_getpeername": 30,
+    "cgroup_inet4_getsockname": 31, "cgroup_inet6_getsockname": 32, "cgroup_inet_sock_release": 34,
+    "xdp": 37, "perf_event": 41, "netfilter": 45, "tcx_ingress": 46, "tcx_egress": 47,
+    "cgroup_unix_connect": 49, "cgroup_unix_sendmsg": 50, "cgroup_unix_recvmsg": 51,
+    "cgroup_unix_getpeername": 52, "cgroup_unix_getsockname": 53,
+}
+
+# enum bpf_link_type
+LINK_RAW_TRACEPOINT, LINK_TRACING, LINK_CGROUP, LINK_XDP, LINK_PERF_EVENT = 1, 2, 3, 6, 7
+LINK_NETFILTER, LINK_TCX = 10, 11
+
+TARGET_KINDS = ("interface", "cgroup", "tracepoint", "function", "uprobe", "lsm_hook", "netfilter")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One attach hook: how it is attached, what it takes, what it needs."""
+
+    name: str
+    family: str                      # the _hook_<family>.py that attaches it
+    attach_type: Optional[int]       # enum bpf_attach_type (None: attached through perf_event/raw_tp)
+    prog_types: Tuple[int, ...]      # program types the kernel accepts here
+    target: str                      # one of TARGET_KINDS
+    kernel: str                      # the first kernel with a bpf_link for this hook
+    updatable: bool                  # BPF_LINK_UPDATE swaps the program atomically
+    libbpf: str = "1.0"              # the libbpf whose bpf_program__attach_* knows it (for messages)
+    note: str = ""
+    overlap: bool = True             # two links may hold the target at once (netfilter: one per priority)
+
+    @property
+    def requires(self) -> str:
+        return f"kernel >= {self.kernel}"
+
+
+def _cgroup(name: str, attach: str, prog_type: int, kernel: str = "5.7") -> Hook:
+    return Hook(name, "cgroup", AT[attach], (prog_type,), "cgroup", kernel, True)
+
+
+HOOKS: Dict[str, Hook] = {hook.name: hook for hook in (
+    Hook("xdp", "xdp", AT["xdp"], (PT_XDP,), "interface", "5.9", True,
+         note="use ebpf.deploy.xdp_attach (modes, netlink method)"),
+    Hook("tcx_ingress", "tcx", AT["tcx_ingress"], (PT_SCHED_CLS,), "interface", "6.6", True, libbpf="1.3"),
+    Hook("tcx_egress", "tcx", AT["tcx_egress"], (PT_SCHED_CLS,), "interface", "6.6", True, libbpf="1.3"),
+    Hook("tc_ingress", "tc", None, (PT_SCHED_CLS,), "interface", "4.1", False),
+    Hook("tc_egress", "tc", None, (PT_SCHED_CLS,), "interface", "4.1", False),
+    _cgroup("cgroup_skb_ingress", "cgroup_inet_ingress", PT_CGROUP_SKB),
+    _cgroup("cgroup_skb_egress", "cgroup_inet_egress", PT_CGROUP_SKB),
+    _cgroup("cgroup_sock_create", "cgroup_inet_sock_create", PT_CGROUP_SOCK),
+    _cgroup("cgroup_sock_release", "cgroup_inet_sock_release", PT_CGROUP_SOCK),
+    _cgroup("cgroup_post_bind4", "cgroup_inet4_post_bind", PT_CGROUP_SOCK),
+    _cgroup("cgroup_post_bind6", "cgroup_inet6_post_bind", PT_CGROUP_SOCK),
+    _cgroup("cgroup_sock_ops", "cgroup_sock_ops", PT_SOCK_OPS),
+    _cgroup("cgroup_device", "cgroup_device", PT_CGROUP_DEVICE),
+    _cgroup("cgroup_bind4", "cgroup_inet4_bind", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_bind6", "cgroup_inet6_bind", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_connect4", "cgroup_inet4_connect", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_connect6", "cgroup_inet6_connect", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_sendmsg4", "cgroup_udp4_sendmsg", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_sendmsg6", "cgroup_udp6_sendmsg", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_recvmsg4", "cgroup_udp4_recvmsg", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_recvmsg6", "cgroup_udp6_recvmsg", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_getpeername4", "cgroup_inet4_getpeername", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_getpeername6", "cgroup_inet6_getpeername", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_getsockname4", "cgroup_inet4_getsockname", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_getsockname6", "cgroup_inet6_getsockname", PT_CGROUP_SOCK_ADDR),
+    _cgroup("cgroup_connect_unix", "cgroup_unix_connect", PT_CGROUP_SOCK_ADDR, "6.7"),
+    _cgroup("cgroup_sendmsg_unix", "cgroup_unix_sendmsg", PT_CGROUP_SOCK_ADDR, "6.7"),
+    _cgroup("cgroup_recvmsg_unix", "cgroup_unix_recvmsg", PT_CGROUP_SOCK_ADDR, "6.7"),
+    _cgroup("cgroup_getpeername_unix", "cgroup_unix_getpeername", PT_CGROUP_SOCK_ADDR, "6.7"),
+    _cgroup("cgroup_getsockname_unix", "cgroup_unix_getsockname", PT_CGROUP_SOCK_ADDR, "6.7"),
+    _cgroup("cgroup_sysctl", "cgroup_sysctl", PT_CGROUP_SYSCTL),
+    _cgroup("cgroup_getsockopt", "cgroup_getsockopt", PT_CGROUP_SOCKOPT),
+    _cgroup("cgroup_setsockopt", "cgroup_setsockopt", PT_CGROUP_SOCKOPT),
+    Hook("tracepoint", "tracing", AT["perf_event"], (PT_TRACEPOINT,), "tracepoint", "5.15", False),
+    Hook("raw_tracepoint", "tracing", None, (PT_RAW_TRACEPOINT, PT_RAW_TRACEPOINT_WRITABLE),
+         "tracepoint", "5.7", False),
+    Hook("kprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "function", "5.15", False),
+    Hook("kretprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "function", "5.15", False),
+    Hook("uprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "uprobe", "5.15", False),
+    Hook("uretprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "uprobe", "5.15", False),
+    Hook("fentry", "tracing", AT["trace_fentry"], (PT_TRACING,), "function", "5.5", False),
+    Hook("fexit", "tracing", AT["trace_fexit"], (PT_TRACING,), "function", "5.5", False),
+    Hook("lsm", "tracing", AT["lsm_mac"], (PT_LSM,), "lsm_hook", "5.7", False),
+    Hook("netfilter", "netfilter", AT["netfilter"], (PT_NETFILTER,), "netfilter", "6.4", False, libbpf="1.2",
+         note="netfilter links cannot swap their program (BPF_LINK_UPDATE: EOPNOTSUPP) and the kernel takes one "
+              "link per pf, hook and priority (EBUSY)", overlap=False),
+)}
+FAMILIES = ("xdp", "tcx", "tc", "cgroup", "tracing", "netfilter")
+
+# The sections libbpf knows (tools/lib/bpf/libbpf.c section_defs), by prefix.
+# value: (hook, how the rest of the section is read): "" nothing may follow, "target" the rest is
+# the target, "direction" the rest is ingress/egress
+_SECTION_PREFIXES = (
+    ("tcx/", "tcx_", "direction"),
+    ("tc/", "tcx_", "direction"),          # libbpf >= 1.3: tc/ingress is tcx/ingress
+    ("cgroup_skb/", "cgroup_skb_", "direction"),
+    ("tracepoint/", "tracepoint", "tracepoint"),
+    ("tp/", "tracepoint", "tracepoint"),
+    ("raw_tracepoint.w/", "raw_tracepoint", "target"),
+    ("raw_tracepoint/", "raw_tracepoint", "target"),
+    ("raw_tp.w/", "raw_tracepoint", "target"),
+    ("raw_tp/", "raw_tracepoint", "target"),
+    ("kprobe/", "kprobe", "target"),
+    ("kretprobe/", "kretprobe", "target"),
+    ("uprobe/", "uprobe", "target"),
+    ("uretprobe/", "uretprobe", "target"),
+    ("fentry.s/", "fentry", "target"),
+    ("fentry/", "fentry", "target"),
+    ("fexit.s/", "fexit", "target"),
+    ("fexit/", "fexit", "target"),
+    ("lsm.s/", "lsm", "target"),
+    ("lsm/", "lsm", "target"),
+)
+_CGROUP_SECTIONS = {
+    "sock_create": "cgroup_sock_create", "sock": "cgroup_sock_create", "sock_release": "cgroup_sock_release",
+    "post_bind4": "cgroup_post_bind4", "post_bind6": "cgroup_post_bind6", "dev": "cgroup_device",
+    "bind4": "cgroup_bind4", "bind6": "cgroup_bind6", "connect4": "cgroup_connect4",
+    "connect6": "cgroup_connect6", "connect_unix": "cgroup_connect_unix", "sendmsg4": "cgroup_sendmsg4",
+    "sendmsg6": "cgroup_sendmsg6", "sendmsg_unix": "cgroup_sendmsg_unix", "recvmsg4": "cgroup_recvmsg4",
+    "recvmsg6": "cgroup_recvmsg6", "recvmsg_unix": "cgroup_recvmsg_unix",
+    "getpeername4": "cgroup_getpeername4", "getpeername6": "cgroup_getpeername6",
+    "getpeername_unix": "cgroup_getpeername_unix", "getsockname4": "cgroup_getsockname4",
+    "getsockname6": "cgroup_getsockname6", "getsockname_unix": "cgroup_getsockname_unix",
+    "sysctl": "cgroup_sysctl", "getsockopt": "cgroup_getsockopt", "setsockopt": "cgroup_setsockopt",
+}
+_EXACT_SECTIONS = {"xdp": "xdp", "xdp.frags": "xdp", "netfilter": "netfilter", "sockops": "cgroup_sock_ops"}
+_NO_DIRECTION = ("tc", "tcx", "classifier", "cgroup/skb", "cgroup_skb")
+
+
+@dataclass(frozen=True)
+class SectionHook:
+    """What a section names: the hook, and the target when the section carries one."""
+
+    hook: str
+    target: Optional[str] = None
+
+
+def hook(name: str) -> Hook:
+    """The row for a hook name; InvalidInput (one line, every name listed) when unknown."""
+    try:
+        return HOOKS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown hook {name!r}; known hooks: {', '.join(sorted(HOOKS))}",
+                           hook=name) from None
+
+
+def parse_section(section: str) -> SectionHook:
+    """``tcx/ingress`` -> (tcx_ingress); ``tp/syscalls/sys_enter_getpid`` -> (tracepoint,
+    syscalls/sys_enter_getpid). Raises InvalidInput naming the section when it says too little
+    (``tc``: no direction) or names no attachable hook."""
+    text = (section or "").strip()
+    if not text:
+        raise InvalidInput("the program has no ELF section to tell its hook; set hook")
+    if text in _NO_DIRECTION:
+        raise InvalidInput(f"section {text!r} does not say ingress or egress; set hook "
+                           "(e.g. tcx_ingress, cgroup_skb_egress)", section=text)
+    if text in _EXACT_SECTIONS:
+        return SectionHook(_EXACT_SECTIONS[text])
+    if text.startswith("xdp/") or text.startswith("xdp.frags/"):
+        raise InvalidInput(f"section {text!r} is an XDP program for a devmap/cpumap entry, not an interface hook",
+                           section=text)
+    if text.startswith("cgroup/"):
+        rest = text[len("cgroup/"):]
+        if rest in _CGROUP_SECTIONS:
+            return SectionHook(_CGROUP_SECTIONS[rest])
+        raise InvalidInput(f"section {text!r} names no cgroup hook this collection knows; set hook", section=text)
+    for prefix, name, kind in _SECTION_PREFIXES:
+        if not text.startswith(prefix):
+            continue
+        rest = text[len(prefix):]
+        if kind == "direction":
+            if rest not in ("ingress", "egress"):
+                raise InvalidInput(f"section {text!r}: {rest!r} is neither ingress nor egress", section=text)
+            return SectionHook(name + rest)
+        if not rest:
+            # libbpf accepts "kprobe/" etc. for programs attached by hand: no target in the section
+            return SectionHook(name)
+        if kind == "tracepoint":
+            if rest.count("/") != 1 or not all(rest.split("/")):
+                raise InvalidInput(f"section {text!r}: a tracepoint is category/name "
+                                   "(e.g. tracepoint/syscalls/sys_enter_getpid)", section=text)
+        return SectionHook(name, rest)
+    raise InvalidInput(f"section {text!r} names no hook this collection attaches; set hook", section=text)
+
+
+def check_prog_type(hook_row: Hook, prog_type: int, *, prog_label: str, type_name: str) -> None:
+    """A program of the wrong type for the hook is refused before anything is touched."""
+    if prog_type not in hook_row.prog_types:
+        wanted = " or ".join(PROG_TYPE_NAMES.get(t, str(t)) for t in hook_row.prog_types)
+        raise InvalidInput(f"program {prog_label} is a {type_name} program; hook {hook_row.name} takes {wanted} "
+                           "programs", hook=hook_row.name, prog_type=type_name)
+
+
+def kernel_at_least(release: str, wanted: str) -> bool:
+    """``6.18.44-fc`` >= ``6.6``: compares the numeric major.minor(.patch) prefix."""
+    def numbers(text: str) -> Tuple[int, ...]:
+        out = []
+        for part in text.split("-")[0].split("."):
+            digits = "".join(ch for ch in part if ch.isdigit())
+            if not digits:
+                break
+            out.append(int(digits))
+        return tuple(out)
+    return numbers(release) >= numbers(wanted)
+
+
+PROG_TYPE_NAMES = {
+    PT_SOCKET_FILTER: "socket_filter", PT_KPROBE: "kprobe", PT_SCHED_CLS: "sched_cls", PT_SCHED_ACT: "sched_act",
+    PT_TRACEPOINT: "tracepoint", PT_XDP: "xdp", PT_CGROUP_SKB: "cgroup_skb", PT_CGROUP_SOCK: "cgroup_sock",
+    PT_SOCK_OPS: "sock_ops", PT_CGROUP_DEVICE: "cgroup_device", PT_RAW_TRACEPOINT: "raw_tracepoint",
+    PT_CGROUP_SOCK_ADDR: "cgroup_sock_addr", PT_RAW_TRACEPOINT_WRITABLE: "raw_tracepoint_writable",
+    PT_CGROUP_SYSCTL: "cgroup_sysctl", PT_CGROUP_SOCKOPT: "cgroup_sockopt", PT_TRACING: "tracing",
+    PT_LSM: "lsm", PT_NETFILTER: "netfilter",
+}
+
+# netfilter: enum nf_inet_hooks and the protocol families bpf netfilter links take
+NF_HOOKS = {"prerouting": 0, "local_in": 1, "forward": 2, "local_out": 3, "postrouting": 4}
+NF_PFS = {"ipv4": 2, "ipv6": 10}

@@ -1,0 +1,322 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bpf_attach
+short_description: Attach a deployed BPF program to a tcx, cgroup, tracing or netfilter hook with a pinned bpf_link
+version_added: 0.1.0
+description:
+  - Attaches the current version of a program deployed with M(ebpf.deploy.bpf_program), or any pinned
+    program, to a hook, with a C(bpf_link) pinned at
+    O(bpffs_root)C(/<deployment>/links/<target>:<hook>) so the attachment outlives the run.
+  - The hook is O(hook), or what the program's ELF section names (O(section), for example
+    C(tcx/ingress), C(cgroup_skb/egress) or C(tracepoint/syscalls/sys_enter_getpid), which also gives
+    the tracepoint).
+  - An upgrade swaps the program of the link atomically (C(BPF_LINK_UPDATE) with the expected old
+    program) on tcx and cgroup hooks. Tracepoint and raw tracepoint links cannot swap their program;
+    there the new link is attached first and the old one detached after, and the result says
+    RV(action=overlap) (both programs run for a moment, none is missing).
+  - Netfilter links can neither swap their program nor share a pf, hook and priority, so an upgrade
+    detaches the old program and then attaches the new one, with a warning (RV(action=detach_attach);
+    packets in between are accepted without either).
+  - tcx programs share an interface in an order; O(before) or O(after) place ours relative to
+    another deployment's program or a program id. A program out of place is moved - detached and
+    attached again in place, as tcx holds a program once per hook and cannot move a link (a new
+    version out of place is attached in place first, then the old one detached).
+  - The kernel is the source of truth. A link detached or replaced by hand is reported as RV(drift)
+    and repaired. A link pin of ours that runs a program this collection did not deploy is never
+    replaced without O(force=true). Programs of other tools on the same hook are left alone.
+  - XDP is attached by M(ebpf.deploy.xdp_attach). C(tc_ingress)/C(tc_egress) (clsact), C(kprobe),
+    C(kretprobe), C(uprobe), C(uretprobe), C(fentry), C(fexit) and C(lsm) are accepted and refused
+    with what is missing (a kernel without kprobes, kernel lockdown, or this version).
+author:
+  - ebpf.deploy maintainers (@ebpf-deploy)
+requirements:
+  - Linux with BPF links for the hook (tcx 6.6, netfilter 6.4, tracepoint links 5.15, cgroup links 5.7)
+  - libbpf 1.x (C(libbpf.so.1)) on the managed host (libbpf 1.1 is enough; tcx and netfilter options
+    go to the C(bpf) syscall directly)
+  - pyroute2 on the managed host for tcx hooks
+  - root, or CAP_BPF + CAP_NET_ADMIN (+ CAP_PERFMON for tracing)
+attributes:
+  check_mode:
+    support: full
+    description: Reads the target, the bpffs and the hook and reports what would change; changes nothing
+      (an unmounted tracefs is reported, not mounted).
+  diff_mode:
+    support: full
+    description: The attachment before and after (target, hook, program id and name, link pin and state).
+  idempotent:
+    support: full
+    description: The wanted program attached by our link (in the wanted order) is C(changed=false).
+  action_group:
+    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - ebpf.deploy.ebpf
+options:
+  hook:
+    description:
+      - The attach hook. Omitted, it is read from O(section).
+      - V(tcx_ingress), V(tcx_egress) need O(interface); the V(cgroup_*) hooks need O(cgroup);
+        V(tracepoint) and V(raw_tracepoint) need O(target) (or a section that names it);
+        V(netfilter) needs O(pf), O(hooknum) and O(priority).
+    type: str
+    choices: [tcx_ingress, tcx_egress, tc_ingress, tc_egress, cgroup_skb_ingress, cgroup_skb_egress,
+              cgroup_sock_create, cgroup_sock_release, cgroup_post_bind4, cgroup_post_bind6, cgroup_sock_ops,
+              cgroup_device, cgroup_bind4, cgroup_bind6, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4,
+              cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6,
+              cgroup_getsockname4, cgroup_getsockname6, cgroup_connect_unix, cgroup_sendmsg_unix,
+              cgroup_recvmsg_unix, cgroup_getpeername_unix, cgroup_getsockname_unix, cgroup_sysctl,
+              cgroup_getsockopt, cgroup_setsockopt, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe,
+              uretprobe, fentry, fexit, lsm, netfilter, xdp]
+  section:
+    description:
+      - The program's ELF section as libbpf spells it (C(SEC("...")) in the source), used for the
+        default of O(hook) and O(target). C(tc/ingress) means tcx, as in libbpf 1.3.
+    type: str
+  target:
+    description:
+      - V(tracepoint) C(category/name) (e.g. C(syscalls/sys_enter_getpid)) or a V(raw_tracepoint)
+        name (e.g. C(sys_enter)); for the hooks refused on this version, the function, C(binary:symbol)
+        or LSM hook. Omitted, the section's target.
+    type: str
+  interface:
+    description: The network interface of a tcx hook.
+    type: str
+  netns:
+    description:
+      - A named network namespace (C(/run/netns/<name>)) that holds O(interface), or where a netfilter
+        hook is attached. Omit for the namespace the module runs in.
+    type: str
+  cgroup:
+    description:
+      - A cgroup v2 directory, absolute, or relative to the first cgroup2 mount (V(/sys/fs/cgroup), or
+        V(/sys/fs/cgroup/unified) on a hybrid host).
+    type: str
+  pf:
+    description: The protocol family of a netfilter hook.
+    type: str
+    choices: [ipv4, ipv6]
+  hooknum:
+    description: The netfilter hook.
+    type: str
+    choices: [prerouting, local_in, forward, local_out, postrouting]
+  priority:
+    description: The netfilter priority (lower runs first; the kernel refuses the extreme values).
+    type: int
+  before:
+    description:
+      - tcx only. Run before this program - a program id, C(<deployment>/<program>) (its current
+        version), or C(<deployment>) (the program its link on the same interface and direction runs).
+      - Mutually exclusive with O(after).
+    type: str
+  after:
+    description: tcx only. Run after this program (forms as for O(before)).
+    type: str
+  deployment:
+    description:
+      - The M(ebpf.deploy.bpf_program) deployment whose current version is attached, and under which
+        the link is pinned.
+    type: str
+  program:
+    description: The program within O(deployment). Required with O(deployment) when O(state=present).
+    type: str
+  pin:
+    description:
+      - Any pinned program, instead of O(deployment) + O(program). Its link is pinned under
+        O(bpffs_root)C(/links/) unless O(deployment) is given too.
+    type: path
+  bpffs_root:
+    description: Root of the collection's pins in the bpffs.
+    type: path
+    default: /sys/fs/bpf/ebpf_deploy
+  state:
+    description:
+      - V(present) attaches the program; V(absent) detaches our link and removes its pin.
+      - With V(absent), a link of ours that runs a program this collection did not deploy is left in
+        place with a warning unless O(force=true).
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description: Replace (or with O(state=absent), detach) a program this collection did not deploy on our link pin.
+    type: bool
+    default: false
+  lock_timeout:
+    description: Seconds to wait for another run on the same deployment.
+    type: float
+    default: 60
+notes:
+  - Tracepoints need tracefs; the module mounts it at C(/sys/kernel/tracing) when it is not mounted
+    (never in check mode) and says so in a warning.
+  - Tracepoint and raw tracepoint links cannot be detached by the kernel, only released; O(state=absent)
+    unpins the link, which releases it unless another process holds it open.
+  - C(bpftool net show) of bpftool 7.1 (Debian 12) does not list tcx links; bpftool 7.3 and later do.
+    RV(chain) is the kernel's own list (C(BPF_PROG_QUERY)).
+seealso:
+  - module: ebpf.deploy.bpf_program
+  - module: ebpf.deploy.xdp_attach
+"""
+
+EXAMPLES = r"""
+---
+- name: Count ingress packets of eth0 with tcx (hook from the section)
+  ebpf.deploy.bpf_attach:
+    deployment: pktcount
+    program: tcx_count
+    section: tcx/ingress
+    interface: eth0
+
+- name: Run the policy before the counter on the same interface
+  ebpf.deploy.bpf_attach:
+    deployment: policy
+    program: tcx_policy
+    hook: tcx_ingress
+    interface: eth0
+    before: pktcount
+
+- name: Count the egress packets of one service's cgroup
+  ebpf.deploy.bpf_attach:
+    deployment: svc-egress
+    program: cg_egress_count
+    hook: cgroup_skb_egress
+    cgroup: system.slice/nginx.service
+
+- name: Count getpid calls (tracepoint from the section)
+  ebpf.deploy.bpf_attach:
+    deployment: tracing
+    program: tp_getpid
+    section: tracepoint/syscalls/sys_enter_getpid
+
+- name: Count packets at IPv4 local_in in namespace blue
+  ebpf.deploy.bpf_attach:
+    deployment: nfcount
+    program: nf_count
+    hook: netfilter
+    pf: ipv4
+    hooknum: local_in
+    priority: -100
+    netns: blue
+
+- name: Detach
+  ebpf.deploy.bpf_attach:
+    deployment: pktcount
+    hook: tcx_ingress
+    interface: eth0
+    state: absent
+"""
+
+RETURN = r"""
+hook:
+  description: The hook the program is attached to.
+  returned: always
+  type: str
+  sample: tcx_ingress
+target:
+  description: The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook).
+  returned: always
+  type: dict
+  sample: {interface: eth0, ifindex: 2, netns: null, direction: ingress}
+prog_id:
+  description: The program id attached after the run (in check mode, the one that would be); V(null) after O(state=absent).
+  returned: always
+  type: int
+  sample: 412
+previous_prog_id:
+  description: The program id our link ran before the run (V(null) when there was none).
+  returned: always
+  type: int
+  sample: 398
+link_pin:
+  description: Where the link is pinned (V(null) after O(state=absent)).
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress
+link_id:
+  description: The bpf_link id (V(null) in check mode before the first attach, and after O(state=absent)).
+  returned: always
+  type: int
+  sample: 17
+action:
+  description:
+    - What the run did - V(none), V(attach), V(update) (atomic program swap), V(overlap) (new link first,
+      then the old one detached), V(move) (a tcx program detached and attached again in the wanted
+      place; the kernel holds a program once per hook), V(detach_attach) (netfilter upgrade, old
+      detached, then new attached), V(reattach) (a defunct pin replaced), V(detach),
+      V(unpin).
+  returned: always
+  type: str
+  sample: update
+chain:
+  description: Program ids on the hook in run order, where the kernel lists them (tcx, cgroup), else V(null).
+  returned: always
+  type: list
+  elements: int
+  sample: [398, 412]
+drift:
+  description: How our link differed from what the last run left, when it did.
+  returned: when the link was changed by hand since the last run
+  type: str
+  sample: the link pinned at /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress was detached by hand
+diff:
+  description: The attachment before and after the run.
+  returned: always
+  type: dict
+  sample:
+    before: {interface: eth0, hook: tcx_ingress, prog_id: 398, prog_name: tcx_count, link_state: live,
+             link_pin: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress}
+    after: {interface: eth0, hook: tcx_ingress, prog_id: 412, prog_name: tcx_count, link_state: live,
+            link_pin: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
+
+ARGUMENT_SPEC = dict(
+    hook=dict(type="str", choices=sorted(HOOKS)),
+    section=dict(type="str"),
+    target=dict(type="str"),
+    interface=dict(type="str"),
+    netns=dict(type="str"),
+    cgroup=dict(type="str"),
+    pf=dict(type="str", choices=sorted(NF_PFS)),
+    hooknum=dict(type="str", choices=sorted(NF_HOOKS)),
+    priority=dict(type="int"),
+    before=dict(type="str"),
+    after=dict(type="str"),
+    deployment=dict(type="str"),
+    program=dict(type="str"),
+    pin=dict(type="path"),
+    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    force=dict(type="bool", default=False),
+    lock_timeout=dict(type="float", default=60),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("state", "present", ("pin", "program"), True)],
+        required_by={"program": "deployment"},
+        mutually_exclusive=[("pin", "program"), ("before", "after")],
+        supports_check_mode=True,
+    )
+    try:
+        result = AttachManager(Request.from_params(module.params), check_mode=module.check_mode).run()
+    except EbpfDeployError as err:
+        module.fail_json(**err.to_result())
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
