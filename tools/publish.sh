@@ -3,6 +3,8 @@
 #   import  galaxy-importer (the code Galaxy and Automation Hub run on an upload, with its
 #           ansible-doc and ansible-lint runs) accepts the tarball `ansible-galaxy collection build`
 #           writes, without a warning, and finds every module's docs and every role
+#   reuse   every file of the checkout has a licence and a copyright (REUSE.toml) and every
+#           licence used has its text in LICENSES/ (`reuse lint`)
 # Each check prints its own time. The tools come from .venv-publish (requirements-publish.txt).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -82,4 +84,7 @@ if problems:
 PY
 }
 
-step import import_check
+status=0
+step import import_check || status=1
+step reuse "$venv/bin/reuse" --root "$repo" lint --quiet || { "$venv/bin/reuse" --root "$repo" lint | tail -30; status=1; }
+exit $status
