@@ -105,9 +105,11 @@ lab-down: collection
 demo: collection bpf
 	@tools/demo.sh
 
+# also as build/ebpf-deploy.tar.gz, the name execution-environment.yml installs (no version in it)
 build-collection: collection
 	@mkdir -p $(BUILD)
-	@ansible-galaxy collection build --force --output-path $(BUILD) .
+	@tarball=$$(ansible-galaxy collection build --force --output-path $(BUILD) . | sed -n 's/^Created collection for .* at //p') \
+	  && echo "built $$tarball" && cp "$$tarball" $(BUILD)/ebpf-deploy.tar.gz
 
 clean:
 	rm -rf $(BUILD) .build

@@ -5,7 +5,13 @@
 #           writes, without a warning, and finds every module's docs and every role
 #   reuse   every file of the checkout has a licence and a copyright (REUSE.toml) and every
 #           licence used has its text in LICENSES/ (`reuse lint`)
-# Each check prints its own time. The tools come from .venv-publish (requirements-publish.txt).
+#   ee      `ansible-builder create` renders execution-environment.yml (Containerfile and build
+#           context) with the tarball `make build-collection` writes, and what the image's builder
+#           stage would find in the collection is controller-only: Python requirements as lower
+#           bounds, no system package outside the build/test profiles
+# Each check prints its own time; `tools/publish.sh ee reuse` runs only those. The tools come from
+# .venv-publish (requirements-publish.txt).
+# shellcheck disable=SC2317  # the checks are functions that step() calls
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv="$repo/.venv-publish"
@@ -84,7 +90,63 @@ if problems:
 PY
 }
 
+ee_check() {
+  make --no-print-directory -C "$repo" build-collection >/dev/null
+  local ctx="$work/ee"
+  (cd "$repo" && "$venv/bin/ansible-builder" create -f execution-environment.yml -c "$ctx" \
+     --output-filename Containerfile >/dev/null)
+  # what the image's builder stage does: install the collection, then read its requirements
+  (cd "$work" && "${clean_env[@]}" ANSIBLE_COLLECTIONS_PATH="$work/ee-collections" \
+     "$venv/bin/ansible-galaxy" collection install --offline \
+     -p "$work/ee-collections" "$ctx/_build/collections/ebpf-deploy.tar.gz" >/dev/null)
+  "$venv/bin/ansible-builder" introspect --sanitize --write-pip "$work/ee-pip.txt" \
+    --write-bindep "$work/ee-bindep.txt" "$work/ee-collections" >/dev/null
+  # the packages an image would install from bindep: entries without a profile (this is dpkg)
+  "$venv/bin/bindep" -f "$work/ee-bindep.txt" -l newline >"$work/ee-system.txt" || true
+  "$venv/bin/python" - "$ctx" "$work" "$repo" <<'PY'
+import pathlib, re, sys, tarfile
+import yaml
+ctx, work, repo = (pathlib.Path(a) for a in sys.argv[1:])
+problems = []
+containerfile = (ctx / "Containerfile").read_text()
+for needle in ("FROM base AS galaxy", "ansible-galaxy collection install", "introspect.py introspect"):
+    if needle not in containerfile:
+        problems.append(f"Containerfile has no {needle!r}")
+(tarball,) = [c["name"] for c in yaml.safe_load((ctx / "_build/requirements.yml").read_text())["collections"]]
+built = ctx / "_build" / tarball
+version = yaml.safe_load((repo / "galaxy.yml").read_text())["version"]
+if not built.is_file():
+    problems.append(f"{tarball} is not in the build context")
+else:
+    with tarfile.open(built) as tar:
+        manifest = yaml.safe_load(tar.extractfile("MANIFEST.json"))
+    if manifest["collection_info"]["version"] != version:
+        problems.append(f"the build context has version {manifest['collection_info']['version']}, galaxy.yml {version}")
+pip = [line.split("#")[0].strip() for line in (work / "ee-pip.txt").read_text().splitlines() if line.split("#")[0].strip()]
+if not pip:
+    problems.append("no Python requirements found in the collection")
+for req in pip:
+    if re.search(r"==|~=|<", req):
+        problems.append(f"Python requirement {req!r} is not a lower bound (exact pins belong in constraints.txt)")
+    if req.lower().startswith("pyroute2"):
+        problems.append("pyroute2 is a host package, not a controller one")
+system = (work / "ee-system.txt").read_text().split()
+if system:
+    problems.append(f"bindep entries an image would install: {system}")
+if problems:
+    print("publish: execution environment:", *problems, sep="\n  ")
+    sys.exit(1)
+PY
+}
+
+reuse_check() {
+  "$venv/bin/reuse" --root "$repo" lint --quiet || { "$venv/bin/reuse" --root "$repo" lint | tail -30; return 1; }
+}
+
 status=0
-step import import_check || status=1
-step reuse "$venv/bin/reuse" --root "$repo" lint --quiet || { "$venv/bin/reuse" --root "$repo" lint | tail -30; status=1; }
+for check in "${@:-import ee reuse}"; do
+  for name in $check; do
+    step "$name" "${name}_check" || status=1
+  done
+done
 exit $status

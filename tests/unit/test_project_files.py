@@ -9,11 +9,11 @@ README = (REPO / "README.md").read_text()
 
 
 def _pin(package: str) -> str:
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in (REPO / "constraints.txt").read_text().splitlines():
         m = re.match(rf"^{re.escape(package)}==(\S+)", line.strip())
         if m:
             return m[1]
-    raise AssertionError(f"{package} is not pinned in requirements.txt")
+    raise AssertionError(f"{package} is not pinned in constraints.txt")
 
 
 def _tested_with() -> dict[str, list[str]]:
