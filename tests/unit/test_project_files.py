@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
@@ -46,3 +48,13 @@ def test_code_of_conduct_and_contributing_are_linked_from_the_readme():
     assert "\n## Contributing\n" in README
     conduct = (REPO / "CODE_OF_CONDUCT.md").read_text()
     assert "## Reporting" in conduct
+
+
+def test_requires_ansible_starts_at_the_tested_core():
+    """requires_ansible must not claim releases no tier runs: its lower bound is the tested minor."""
+    runtime = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())
+    tested = ".".join(_pin("ansible-core").split(".")[:2])
+    assert runtime["requires_ansible"] == f">={tested}.0", runtime["requires_ansible"]
+    for role in ("host", "rollout"):
+        meta = yaml.safe_load((REPO / "roles" / role / "meta" / "main.yml").read_text())
+        assert meta["galaxy_info"]["min_ansible_version"] == tested, role
