@@ -4,6 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV        ?= .venv
+PUB_VENV    ?= .venv-publish
 PY          := $(CURDIR)/$(VENV)/bin/python
 BUILD       := $(CURDIR)/build
 BPF_OUT     := $(BUILD)/bpf
@@ -22,12 +23,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 TIMED := tools/timed
 
 .PHONY: help deps venv bpf collection unit sanity lint integration molecule fault bench docs \
-        demo test lab-up lab-down build-collection clean
+        publish demo test lab-up lab-down build-collection clean
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs integration molecule fault"
-	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs lab-up lab-down build-collection"
+	@echo "make test   - every test tier: unit sanity lint docs publish integration molecule fault"
+	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs publish lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
 deps:
@@ -39,6 +40,12 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-docs.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# galaxy-importer pins attrs<24, older than the test venv's: the publishing checks get their own venv
+$(PUB_VENV)/.installed: requirements-publish.txt constraints-publish.txt | deps
+	@test -x $(PUB_VENV)/bin/python || python3 -m venv $(PUB_VENV)
+	@$(PUB_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-publish.txt -c constraints-publish.txt
+	@touch $@
 
 $(COLL_LINK):
 	@mkdir -p $(dir $@)
@@ -82,8 +89,11 @@ bench: collection bpf
 docs: collection
 	@$(TIMED) docs tools/docs.sh
 
+publish: collection $(PUB_VENV)/.installed
+	@$(TIMED) publish tools/publish.sh
+
 test: collection bpf
-	@tools/run-tiers unit sanity lint docs integration molecule fault
+	@tools/run-tiers unit sanity lint docs publish integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
@@ -95,9 +105,11 @@ lab-down: collection
 demo: collection bpf
 	@tools/demo.sh
 
+# also as build/ebpf-deploy.tar.gz, the name execution-environment.yml installs (no version in it)
 build-collection: collection
 	@mkdir -p $(BUILD)
-	@ansible-galaxy collection build --force --output-path $(BUILD) .
+	@tarball=$$(ansible-galaxy collection build --force --output-path $(BUILD) . | sed -n 's/^Created collection for .* at //p') \
+	  && echo "built $$tarball" && cp "$$tarball" $(BUILD)/ebpf-deploy.tar.gz
 
 clean:
 	rm -rf $(BUILD) .build

@@ -24,7 +24,7 @@ for n in $(seq 1 "$hosts"); do
   python3 roles/lab/files/ebpfd_lab.py traffic --lab-dir "$lab" --host "$n" --count 1000 >/dev/null
 done
 ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_require_consistent=true \
-  -e '{"audit_maps": [{"deployment": "pktcount", "map": "pkt_count"}]}'
+  -e audit_report=build/audit/report.json -e '{"audit_maps": [{"deployment": "pktcount", "map": "pkt_count"}]}'
 python3 - "$lab" <<'PY'
 import json, sys
 report = json.load(open("build/audit/report.json"))
@@ -43,4 +43,5 @@ if ansible-playbook -i "$inventory" playbooks/canary.yml -e @examples/rollout/co
 fi
 
 say "after the failed rollout: every host still runs the first version"
-ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_require_consistent=true
+ansible-playbook -i "$inventory" playbooks/audit.yml -e audit_require_consistent=true \
+  -e audit_report=build/audit/report.json

@@ -18,13 +18,14 @@ declare -A probe=(
   [procps]=/usr/bin/pgrep
   [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make
+  [libmagic1]=/usr/lib/x86_64-linux-gnu/libmagic.so.1   # reuse (make publish) reads file types with it
 )
 
 missing=()
 for pkg in "${!probe[@]}"; do
-  # libbpf1's path differs per architecture: accept any multiarch location
-  if [[ $pkg == libbpf1 ]]; then
-    compgen -G '/usr/lib/*/libbpf.so.1' >/dev/null && continue
+  # these libraries' paths differ per architecture: accept any multiarch location
+  if [[ $pkg == libbpf1 || $pkg == libmagic1 ]]; then
+    compgen -G "/usr/lib/*/${pkg%1}.so.1" >/dev/null && continue
   elif [[ -e ${probe[$pkg]} ]]; then
     continue
   fi

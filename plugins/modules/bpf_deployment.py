@@ -50,6 +50,19 @@ attributes:
     support: full
     membership:
       - ebpf.deploy.ebpf
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+    details:
+      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - Unless O(remote_src=true), the action plugin reads O(src) on the controller, compares its sha256 with
+        O(checksum), checks that it is a BPF ELF object and sends it to the host inside the module's arguments
+        (up to 4 MiB; a larger object is copied first).
 options:
   name:
     description:
@@ -240,6 +253,15 @@ seealso:
   - module: ebpf.deploy.xdp_attach
   - module: ebpf.deploy.bpf_map
   - module: ebpf.deploy.bpf_preflight
+  - ref: ansible_collections.ebpf.deploy.docsite.getting_started
+    description: Getting started with ebpf.deploy on your own hosts.
+  - ref: ansible_collections.ebpf.deploy.docsite.canary_rollout
+    description: Rolling a new version out in canary stages with the rollout role.
+  - ref: ansible_collections.ebpf.deploy.docsite.troubleshooting
+    description: What the errors mean (verifier rejections, EPERM, missing BTF, XDP modes) and what to do.
+  - name: BPF documentation (Linux kernel)
+    description: The kernel's own documentation of BPF - program types, maps, helpers, the verifier.
+    link: https://docs.kernel.org/bpf/
 """
 
 EXAMPLES = r"""
@@ -346,7 +368,9 @@ action:
   type: str
   sample: load
 program:
-  description: The result of the program part, as M(ebpf.deploy.bpf_program) returns it.
+  description:
+    - The result of the program part, as M(ebpf.deploy.bpf_program) returns it.
+    - On a failure because the verifier refused a program, the name of that program instead (a string).
   returned: always
   type: dict
   sample: {changed: true, version: 3f1c2a9b0d4e, action: load, programs: [{name: xdp_packet_counter, id: 812}]}
@@ -435,6 +459,69 @@ diff:
   sample:
     before: {program: {version: 9a0b1c2d3e4f}, attach: {eth0: {prog_id: 790}}, maps: {}}
     after: {program: {version: 3f1c2a9b0d4e}, attach: {eth0: {prog_id: 812}}, maps: {}}
+error_kind:
+  description:
+    - On a verifier rejection, the kind of error the verifier found, from its log.
+    - One of V(gpl_only), V(null_check), V(uninitialized), V(unbounded_loop), V(too_complex), V(stack_limit),
+      V(helper_not_allowed), V(invalid_return), V(bounds), V(unknown).
+  returned: failure
+  type: str
+  sample: null_check
+insn:
+  description: On a verifier rejection, the index of the instruction the verifier stopped at (V(null) when the log names none).
+  returned: failure
+  type: int
+  sample: 8
+reason:
+  description: On a verifier rejection, the verifier's own line that says why.
+  returned: failure
+  type: str
+  sample: "R0 invalid mem access 'map_value_or_null'"
+verifier_summary:
+  description: On a verifier rejection, the decisive last lines of the log, after a count of the lines omitted.
+  returned: failure
+  type: str
+  sample: "(7 lines omitted)\n6: (85) call bpf_map_lookup_elem#1 ; R0=map_value_or_null(id=1,map=lookup_count,ks=4,vs=8)\n..."
+verifier_log:
+  description: On a verifier rejection, the whole verifier log.
+  returned: failure
+  type: str
+  sample: "0: R1=ctx() R10=fp0\n..."
+syscall:
+  description: When a system call or libbpf/netlink call failed, its name.
+  returned: failure
+  type: str
+  sample: BPF_MAP_CREATE
+errno:
+  description: When a call failed, its errno (also on a verifier rejection, from the load).
+  returned: failure
+  type: int
+  sample: 1
+errno_name:
+  description: When a call failed, the symbolic name of RV(errno).
+  returned: failure
+  type: str
+  sample: EPERM
+target:
+  description: When a call failed, what it was called for (a map, a program, an interface).
+  returned: failure
+  type: str
+  sample: "map 'pkt_count'"
+requires:
+  description: When the host lacks a feature the request needs, what it needs (also named in C(msg)).
+  returned: failure
+  type: str
+  sample: kernel >= 5.9
+pinned:
+  description: When a pinned map's spec differs from the object's, the pinned map's spec.
+  returned: failure
+  type: dict
+  sample: {type: hash, key_size: 4, value_size: 8, max_entries: 1024, map_flags: 0}
+wanted:
+  description: When a pinned map's spec differs from the object's, the object's spec for it.
+  returned: failure
+  type: dict
+  sample: {type: hash, key_size: 4, value_size: 8, max_entries: 4096, map_flags: 0}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -46,6 +46,20 @@ attributes:
     description:
       - A map that already holds the listed entries (and nothing else with O(purge=true)) is
         C(changed=false).
+  action_group:
+    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - ebpf.deploy.ebpf
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+    details:
+      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: none
 options:
   deployment:
     description:
@@ -183,6 +197,15 @@ notes:
 seealso:
   - module: ebpf.deploy.bpf_program
   - module: ebpf.deploy.xdp_attach
+  - ref: ansible_collections.ebpf.deploy.docsite.getting_started
+    description: Getting started with ebpf.deploy on your own hosts.
+  - ref: ansible_collections.ebpf.deploy.docsite.canary_rollout
+    description: Rolling a new version out in canary stages with the rollout role.
+  - ref: ansible_collections.ebpf.deploy.docsite.troubleshooting
+    description: What the errors mean (verifier rejections, EPERM, missing BTF, XDP modes) and what to do.
+  - name: BPF documentation (Linux kernel)
+    description: The kernel's own documentation of BPF - program types, maps, helpers, the verifier.
+    link: https://docs.kernel.org/bpf/
 """
 
 EXAMPLES = r"""
@@ -365,6 +388,31 @@ diff:
   sample:
     before: {entries: [{key: 198.51.100.23, value: 0}]}
     after: {entries: [{key: 198.51.100.23, value: 5}, {key: 192.0.2.7, value: 0}]}
+syscall:
+  description: When a system call or libbpf/netlink call failed, its name.
+  returned: failure
+  type: str
+  sample: BPF_MAP_CREATE
+errno:
+  description: When a call failed, its errno (also on a verifier rejection, from the load).
+  returned: failure
+  type: int
+  sample: 1
+errno_name:
+  description: When a call failed, the symbolic name of RV(errno).
+  returned: failure
+  type: str
+  sample: EPERM
+target:
+  description: When a call failed, what it was called for (a map, a program, an interface).
+  returned: failure
+  type: str
+  sample: "map 'pkt_count'"
+requires:
+  description: When the host lacks a feature the request needs, what it needs (also named in C(msg)).
+  returned: failure
+  type: str
+  sample: kernel >= 5.9
 """
 
 from ansible.module_utils.basic import AnsibleModule
