@@ -57,6 +57,15 @@ attributes:
     support: full
     membership:
       - ebpf.deploy.ebpf
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+    details:
+      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: none
 options:
   hook:
     description:
@@ -160,6 +169,13 @@ notes:
 seealso:
   - module: ebpf.deploy.bpf_program
   - module: ebpf.deploy.xdp_attach
+  - ref: ansible_collections.ebpf.deploy.docsite.getting_started
+    description: Getting started with ebpf.deploy on your own hosts.
+  - ref: ansible_collections.ebpf.deploy.docsite.troubleshooting
+    description: What the errors mean (verifier rejections, EPERM, missing BTF, XDP modes) and what to do.
+  - name: BPF documentation (Linux kernel)
+    description: The kernel's own documentation of BPF - program types, maps, helpers, the verifier.
+    link: https://docs.kernel.org/bpf/
 """
 
 EXAMPLES = r"""
@@ -217,8 +233,10 @@ hook:
   type: str
   sample: tcx_ingress
 target:
-  description: The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook).
-  returned: always
+  description:
+    - The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook).
+    - On a failed system call, a string - what the call was for (an interface, a cgroup, a link).
+  returned: always (a string on failure)
   type: dict
   sample: {interface: eth0, ifindex: 2, netns: null, direction: ingress}
 prog_id:
@@ -271,6 +289,26 @@ diff:
              link_pin: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress}
     after: {interface: eth0, hook: tcx_ingress, prog_id: 412, prog_name: tcx_count, link_state: live,
             link_pin: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress}
+syscall:
+  description: When a system call or libbpf/netlink call failed, its name.
+  returned: failure
+  type: str
+  sample: BPF_LINK_CREATE
+errno:
+  description: When a call failed, its errno.
+  returned: failure
+  type: int
+  sample: 1
+errno_name:
+  description: When a call failed, the symbolic name of RV(errno).
+  returned: failure
+  type: str
+  sample: EPERM
+requires:
+  description: When the host lacks a feature the request needs, what it needs (also named in C(msg)).
+  returned: failure
+  type: str
+  sample: kernel >= 6.6
 """
 
 from ansible.module_utils.basic import AnsibleModule

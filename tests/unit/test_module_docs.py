@@ -67,7 +67,8 @@ def test_failure_keys_are_documented(module: str):
         keys |= {"error_kind", "insn", "reason", "verifier_log", "verifier_summary", "pinned", "wanted"}
     assert not keys - set(returns), f"undocumented failure keys: {sorted(keys - set(returns))}"
     for key in keys - {"program"}:
-        assert returns[key]["returned"] == "failure", key
+        # a key that also has a meaning on success (bpf_attach's target) says what it is on failure
+        assert "failure" in returns[key]["returned"], key
     if "error_kind" in returns:
         assert returns["error_kind"]["sample"] in _error_kinds()
         for kind in _error_kinds():
