@@ -227,3 +227,35 @@ def test_summary_only_for_rollouts(lab):
     (result,) = labctl.parse_oneline(proc.stdout).values()
     assert result["_status"].startswith("FAILED") and "does not exist" in result["msg"]
     assert "ROLLOUT SUMMARY" not in proc.stdout
+
+
+def counter_value(lab, which: str) -> int:
+    proc = lab.ansible(which, "ebpf.deploy.bpf_map", json.dumps(
+        {"deployment": "pktcount", "map": "pkt_count", "key_type": "u32", "value_type": "u64", "dump": True}))
+    (result,) = labctl.parse_oneline(proc.stdout).values()
+    assert not result.get("failed"), result
+    return sum(e["value"] for e in result["entries"])
+
+
+def test_a_renamed_program_on_one_more_interface_rolls_back_on_the_canary(lab, tmp_path):
+    """v2 (the blocklist) has another program name and also attaches mgmt0; its health fails on the
+    canary: the canary ends on v1 with v1's program on eth0 counting real packets, mgmt0 as it was,
+    and the rest of the fleet never sees v2."""
+    good = ensure_fleet_on_good(lab, tmp_path)
+    h1 = hosts(lab)[0]
+    renamed = [{"name": "pktcount", "src": str(BPF / "blocklist.bpf.o"),
+                "attach": [{"interface": "eth0", "program": "xdp_blocklist"},
+                           {"interface": "mgmt0", "program": "xdp_blocklist", "mode": "generic"}]}]
+    proc, summary = rollout(lab, "blocklist", fail_on=h1, extra={"rollout_deployments": renamed},
+                            tmp_path=tmp_path)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert summary[h1]["status"] == "rolled_back", summary
+    assert all(h not in summary or summary[h]["status"] != "committed" for h in hosts(lab)[1:]), summary
+    assert_fleet_on(fleet(lab), good, hosts(lab))
+    mgmt = lab.ansible(h1, "ebpf.deploy.bpf_facts", json.dumps({"gather_subset": ["xdp"]}))
+    (facts,) = labctl.parse_oneline(mgmt.stdout).values()
+    (mgmt0,) = [x for x in facts["ansible_facts"]["ebpf"]["xdp"] if x["interface"] == "mgmt0"]
+    assert mgmt0["prog_id"] is None, f"mgmt0 kept v2's program: {mgmt0}"
+    before = counter_value(lab, h1)
+    lab.traffic(1, count=300)
+    assert counter_value(lab, h1) >= before + 300, "v1's program does not count on the canary"
