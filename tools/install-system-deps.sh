@@ -18,6 +18,11 @@ declare -A probe=(
   [procps]=/usr/bin/pgrep
   [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make
+  # lab VM hosts: images from Debian packages, qemu guests on copy-on-write overlays
+  [mmdebstrap]=/usr/bin/mmdebstrap
+  [qemu-system-x86]=/usr/bin/qemu-system-x86_64
+  [qemu-utils]=/usr/bin/qemu-img
+  [e2fsprogs]=/usr/sbin/mkfs.ext4
 )
 
 missing=()

@@ -5,11 +5,27 @@
 # OUTDIR/initrd.img (the image's own kernel and initrd, for qemu's direct kernel boot) and
 # OUTDIR/packages.txt (what got installed). The caller picks MIRROR from this machine's apt sources
 # and keys the image by a digest of the package list and this script.
-#     ebpfd_image.sh customize ROOT        (mmdebstrap's customize hook, internal)
+#     ebpfd_image.sh essential|customize ROOT     (mmdebstrap's hooks, internal)
 # Inside the image, ebpfd-lab-seed.service reads the per-VM seed disk (a tar archive on the virtio
 # disk with serial "ebpfd-seed") at boot: host keys, authorized_keys, hostname and the addresses of
 # the data and management interfaces. No password is set; sshd takes keys only.
 set -eu
+
+# essential ROOT: before the kernel is installed, make its initrd small: MODULES=list (none from
+# the list, which stays the package's) plus a hook that loads what the lab's VMs boot from.
+essential() {
+    root=$1
+    mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/etc/initramfs-tools/hooks"
+    echo MODULES=list >"$root/etc/initramfs-tools/conf.d/ebpfd-lab.conf"
+    cat >"$root/etc/initramfs-tools/hooks/ebpfd-lab" <<'EOF'
+#!/bin/sh
+# ebpf.deploy lab VM: the initrd needs only the virtio disk and ext4
+case ${1:-} in prereqs) exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+for m in virtio_pci virtio_blk ext4; do force_load "$m"; done
+EOF
+    chmod 0755 "$root/etc/initramfs-tools/hooks/ebpfd-lab"
+}
 
 customize() {
     root=$1
@@ -30,9 +46,18 @@ EOF
 #!/bin/sh
 # ebpf.deploy lab VM: apply the seed disk (written by ebpfd_vm.py on the controller).
 set -eu
-dev=/dev/disk/by-id/virtio-ebpfd-seed
+# the seed disk by its serial, straight from sysfs (no wait for udev's /dev/disk/by-id)
+seed_disk() {
+    for s in /sys/block/vd*/serial; do
+        [ "$(cat "$s" 2>/dev/null)" = ebpfd-seed ] && { d=${s%/serial}; echo "/dev/${d##*/}"; return 0; }
+    done
+    return 1
+}
 i=0
-while [ ! -e "$dev" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+until dev=$(seed_disk) && [ -b "$dev" ]; do
+    [ "$i" -lt 300 ] || { echo "ebpfd-lab-seed: no disk with serial ebpfd-seed" >&2; exit 1; }
+    sleep 0.1; i=$((i + 1))
+done
 seed=/run/ebpfd-lab
 mkdir -p -m 0700 "$seed"
 tar -xf "$dev" -C "$seed"
@@ -87,9 +112,11 @@ EOF
     chroot "$root" systemctl enable ebpfd-lab-seed.service >/dev/null 2>&1
     # nothing in the lab runs on a timer, and the boot stays short under TCG
     chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
-        fstrim.timer man-db.timer getty@tty1.service systemd-timesyncd.service >/dev/null 2>&1
+        fstrim.timer man-db.timer getty@tty1.service getty-static.service systemd-timesyncd.service \
+        >/dev/null 2>&1
     echo ebpfd-vm >"$root/etc/hostname"
     printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
+    # shellcheck disable=SC2016  # dpkg-query expands the format, not the shell
     chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$root/ebpfd-packages.txt"
 }
 
@@ -111,7 +138,9 @@ build() {
     cleanup "$tmp"
     mkdir -p "$tmp"
     trap 'cleanup "$tmp"' EXIT
+    # a small initrd (only what the lab's virtio disk and ext4 root need) boots much faster under TCG
     mmdebstrap --quiet --mode=root --variant=apt --include="$include" \
+        --essential-hook="\"$0\" essential \"\$1\"" \
         --customize-hook="\"$0\" customize \"\$1\"" \
         "$suite" "$tmp/root" "$mirror"
     cp "$tmp"/root/boot/vmlinuz-* "$tmp/vmlinuz"
@@ -126,6 +155,7 @@ build() {
 
 case ${1:-} in
     build) shift; build "$@" ;;
+    essential) shift; essential "$@" ;;
     customize) shift; customize "$@" ;;
-    *) echo "usage: $0 build SUITE PACKAGES_FILE MIRROR OUTDIR | customize ROOT" >&2; exit 2 ;;
+    *) echo "usage: $0 build SUITE PACKAGES_FILE MIRROR OUTDIR | essential ROOT | customize ROOT" >&2; exit 2 ;;
 esac
