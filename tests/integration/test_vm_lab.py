@@ -170,17 +170,38 @@ def test_deploy_count_native_xdp_upgrade_roll_back_and_remove_on_both_kernels(vm
                                                          {"name": name, "state": "absent", "attach": attach}).values())
 
 
+@pytest.fixture(scope="module")
+def rejections(vm_lab, tmp_path_factory) -> dict[str, dict[str, dict]]:
+    """Every reject_* fixture loaded by bpf_program on both VMs in one playbook run (a loop per
+    host, the hosts in parallel): {vm: {fixture: result}}."""
+    lab = vm_lab
+    out = tmp_path_factory.mktemp("rejections")
+    playbook = out / "reject.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Load every rejected fixture", "hosts": "vm", "gather_facts": False,
+        "tasks": [
+            {"name": "Load it", "ebpf.deploy.bpf_program": {"name": f"ebpfd_rej_{lab.prefix[5:]}",
+                                                            "src": f"{BPF_DIR}/{{{{ item }}}}.bpf.o"},
+             "loop": sorted(REJECTIONS), "register": "loaded", "ignore_errors": True},
+            {"name": "Keep the results on the controller", "delegate_to": "localhost",
+             "ansible.builtin.copy": {"content": "{{ loaded.results | to_json }}",
+                                      "dest": f"{out}/{{{{ inventory_hostname }}}}.json", "mode": "0644"}},
+        ]}]))
+    proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(playbook)], capture_output=True,
+                          text=True, env=labctl.ansible_env(), cwd=REPO, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return {vm: {r["item"]: r for r in json.loads((out / f"{vm}.json").read_text())} for vm in vms(lab)}
+
+
 @pytest.mark.parametrize("fixture", sorted(REJECTIONS))
-def test_verifier_rejections_are_classified_on_6_1_and_6_12_as_on_6_18(vm_lab, bpf_object, fixture):
+def test_verifier_rejections_are_classified_on_6_1_and_6_12_as_on_6_18(vm_lab, rejections, fixture):
     """Same error_kind and program as on this machine's kernel; the logs are kept as unit data
     (tests/unit/data/verifier/<kernel>/) when EBPF_DEPLOY_CAPTURE_VERIFIER=1."""
     lab = vm_lab
     program, kind = REJECTIONS[fixture]
-    name = f"ebpfd_rej_{lab.prefix[5:]}"
-    results = on_vms(lab, "bpf_program", {"name": name, "src": str(bpf_object(fixture))})
     for vm, image in vms(lab).items():
-        r = results[vm]
-        assert r["_status"].startswith("FAILED"), (image, r)
+        r = rejections[vm][fixture]
+        assert r["failed"], (image, r)
         assert (r.get("program"), r.get("error_kind")) == (program, kind), \
             f"kernel {KERNELS[image]}: {r.get('error_kind')} ({r.get('msg')})"
         assert isinstance(r.get("insn"), int) or kind == "stack_limit", (image, r)
@@ -189,5 +210,10 @@ def test_verifier_rejections_are_classified_on_6_1_and_6_12_as_on_6_18(vm_lab, b
             out = VERIFIER_DATA / KERNELS[image] / f"{fixture}.log"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(r["verifier_log"].rstrip("\n") + "\n")
-        assert lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/{name}").returncode == 1, \
-            f"{image}: a rejected load left pins"
+
+
+def test_rejected_loads_left_nothing_on_the_vms(vm_lab, rejections):
+    for vm, image in vms(vm_lab).items():
+        assert sorted(rejections[vm]) == sorted(REJECTIONS)
+        left = vm_lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/ebpfd_rej_{vm_lab.prefix[5:]}")
+        assert left.returncode == 1, f"{image}: a rejected load left pins"

@@ -53,6 +53,9 @@ KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 ipv6.disable=1 sy
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 KVM_PROBE_SECONDS = 8.0
+# Under TCG a plain x86-64 model runs a guest about a third faster than "max" (measured here): with
+# "max" the guest's glibc picks AVX2 code paths that TCG emulates at length.
+TCG_CPU = "qemu64"
 
 
 class VmError(Exception):
@@ -333,7 +336,7 @@ def vm_dir(opts: VmOptions, vm: VmSpec) -> Path:
 def qemu_argv(opts: VmOptions, vm: VmSpec, image: Path, accel: str, port: int, tap_fd: int) -> list[str]:
     d = vm_dir(opts, vm)
     return [
-        QEMU, "-name", f"guest={vm.name}", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
+        QEMU, "-name", f"guest={vm.name}", "-accel", accel, "-cpu", "host" if accel == "kvm" else TCG_CPU,
         "-smp", str(opts.cpus), "-m", opts.memory,
         "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
         "-serial", f"file:{d / 'console.log'}", "-pidfile", str(d / "qemu.pid"),
