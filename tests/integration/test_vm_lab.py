@@ -217,3 +217,41 @@ def test_rejected_loads_left_nothing_on_the_vms(vm_lab, rejections):
         assert sorted(rejections[vm]) == sorted(REJECTIONS)
         left = vm_lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/ebpfd_rej_{vm_lab.prefix[5:]}")
         assert left.returncode == 1, f"{image}: a rejected load left pins"
+
+
+def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab):
+    """`up` killed (SIGKILL) while its VM boots leaves a qemu, a peer namespace and files but no state:
+    the next `up --check` wants to restart the VM, and `down` ends that qemu by its PID and removes
+    everything. (vm_lab only guarantees the images are built; this lab is a second, separate one.)"""
+    lab = labctl.new_lab(count=0, vms=1)
+    before = labctl.snapshot()
+    up = subprocess.Popen([labctl.PYTHON, str(labctl.SCRIPT), *lab.up_args()], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    pidfile = lab.lab_dir / "vms" / f"{lab.prefix}-v1" / "qemu.pid"
+    qemu = None
+    try:
+        deadline = time.monotonic() + 120
+        while qemu is None and time.monotonic() < deadline and up.poll() is None:
+            if pidfile.exists() and pidfile.read_text().strip():
+                qemu = int(pidfile.read_text().split()[0])
+            time.sleep(0.2)
+        assert qemu is not None, "lab-up started no qemu"
+    finally:
+        up.kill()
+        up.wait()
+    try:
+        assert Path(f"/proc/{qemu}").exists(), "the VM should outlive the killed lab-up"
+        assert not (lab.lab_dir / "lab.json").exists() or "vms" not in json.loads((lab.lab_dir / "lab.json").read_text())
+        check = lab.up(check=True)
+        assert any(a.startswith(f"{lab.prefix}-v1: would (re)start") for a in check["actions"]), check
+        assert Path(f"/proc/{qemu}").exists(), "check mode ended the VM"
+    finally:
+        down = lab.down()
+    assert any(a == f"{lab.prefix}-v1: stopped and removed" for a in down["actions"]), down
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{qemu}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{qemu}").exists(), f"qemu {qemu} survived lab-down"
+    leaks = labctl.leaks(before, labctl.snapshot(), lab)
+    assert leaks == {"netns": [], "links": [], "bpffs": [], "pids": {}}, leaks
+    assert not lab.lab_dir.exists(), list(lab.lab_dir.rglob("*"))

@@ -110,10 +110,13 @@ ExecStart=/usr/local/sbin/ebpfd-lab-seed
 WantedBy=multi-user.target
 EOF
     chroot "$root" systemctl enable ebpfd-lab-seed.service >/dev/null 2>&1
-    # nothing in the lab runs on a timer, and the boot stays short under TCG
+    # nothing in the lab runs on a timer, and the boot stays short under TCG: no timers, no
+    # modules the lab never uses (loop, dm, fuse, drm, pstore), no utmp bookkeeping
     chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
         fstrim.timer man-db.timer getty@tty1.service getty-static.service systemd-timesyncd.service \
-        >/dev/null 2>&1
+        modprobe@loop.service modprobe@dm_mod.service modprobe@fuse.service modprobe@drm.service \
+        modprobe@efi_pstore.service systemd-pstore.service e2scrub_reap.service \
+        systemd-update-utmp.service systemd-update-utmp-runlevel.service >/dev/null 2>&1
     echo ebpfd-vm >"$root/etc/hostname"
     printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
     # shellcheck disable=SC2016  # dpkg-query expands the format, not the shell
