@@ -701,14 +701,14 @@ def inventory_lines(vms: list[VmSpec], state_vms: dict, lab_dir: Path, known_hos
             f"          ansible_ssh_private_key_file: {q(str(client_key))}",
             "          ansible_ssh_common_args: " + q(f"-o UserKnownHostsFile={known_hosts} -o IdentitiesOnly=yes"),
             '          ansible_python_interpreter: "/usr/bin/python3"',
-            f"          lab_kind: vm",
+            "          lab_kind: vm",
             f"          lab_vm_image: {q(vm.image)}",
             f"          lab_peer_netns: {q(vm.peer_ns)}",
             "          lab_data_interface: eth0",
             f"          lab_address: {q(vm.data_address)}",
             f"          lab_peer_address: {q(vm.peer_address)}",
             "          lab_mgmt_interface: mgmt0",
-            f"          lab_mgmt_address: {q(GUEST_MGMT_ADDRESS.split('/')[0])}",
+            f"          lab_mgmt_address: {q(GUEST_MGMT_ADDRESS.split('/', maxsplit=1)[0])}",
         ]
     return lines
 
