@@ -12,12 +12,15 @@ COLL_PATH   := $(CURDIR)/.build/collections
 COLL_LINK   := $(COLL_PATH)/ansible_collections/ebpf/deploy
 LAB_HOSTS   ?= 3
 LAB_STATE   ?= $(BUILD)/lab
+LAB_VMS     ?= 0
+LAB_VM_IMAGES ?= debian12
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export EBPF_DEPLOY_BPF_DIR := $(BPF_OUT)
 export EBPF_DEPLOY_LAB_STATE := $(LAB_STATE)
+export EBPF_DEPLOY_LAB_IMAGES := $(BUILD)/images
 export PYTHONDONTWRITEBYTECODE := 1
 
 TIMED := tools/timed
@@ -97,7 +100,8 @@ test: collection bpf
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
-	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=present -e lab_host_count=$(LAB_HOSTS) -e lab_dir=$(LAB_STATE)
+	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=present -e lab_host_count=$(LAB_HOSTS) -e lab_dir=$(LAB_STATE) \
+	  -e lab_vm_count=$(LAB_VMS) -e lab_vm_images=$(LAB_VM_IMAGES)
 
 lab-down: collection
 	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=absent -e lab_dir=$(LAB_STATE)

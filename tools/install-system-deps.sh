@@ -19,6 +19,11 @@ declare -A probe=(
   [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make
   [libmagic1]=/usr/lib/x86_64-linux-gnu/libmagic.so.1   # reuse (make publish) reads file types with it
+  # lab VM hosts: images from Debian packages, qemu guests on copy-on-write overlays
+  [mmdebstrap]=/usr/bin/mmdebstrap
+  [qemu-system-x86]=/usr/bin/qemu-system-x86_64
+  [qemu-utils]=/usr/bin/qemu-img
+  [e2fsprogs]=/usr/sbin/mkfs.ext4
 )
 
 missing=()

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,29 @@ def bpf_object():
             raise AssertionError(f"{path} missing: run `make bpf`")
         return path
     return find
+
+
+@pytest.fixture(scope="session")
+def vm_lab():
+    """A lab with one netns host and two VM hosts, debian12 (6.1) and debian13 (6.12), booted once
+    per session in parallel; torn down (and checked for leftovers) at the end. Skips, saying why,
+    only when qemu cannot run here at all."""
+    sys.path.insert(0, str(REPO))
+    from tests.lab import labctl  # pylint: disable=import-outside-toplevel
+
+    reason = labctl.vm_unavailable()
+    if reason:
+        pytest.skip(reason)
+    before = labctl.snapshot()
+    lab = labctl.new_lab(count=1, vms=2, vm_images=["debian12", "debian13"])
+    try:
+        t0 = time.monotonic()
+        result = lab.up(timeout=1200)
+        print(f"\nvm_lab: up in {time.monotonic() - t0:.1f} s; images {result.get('images')}; "
+              f"boot {result.get('boot_seconds')}; {'; '.join(result.get('notices', []))}")
+        yield lab
+    finally:
+        lab.down()
+        leaks = labctl.leaks(before, labctl.snapshot(), lab)
+        assert leaks == {"netns": [], "links": [], "bpffs": [], "pids": {}}, leaks
+        assert not lab.lab_dir.exists(), list(lab.lab_dir.rglob("*"))

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ SCRIPT = REPO / "roles" / "lab" / "files" / "ebpfd_lab.py"
 PLAYBOOK = REPO / "playbooks" / "lab.yml"
 _VENV_PY = REPO / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
+IMAGE_DIR = Path(os.environ.get("EBPF_DEPLOY_LAB_IMAGES") or REPO / "build" / "images")  # VM images, shared
 BPFFS = Path("/sys/fs/bpf")
 
 
@@ -103,16 +105,21 @@ class Lab:
     mgmt_network: str = "10.250.0.0/16"
     data_network: str = "10.251.0.0/16"
     bridge: bool = True
+    vms: int = 0
+    vm_images: list[str] = field(default_factory=lambda: ["debian12"])
+    image_dir: Path = IMAGE_DIR
     result: dict = field(default_factory=dict)
 
     # lifecycle
     def up_args(self) -> list[str]:
         args = ["up", "--lab-dir", str(self.lab_dir), "--count", str(self.count), "--prefix", self.prefix,
                 "--mgmt-network", self.mgmt_network, "--data-network", self.data_network, "--python", PYTHON]
+        args += ["--vms", str(self.vms), "--image-dir", str(self.image_dir)]
+        args += [f"--vm-image={image}" for image in self.vm_images]
         return args + ([] if self.bridge else ["--no-bridge"])
 
-    def up(self, *, check: bool = False) -> dict:
-        result = run_script(*self.up_args(), *(["--check"] if check else []))
+    def up(self, *, check: bool = False, timeout: float = 300) -> dict:
+        result = run_script(*self.up_args(), *(["--check"] if check else []), timeout=timeout)
         if not check:
             self.result = result
         return result
@@ -131,7 +138,9 @@ class Lab:
         if state == "present":
             cmd += ["-e", f"lab_host_count={self.count}", "-e", f"lab_mgmt_network={self.mgmt_network}",
                     "-e", f"lab_data_network={self.data_network}",
-                    "-e", f"lab_mgmt_bridge={str(self.bridge).lower()}", "-e", f"lab_python_interpreter={PYTHON}"]
+                    "-e", f"lab_mgmt_bridge={str(self.bridge).lower()}", "-e", f"lab_python_interpreter={PYTHON}",
+                    "-e", f"lab_vm_count={self.vms}", "-e", f"lab_vm_image_dir={self.image_dir}",
+                    "-e", json.dumps({"lab_vm_images": self.vm_images})]
         return subprocess.run([*cmd, *extra], capture_output=True, text=True, env=ansible_env(), cwd=REPO,
                               timeout=300, check=False)
 
@@ -154,6 +163,17 @@ class Lab:
                 return h
         raise KeyError(which)
 
+    @property
+    def vm_hosts(self) -> list[dict]:
+        return self.result.get("vms", [])
+
+    def vm(self, which: int | str) -> dict:
+        """A VM host by index (1) or name (<prefix>-v1)."""
+        for v in self.vm_hosts:
+            if v["name"] in (str(which), f"{self.prefix}-v{which}"):
+                return v
+        raise KeyError(which)
+
     # using it
     def ansible(self, pattern: str, module: str, args: str | None = None, *extra: str,
                 timeout: float = 300) -> subprocess.CompletedProcess:
@@ -164,10 +184,13 @@ class Lab:
 
     def ssh(self, which: int | str, command: str, *, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command on a lab host over plain ssh (no ControlMaster), as root."""
-        h = self.host(which)
+        if str(which).startswith(f"{self.prefix}-v"):
+            where = ["-p", str(self.vm(which)["ssh_port"]), "root@127.0.0.1"]
+        else:
+            where = [f"root@{self.host(which)['mgmt_address']}"]
         cmd = ["ssh", "-i", str(self.private_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                "-o", f"UserKnownHostsFile={self.lab_dir / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-               "-o", "ControlMaster=no", "-o", "ControlPath=none", f"root@{h['mgmt_address']}", command]
+               "-o", "ControlMaster=no", "-o", "ControlPath=none", *where, command]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
     def traffic(self, which: int | str, *, count: int, rate: float | None = None, size: int | None = None) -> dict:
@@ -184,13 +207,16 @@ class Lab:
         return [h["mgmt_address"] for h in self.hosts]
 
 
-def new_lab(count: int = 3, *, lab_dir: Path | None = None, bridge: bool = True) -> Lab:
+def new_lab(count: int = 3, *, lab_dir: Path | None = None, bridge: bool = True, vms: int = 0,
+            vm_images: list[str] | None = None) -> Lab:
     """A lab that cannot collide with `make lab-up` or another test run: random prefix, random
-    management /24 inside 10.250.0.0/16 (more specific than the default lab's route) and its own dir."""
+    management /24 inside 10.250.0.0/16 (more specific than the default lab's route) and its own dir.
+    VM hosts (vms > 0) share the image cache IMAGE_DIR and get free 127.0.0.1 ports."""
     prefix = "ebpfd" + secrets.token_hex(3)[:5]
     third = 100 + secrets.randbelow(150)
     lab_dir = lab_dir or REPO / "build" / f"{prefix}-lab"
-    return Lab(lab_dir=lab_dir, prefix=prefix, count=count, mgmt_network=f"10.250.{third}.0/24", bridge=bridge)
+    return Lab(lab_dir=lab_dir, prefix=prefix, count=count, mgmt_network=f"10.250.{third}.0/24", bridge=bridge,
+               vms=vms, vm_images=vm_images or ["debian12"])
 
 
 # --- counters ---------------------------------------------------------------------------------------
@@ -265,3 +291,18 @@ def lab_pids(lab: Lab) -> dict[int, str]:
             out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
             pids.update({int(p): _cmdline(p) for p in out.split()})
     return pids
+
+
+def vm_unavailable() -> str | None:
+    """Why VM hosts cannot run on this machine at all (None when they can)."""
+    if os.geteuid() != 0:
+        return "VM hosts need root (network namespaces, tap devices)"
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        return "qemu-system-x86_64 is not installed (tools/install-system-deps.sh installs qemu-system-x86)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun: the VMs' data NICs are tap devices"
+    proc = subprocess.run([qemu, "-accel", "help"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or "tcg" not in proc.stdout:
+        return f"qemu-system-x86_64 cannot run here: {proc.stderr.strip() or proc.stdout.strip()}"
+    return None

@@ -7,6 +7,10 @@ One lab host ``<prefix>-h<N>`` is a network namespace with
   * an sshd on the management address, running in its own mount namespace with a private tmpfs on
     /run and its own bpffs on /sys/fs/bpf, so pins are per host.
 
+VM hosts ``<prefix>-v<N>`` (qemu guests on Debian 12/13 images, their own kernel) live in
+ebpfd_vm.py and join the same inventory: group ``netns`` for namespace hosts, ``vm`` for VMs, both
+in ``lab``.
+
 Subcommands (each prints one JSON object on stdout; exit status 0 unless ``failed``):
   up       create, repair or resize the lab; idempotent (``changed`` is false when nothing was done)
   down     kill every process in the lab namespaces, delete namespaces, links and the files it made
@@ -36,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import ebpfd_vm  # VM hosts (qemu); beside this file
 
 STATE_FILE = "lab.json"
 INVENTORY_FILE = "inventory.yml"
@@ -254,7 +260,18 @@ class LabConfig:
     ssh_port: int = 22
     jobs: int = 8
     control_dirs: list[str] = field(default_factory=lambda: ["~/.ansible/cp"])
+    vm_count: int = 0
+    vm_images: list[str] = field(default_factory=lambda: ["debian12"])
+    vm_memory: str = "512M"
+    vm_cpus: int = 1
+    vm_accel: str = "auto"
+    image_dir: Path = Path("/var/tmp/ebpfd-images")
     hosts: list[HostSpec] = field(default_factory=list)
+    vms: list[ebpfd_vm.VmSpec] = field(default_factory=list)
+
+    def vm_options(self) -> ebpfd_vm.VmOptions:
+        return ebpfd_vm.VmOptions(lab_dir=self.lab_dir, image_dir=self.image_dir, memory=self.vm_memory,
+                                  cpus=self.vm_cpus, accel=self.vm_accel)
 
     @property
     def bridge_name(self) -> str:
@@ -267,7 +284,9 @@ class LabConfig:
     def as_json(self) -> dict:
         return {"lab_dir": str(self.lab_dir), "count": self.count, "prefix": self.prefix,
                 "mgmt_network": self.mgmt_network, "data_network": self.data_network,
-                "bridge": self.bridge, "python": self.python, "sshd": self.sshd, "ssh_port": self.ssh_port}
+                "bridge": self.bridge, "python": self.python, "sshd": self.sshd, "ssh_port": self.ssh_port,
+                "vm_count": self.vm_count, "vm_images": self.vm_images, "vm_memory": self.vm_memory,
+                "vm_cpus": self.vm_cpus, "vm_accel": self.vm_accel, "image_dir": str(self.image_dir)}
 
     def host_dir(self, host: HostSpec) -> Path:
         return self.lab_dir / HOSTS_DIR / host.name
@@ -292,6 +311,12 @@ class LabConfig:
             raise LabError(f"management network {mgmt} is too small for {self.count} point-to-point /30s")
         if data.prefixlen > DATA_STRIDE_PREFIXLEN or self.count >= 2 ** (DATA_STRIDE_PREFIXLEN - data.prefixlen):
             raise LabError(f"data network {data} holds fewer than {self.count} /24s (host N uses x.x.N.0/30)")
+        if self.vm_count and self.count >= ebpfd_vm.VM_STRIDE_BASE:
+            raise LabError(f"with VMs at most {ebpfd_vm.VM_STRIDE_BASE - 1} netns hosts (VMs use the upper /24s)")
+        try:
+            self.vms = ebpfd_vm.plan_vms(self.prefix, self.data_network, self.vm_count, self.vm_images)
+        except ebpfd_vm.VmError as exc:
+            raise LabError(exc.msg) from exc
         hosts = []
         strides = list(data.subnets(new_prefix=DATA_STRIDE_PREFIXLEN)) if self.count else []
         for i in range(1, self.count + 1):
@@ -620,7 +645,7 @@ def stale_indices(prefix: str, count: int, root_links: dict[str, dict]) -> list[
     return sorted(found)
 
 
-def render_inventory(cfg: LabConfig) -> str:
+def render_inventory(cfg: LabConfig, vm_state: dict | None = None) -> str:
     q = json.dumps  # a JSON string is a valid YAML double-quoted scalar
     lines = [f"# lab inventory written by ebpf.deploy.lab (ebpfd_lab.py up) for {cfg.lab_dir}", "---",
              "all:", "  children:", "    lab:", "      hosts:"]
@@ -641,11 +666,17 @@ def render_inventory(cfg: LabConfig) -> str:
             f"          lab_peer_address: {q(h.peer_address)}",
             "          lab_mgmt_interface: mgmt0",
             f"          lab_mgmt_address: {q(h.mgmt_address)}",
+            "          lab_kind: netns",
         ]
-    if not cfg.hosts:
+    lines += ebpfd_vm.inventory_lines(cfg.vms, vm_state or {}, cfg.lab_dir, cfg.lab_dir / KNOWN_HOSTS_FILE,
+                                      cfg.lab_dir / CLIENT_KEY)
+    if not cfg.hosts and not cfg.vms:
         lines[-1] += " {}"
-    lines += ["    canary:"]
-    lines += ["      hosts:", f"        {cfg.hosts[0].name}: {{}}"] if cfg.hosts else ["      hosts: {}"]
+    first = [h.name for h in cfg.hosts] + [v.name for v in cfg.vms]
+    for group, members in (("netns", [h.name for h in cfg.hosts]), ("vm", [v.name for v in cfg.vms]),
+                           ("canary", first[:1])):
+        lines += [f"    {group}:"]
+        lines += ["      hosts:"] + [f"        {m}: {{}}" for m in members] if members else ["      hosts: {}"]
     lines += ["  vars:", f"    lab_dir: {q(str(cfg.lab_dir))}", ""]
     return "\n".join(lines)
 
@@ -702,6 +733,11 @@ def converge_host(cfg: LabConfig, host: HostSpec, state_host: dict, root_links: 
     except LabError as exc:
         res.error, res.details = exc.msg, exc.details
     return res
+
+
+def lab_hooks() -> ebpfd_vm.LabHooks:
+    return ebpfd_vm.LabHooks(in_netns=in_netns, write_sysctl=write_sysctl, kill_pids=kill_pids,
+                             ensure_key=ensure_key, ns_view=_ns_view, netns_names=netns_names)
 
 
 def cmd_up(cfg: LabConfig, check: bool) -> dict:
@@ -772,15 +808,24 @@ def cmd_up(cfg: LabConfig, check: bool) -> dict:
         for r in results:
             actions += [f"{r.name}: {a}" for a in r.actions]
         new_hosts = {r.name: {"sshd_pid": r.sshd_pid, "sshd_config_sha": r.config_sha} for r in results}
+        vms = ebpfd_vm.converge_vms(
+            cfg.vm_options(), cfg.prefix, cfg.data_network, cfg.vms, state.get("vms", {}),
+            authorized_keys="" if check else (cfg.lab_dir / AUTHORIZED_KEYS).read_text(),
+            control_dirs=cfg.control_dirs, hooks=lab_hooks(), check=check)
+        actions += vms["actions"]
+        errors.update(vms["errors"])
+        for notice in vms["notices"]:
+            print(f"ebpfd_lab: {notice}", file=sys.stderr)
         if not check:
             known = "".join(
                 f"{h.mgmt_address} {' '.join((cfg.host_dir(h) / 'ssh_host_ed25519_key.pub').read_text().split()[:2])}\n"
                 for h in cfg.hosts if (cfg.host_dir(h) / "ssh_host_ed25519_key.pub").exists())
+            known += ebpfd_vm.known_hosts_lines(cfg.vm_options(), cfg.vms, vms["state"])
             if write_if_changed(cfg.lab_dir / KNOWN_HOSTS_FILE, known):
                 actions.append("wrote known_hosts")
-            if write_if_changed(cfg.lab_dir / INVENTORY_FILE, render_inventory(cfg)):
+            if write_if_changed(cfg.lab_dir / INVENTORY_FILE, render_inventory(cfg, vms["state"])):
                 actions.append("wrote inventory.yml")
-            new_state = {"config": cfg.as_json(), "hosts": new_hosts}
+            new_state = {"config": cfg.as_json(), "hosts": new_hosts, "vms": vms["state"]}
             write_if_changed(cfg.lab_dir / STATE_FILE, json.dumps(new_state, indent=2, sort_keys=True) + "\n")
     result = {
         "changed": bool(actions),
@@ -789,6 +834,10 @@ def cmd_up(cfg: LabConfig, check: bool) -> dict:
         "inventory": str(cfg.lab_dir / INVENTORY_FILE),
         "private_key": str(cfg.lab_dir / CLIENT_KEY),
         "hosts": [host_facts(cfg, h, new_hosts.get(h.name, {})) for h in cfg.hosts],
+        "vms": [ebpfd_vm.vm_facts(v, vms["state"].get(v.name, {})) for v in cfg.vms],
+        "images": vms["images"],
+        "boot_seconds": vms["boot_seconds"],
+        "notices": vms["notices"],
         "seconds": round(time.monotonic() - t0, 3),
         "check": check,
     }
@@ -885,13 +934,17 @@ def teardown(lab_dir: Path, prefix: str, state: dict, *, control_dirs: list[str]
     except LabError:
         cfg.hosts = []
     hosts = [h for h in cfg.hosts if h.index in indices]
+    vm_actions, survivors = ebpfd_vm.teardown_vms(
+        cfg.vm_options(), prefix, cfg.data_network, state.get("vms", {}), control_dirs, lab_hooks(), check=check)
+    actions += vm_actions
     if check:
         actions += [f"would remove {h.name}" for h in hosts]
         if cfg.bridge_name in root_links:
             actions.append(f"would delete bridge {cfg.bridge_name}")
         return {"actions": actions, "survivors": []}
     actions += close_ssh_masters([h.mgmt_address for h in cfg.hosts], cfg.ssh_port, control_dirs)
-    ended, survivors = remove_hosts(hosts)
+    ended, more = remove_hosts(hosts)
+    survivors += more
     if ended:
         actions.append(f"ended {ended} process(es) in lab namespaces")
     actions += [f"removed {h.name}" for h in hosts]
@@ -943,15 +996,24 @@ def cmd_down(lab_dir: Path, prefix: str, control_dirs: list[str], check: bool) -
     return result
 
 
+def config_from_state(lab_dir: Path, c: dict) -> LabConfig:
+    """The planned lab as `up` last wrote it to lab.json."""
+    cfg = LabConfig(lab_dir=lab_dir, count=c["count"], prefix=c["prefix"], mgmt_network=c["mgmt_network"],
+                    data_network=c["data_network"], bridge=c["bridge"], python=c.get("python", sys.executable),
+                    sshd=c.get("sshd", "/usr/sbin/sshd"), ssh_port=c.get("ssh_port", 22),
+                    vm_count=c.get("vm_count", 0), vm_images=c.get("vm_images", ["debian12"]),
+                    vm_memory=c.get("vm_memory", "512M"), vm_cpus=c.get("vm_cpus", 1),
+                    vm_accel=c.get("vm_accel", "auto"), image_dir=Path(c.get("image_dir", "/var/tmp/ebpfd-images")))
+    cfg.plan()
+    return cfg
+
+
 def cmd_status(lab_dir: Path) -> dict:
     state = load_state(lab_dir)
     if not state:
         return {"changed": False, "up": False, "hosts": [], "lab_dir": str(lab_dir)}
     c = state["config"]
-    cfg = LabConfig(lab_dir=lab_dir, count=c["count"], prefix=c["prefix"], mgmt_network=c["mgmt_network"],
-                    data_network=c["data_network"], bridge=c["bridge"], python=c["python"], sshd=c["sshd"],
-                    ssh_port=c["ssh_port"])
-    cfg.plan()
+    cfg = config_from_state(lab_dir, c)
     root_links = {d["ifname"]: d for d in ip_json(["-d", "addr", "show"])}
     namespaces = netns_names()
     hosts = []
@@ -960,8 +1022,14 @@ def cmd_status(lab_dir: Path) -> dict:
         net = network_problems(cfg, h, root_links, namespaces)
         problems = net + ([] if net else sshd_problems(cfg, h, sh.get("sshd_pid"), sh.get("sshd_config_sha")))
         hosts.append({**host_facts(cfg, h, sh), "healthy": not problems, "problems": problems})
-    return {"changed": False, "up": all(h["healthy"] for h in hosts), "hosts": hosts, "lab_dir": str(lab_dir),
-            "inventory": str(lab_dir / INVENTORY_FILE), "config": c}
+    opts, vms = cfg.vm_options(), []
+    for v in cfg.vms:
+        sv = state.get("vms", {}).get(v.name, {})
+        image = ebpfd_vm.image_path(cfg.image_dir, v.image)
+        problems = ebpfd_vm.vm_problems(opts, v, sv, image, namespaces, _ns_view)
+        vms.append({**ebpfd_vm.vm_facts(v, sv), "healthy": not problems, "problems": problems})
+    return {"changed": False, "up": all(h["healthy"] for h in hosts + vms), "hosts": hosts, "vms": vms,
+            "lab_dir": str(lab_dir), "inventory": str(lab_dir / INVENTORY_FILE), "config": c}
 
 
 # --- traffic ----------------------------------------------------------------------------------------
@@ -970,14 +1038,12 @@ def cmd_traffic(lab_dir: Path, host_name: str, count: int, rate: float | None, s
     state = load_state(lab_dir)
     if not state:
         raise LabError(f"no lab in {lab_dir} (run `up` first)")
-    c = state["config"]
-    cfg = LabConfig(lab_dir=lab_dir, count=c["count"], prefix=c["prefix"], mgmt_network=c["mgmt_network"],
-                    data_network=c["data_network"], bridge=c["bridge"])
-    cfg.plan()
-    hosts = {h.name: h for h in cfg.hosts} | {str(h.index): h for h in cfg.hosts}
+    cfg = config_from_state(lab_dir, state["config"])
+    # a VM's peer namespace, peer and data addresses have the same names as a netns host's
+    hosts = {h.name: h for h in [*cfg.hosts, *cfg.vms]} | {str(h.index): h for h in cfg.hosts}
     host = hosts.get(host_name)
     if host is None:
-        raise LabError(f"unknown lab host {host_name!r}; known: {[h.name for h in cfg.hosts]}")
+        raise LabError(f"unknown lab host {host_name!r}; known: {sorted(h.name for h in [*cfg.hosts, *cfg.vms])}")
     if count < 0 or size < 0 or size > 1472:
         raise LabError("count must be >= 0 and size within 0..1472")
     payload = b"ebpfd" + b"\0" * max(0, size - 5) if size >= 5 else b"x" * size
@@ -1039,6 +1105,16 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--sshd", default="/usr/sbin/sshd")
     up.add_argument("--ssh-port", type=int, default=22)
     up.add_argument("--jobs", type=int, default=8)
+    up.add_argument("--vms", type=int, default=0, help="VM hosts <prefix>-v1..N (qemu)")
+    up.add_argument("--vm-image", action="append", default=None,
+                    help="image of VM N is the ((N-1) mod k)-th --vm-image (repeatable; default debian12)")
+    up.add_argument("--vm-memory", default="512M")
+    up.add_argument("--vm-cpus", type=int, default=1)
+    up.add_argument("--vm-accel", choices=["auto", "kvm", "tcg"], default="auto",
+                    help="auto: KVM if a probe guest boots under it, else TCG")
+    up.add_argument("--image-dir", type=Path,
+                    default=Path(os.environ.get("EBPF_DEPLOY_LAB_IMAGES") or "/var/tmp/ebpfd-images"),
+                    help="VM image cache ($EBPF_DEPLOY_LAB_IMAGES or /var/tmp/ebpfd-images)")
     down.add_argument("--prefix", default="ebpfd", help="used when the lab dir holds no state")
     for p in (up, down):
         p.add_argument("--control-path-dir", action="append", default=None,
@@ -1059,7 +1135,10 @@ def main(argv: list[str] | None = None) -> int:
                             data_network=args.data_network, bridge=not args.no_bridge,
                             python=os.path.abspath(args.python) if os.sep in args.python else args.python,
                             sshd=args.sshd, ssh_port=args.ssh_port, jobs=args.jobs,
-                            control_dirs=args.control_path_dir or ["~/.ansible/cp"])
+                            control_dirs=args.control_path_dir or ["~/.ansible/cp"],
+                            vm_count=args.vms, vm_images=args.vm_image or ["debian12"],
+                            vm_memory=args.vm_memory, vm_cpus=args.vm_cpus, vm_accel=args.vm_accel,
+                            image_dir=args.image_dir.expanduser().absolute())
             result = cmd_up(cfg, args.check)
         elif args.cmd == "down":
             result = cmd_down(lab_dir, args.prefix, args.control_path_dir or ["~/.ansible/cp"], args.check)

@@ -1,0 +1,257 @@
+"""VM hosts of the lab (roles/lab/files/ebpfd_vm.py): real Debian 12 and 13 kernels under qemu.
+
+One lab (session fixture `vm_lab` in conftest.py) with a netns host and two VMs, `<prefix>-v1` on
+debian12 (kernel 6.1) and `<prefix>-v2` on debian13 (kernel 6.12), booted in parallel. Every module
+runs over real SSH (127.0.0.1 port forwards) with the guests' own /usr/bin/python3 and Debian's
+libbpf and pyroute2; each step runs on both VMs at once (`ansible vm ...`), and every assertion
+names the kernel it is about. Packets come from each VM's traffic peer namespace through a tap to
+the guest's virtio_net eth0, where the program is attached in native (driver) mode.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.lab import labctl  # noqa: E402
+
+from test_bpf_program import REJECTS  # noqa: E402  (fixture -> program, error_kind, words on 6.18)
+
+REPO = Path(__file__).resolve().parents[2]
+BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
+VERIFIER_DATA = REPO / "tests" / "unit" / "data" / "verifier"
+KERNELS = {"debian12": "6.1", "debian13": "6.12"}
+PROGRAM = "xdp_packet_counter"
+# every tests/bpf/reject_*.bpf.c: test_bpf_program's table plus the stack limit (no insn: the check
+# runs after the walk, over the call graph)
+REJECTIONS = {**{f: (prog, kind) for f, (prog, kind, _words) in REJECTS.items()},
+              "reject_stack_limit": ("xdp_stack_limit", "stack_limit")}
+
+
+def vms(lab) -> dict[str, str]:
+    """VM name -> image."""
+    return {v["name"]: v["image"] for v in lab.vm_hosts}
+
+
+def on_vms(lab, module: str, args: dict | str | None = None, *extra: str) -> dict[str, dict]:
+    """Run a module on every VM at once; the per-host results (all VMs must answer)."""
+    fqcn = module if "." in module else f"ebpf.deploy.{module}"
+    proc = lab.ansible("vm", fqcn, json.dumps(args) if isinstance(args, dict) else args, *extra, timeout=600)
+    results = labctl.parse_oneline(proc.stdout)
+    assert sorted(results) == sorted(vms(lab)), proc.stdout + proc.stderr
+    return results
+
+
+def ssh_json(lab, vm: str, command: str):
+    proc = lab.ssh(vm, command, timeout=120)
+    assert proc.returncode == 0, (vm, command, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def counter(lab, vm: str, name: str) -> int:
+    """Key 0 of the deployment's pkt_count map, read with the guest's bpftool (not the modules)."""
+    out = ssh_json(lab, vm, f"bpftool -j map lookup pinned /sys/fs/bpf/ebpf_deploy/{name}/maps/pkt_count key 0 0 0 0")
+    if isinstance(out.get("formatted"), dict):
+        return int(out["formatted"]["value"])
+    return int.from_bytes(bytes(int(b, 16) for b in out["value"]), "little")
+
+
+def xdp_on_eth0(lab, vm: str) -> list[dict]:
+    return ssh_json(lab, vm, "bpftool -j net show dev eth0")[0].get("xdp", [])
+
+
+def test_vms_come_up_in_their_groups_with_the_netns_host(vm_lab):
+    lab = vm_lab
+    assert vms(lab) == {f"{lab.prefix}-v1": "debian12", f"{lab.prefix}-v2": "debian13"}
+    proc = subprocess.run(["ansible-inventory", "-i", str(lab.inventory), "--list"], capture_output=True,
+                          text=True, env=labctl.ansible_env(), check=True)
+    inv = json.loads(proc.stdout)
+    assert sorted(inv["vm"]["hosts"]) == sorted(vms(lab))
+    assert inv["netns"]["hosts"] == [f"{lab.prefix}-h1"]
+    assert sorted(inv["lab"]["hosts"]) == sorted([f"{lab.prefix}-h1", *vms(lab)])
+    for n, vm in enumerate(sorted(vms(lab)), start=1):
+        hv = inv["_meta"]["hostvars"][vm]
+        assert hv["ansible_host"] == "127.0.0.1" and hv["ansible_port"] == lab.vm(vm)["ssh_port"], hv
+        assert hv["ansible_python_interpreter"] == "/usr/bin/python3"
+        assert hv["lab_data_interface"] == "eth0" and hv["lab_peer_netns"] == f"{lab.prefix}-pv{n}"
+        assert hv["lab_address"] == f"10.251.{128 + n}.1" and hv["lab_peer_address"] == f"10.251.{128 + n}.2"
+    status = lab.status()
+    assert status["up"], status
+    assert {v["accel"] for v in lab.vm_hosts} <= {"kvm", "tcg"}
+
+
+def test_each_vm_runs_its_own_kernel_and_system_python_over_ssh(vm_lab):
+    lab = vm_lab
+    facts = on_vms(lab, "ansible.builtin.setup", "gather_subset=min")
+    here = os.uname().release
+    for vm, image in vms(lab).items():
+        f = facts[vm]["ansible_facts"]
+        assert f["ansible_kernel"].startswith(KERNELS[image] + "."), (vm, f["ansible_kernel"])
+        assert f["ansible_kernel"] != here
+        assert f["ansible_python"]["executable"] == "/usr/bin/python3", (vm, f["ansible_python"])
+    probe = on_vms(lab, "ansible.builtin.command",
+                   "/usr/bin/python3 -c 'import sys, pyroute2; print(sys.prefix, pyroute2.__file__)'")
+    for vm in vms(lab):
+        prefix, pyroute2 = probe[vm]["stdout"].split()
+        assert prefix == "/usr" and pyroute2.startswith("/usr/lib/python3/dist-packages/"), (vm, probe[vm])
+        assert str(REPO) not in probe[vm]["stdout"], "a VM used something from the controller"
+
+
+def test_host_role_prepares_the_vms_and_a_second_run_changes_nothing(vm_lab, tmp_path):
+    lab = vm_lab
+    playbook = tmp_path / "host.yml"
+    playbook.write_text("---\n- name: Prepare the VM hosts\n  hosts: vm\n  gather_facts: false\n"
+                        "  roles:\n    - role: ebpf.deploy.host\n")
+    for run in (1, 2):
+        proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(playbook)], capture_output=True,
+                              text=True, env=labctl.ansible_env(), cwd=REPO, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        recap = [line for line in proc.stdout.splitlines() if line.startswith(f"{lab.prefix}-v") and "ok=" in line]
+        assert len(recap) == 2 and all("failed=0" in line for line in recap), recap
+        if run == 2:
+            assert all("changed=0" in line for line in recap), recap
+    for vm in vms(lab):
+        assert lab.ssh(vm, "stat -f -c %T /sys/fs/bpf").stdout.strip() == "bpf_fs"
+        assert lab.ssh(vm, "mountpoint -q /sys/kernel/tracing").returncode == 0
+        assert "bpf_jit_enable = 1" in lab.ssh(vm, "cat /etc/sysctl.d/60-ebpf-deploy.conf").stdout
+
+
+def test_deploy_count_native_xdp_upgrade_roll_back_and_remove_on_both_kernels(vm_lab, bpf_object):
+    lab = vm_lab
+    name = f"ebpfd_vm_{lab.prefix[5:]}"
+    attach = [{"program": PROGRAM, "interface": "eth0", "mode": "native"}]
+    maps = [{"map": "pkt_count", "key_type": "u32", "value_type": "u64", "entries": [{"key": 0, "value": 0}],
+             "overwrite": False}]
+    spec = {"name": name, "src": str(bpf_object("counter")), "attach": attach, "maps": maps}
+
+    v1 = on_vms(lab, "bpf_deployment", spec)
+    for vm, image in vms(lab).items():
+        r = v1[vm]
+        assert r["_status"] == "CHANGED" and r["action"] == "load", (image, r)
+        (xdp,) = xdp_on_eth0(lab, vm)
+        assert xdp["mode"] == "driver" and xdp["id"] == r["attach"][0]["prog_id"], (image, xdp)
+        assert lab.traffic(vm, count=500)["sent"] == 500
+    time.sleep(0.5)
+    for vm, image in vms(lab).items():
+        assert counter(lab, vm, name) == 500, f"{image}: native XDP on virtio_net did not count the peer's packets"
+    again = on_vms(lab, "bpf_deployment", spec)
+    assert all(r["_status"] == "SUCCESS" and r["action"] == "none" for r in again.values()), again
+
+    v2 = on_vms(lab, "bpf_deployment", {**spec, "src": str(bpf_object("counter_v2"))})
+    for vm, image in vms(lab).items():
+        r = v2[vm]
+        assert r["_status"] == "CHANGED" and r["previous_version"] == v1[vm]["version"] != r["version"], (image, r)
+        assert r["attach"][0]["action"] == "replace", (image, r)
+        assert xdp_on_eth0(lab, vm)[0]["id"] == r["attach"][0]["prog_id"], image
+        assert counter(lab, vm, name) == 500, f"{image}: the map did not survive the upgrade"
+        assert lab.traffic(vm, count=100)["sent"] == 100
+    time.sleep(0.5)
+    for vm, image in vms(lab).items():
+        assert counter(lab, vm, name) == 600, f"{image}: v2 did not count into the same map"
+
+    back = on_vms(lab, "bpf_deployment", {"name": name, "version": "previous", "attach": attach})
+    for vm, image in vms(lab).items():
+        r = back[vm]
+        assert r["_status"] == "CHANGED" and r["version"] == v1[vm]["version"], (image, r)
+        assert xdp_on_eth0(lab, vm)[0]["id"] == r["attach"][0]["prog_id"] != v2[vm]["attach"][0]["prog_id"], image
+
+    gone = on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
+    for vm, image in vms(lab).items():
+        assert gone[vm]["_status"] == "CHANGED", (image, gone[vm])
+        assert xdp_on_eth0(lab, vm) == [], image
+        assert lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/{name}").returncode == 1, image
+    assert all(r["_status"] == "SUCCESS" for r in on_vms(lab, "bpf_deployment",
+                                                         {"name": name, "state": "absent", "attach": attach}).values())
+
+
+@pytest.fixture(scope="module")
+def rejections(vm_lab, tmp_path_factory) -> dict[str, dict[str, dict]]:
+    """Every reject_* fixture loaded by bpf_program on both VMs in one playbook run (a loop per
+    host, the hosts in parallel): {vm: {fixture: result}}."""
+    lab = vm_lab
+    out = tmp_path_factory.mktemp("rejections")
+    playbook = out / "reject.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Load every rejected fixture", "hosts": "vm", "gather_facts": False,
+        "tasks": [
+            {"name": "Load it", "ebpf.deploy.bpf_program": {"name": f"ebpfd_rej_{lab.prefix[5:]}",
+                                                            "src": f"{BPF_DIR}/{{{{ item }}}}.bpf.o"},
+             "loop": sorted(REJECTIONS), "register": "loaded", "ignore_errors": True},
+            {"name": "Keep the results on the controller", "delegate_to": "localhost",
+             "ansible.builtin.copy": {"content": "{{ loaded.results | to_json }}",
+                                      "dest": f"{out}/{{{{ inventory_hostname }}}}.json", "mode": "0644"}},
+        ]}]))
+    proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(playbook)], capture_output=True,
+                          text=True, env=labctl.ansible_env(), cwd=REPO, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return {vm: {r["item"]: r for r in json.loads((out / f"{vm}.json").read_text())} for vm in vms(lab)}
+
+
+@pytest.mark.parametrize("fixture", sorted(REJECTIONS))
+def test_verifier_rejections_are_classified_on_6_1_and_6_12_as_on_6_18(vm_lab, rejections, fixture):
+    """Same error_kind and program as on this machine's kernel; the logs are kept as unit data
+    (tests/unit/data/verifier/<kernel>/) when EBPF_DEPLOY_CAPTURE_VERIFIER=1."""
+    lab = vm_lab
+    program, kind = REJECTIONS[fixture]
+    for vm, image in vms(lab).items():
+        r = rejections[vm][fixture]
+        assert r["failed"], (image, r)
+        assert (r.get("program"), r.get("error_kind")) == (program, kind), \
+            f"kernel {KERNELS[image]}: {r.get('error_kind')} ({r.get('msg')})"
+        assert isinstance(r.get("insn"), int) or kind == "stack_limit", (image, r)
+        assert "\n" not in r["msg"] and r["verifier_log"].strip()
+        if os.environ.get("EBPF_DEPLOY_CAPTURE_VERIFIER") == "1":
+            out = VERIFIER_DATA / KERNELS[image] / f"{fixture}.log"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(r["verifier_log"].rstrip("\n") + "\n")
+
+
+def test_rejected_loads_left_nothing_on_the_vms(vm_lab, rejections):
+    for vm, image in vms(vm_lab).items():
+        assert sorted(rejections[vm]) == sorted(REJECTIONS)
+        left = vm_lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/ebpfd_rej_{vm_lab.prefix[5:]}")
+        assert left.returncode == 1, f"{image}: a rejected load left pins"
+
+
+def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab):
+    """`up` killed (SIGKILL) while its VM boots leaves a qemu, a peer namespace and files but no state:
+    the next `up --check` wants to restart the VM, and `down` ends that qemu by its PID and removes
+    everything. (vm_lab only guarantees the images are built; this lab is a second, separate one.)"""
+    lab = labctl.new_lab(count=0, vms=1)
+    before = labctl.snapshot()
+    up = subprocess.Popen([labctl.PYTHON, str(labctl.SCRIPT), *lab.up_args()], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    pidfile = lab.lab_dir / "vms" / f"{lab.prefix}-v1" / "qemu.pid"
+    qemu = None
+    try:
+        deadline = time.monotonic() + 120
+        while qemu is None and time.monotonic() < deadline and up.poll() is None:
+            if pidfile.exists() and pidfile.read_text().strip():
+                qemu = int(pidfile.read_text().split()[0])
+            time.sleep(0.2)
+        assert qemu is not None, "lab-up started no qemu"
+    finally:
+        up.kill()
+        up.wait()
+    try:
+        assert Path(f"/proc/{qemu}").exists(), "the VM should outlive the killed lab-up"
+        assert not (lab.lab_dir / "lab.json").exists() or "vms" not in json.loads((lab.lab_dir / "lab.json").read_text())
+        check = lab.up(check=True)
+        assert any(a.startswith(f"{lab.prefix}-v1: would (re)start") for a in check["actions"]), check
+        assert Path(f"/proc/{qemu}").exists(), "check mode ended the VM"
+    finally:
+        down = lab.down()
+    assert any(a == f"{lab.prefix}-v1: stopped and removed" for a in down["actions"]), down
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{qemu}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{qemu}").exists(), f"qemu {qemu} survived lab-down"
+    leaks = labctl.leaks(before, labctl.snapshot(), lab)
+    assert leaks == {"netns": [], "links": [], "bpffs": [], "pids": {}}, leaks
+    assert not lab.lab_dir.exists(), list(lab.lab_dir.rglob("*"))
