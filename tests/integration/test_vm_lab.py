@@ -170,6 +170,41 @@ def test_deploy_count_native_xdp_upgrade_roll_back_and_remove_on_both_kernels(vm
                                                          {"name": name, "state": "absent", "attach": attach}).values())
 
 
+def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_lab, bpf_object):
+    """The host role's ebpf-deploy-restore.service, after `ansible.builtin.reboot`, with no Ansible run
+    in between: the committed deployment is on eth0 again; the one pending at shutdown is not."""
+    lab = vm_lab
+    kept, pending = f"ebpfd_vk_{lab.prefix[5:]}", f"ebpfd_vp_{lab.prefix[5:]}"
+    attach = [{"program": PROGRAM, "interface": "eth0", "mode": "native"}]
+    committed = on_vms(lab, "bpf_deployment", {"name": kept, "src": str(bpf_object("counter")), "attach": attach})
+    assert all(r["committed"] == r["version"] for r in committed.values()), committed
+    staged = on_vms(lab, "bpf_deployment", {"name": pending, "src": str(bpf_object("counter_v2")),
+                                            "confirm_timeout": 0})
+    assert all(r["pending"] for r in staged.values()), staged
+    for vm in vms(lab):
+        assert lab.ssh(vm, "systemctl is-enabled ebpf-deploy-restore.service").returncode == 0, vm
+
+    rebooted = on_vms(lab, "ansible.builtin.reboot", {"reboot_timeout": 900, "test_command": "true"})
+    assert all(r["_status"] in ("CHANGED", "SUCCESS") for r in rebooted.values()), rebooted
+    try:
+        for vm, image in vms(lab).items():
+            (xdp,) = xdp_on_eth0(lab, vm)
+            pinned = ssh_json(lab, vm, f"bpftool -j prog show pinned /sys/fs/bpf/ebpf_deploy/{kept}/"
+                                       f"{committed[vm]['version']}/progs/{PROGRAM}")
+            assert xdp["id"] == pinned["id"], f"{image}: the committed deployment is not attached after the reboot"
+            assert lab.ssh(vm, f"test -e /sys/fs/bpf/ebpf_deploy/{pending}").returncode == 1, \
+                f"{image}: a pending switch was restored at boot"
+            unit = lab.ssh(vm, "systemctl is-active ebpf-deploy-restore.service; "
+                               "journalctl -b -u ebpf-deploy-restore.service --no-pager -o cat")
+            assert unit.stdout.startswith("active") and f"{kept}: restored" in unit.stdout, (image, unit.stdout)
+            facts = on_vms(lab, "bpf_facts", {"gather_subset": ["record"]})[vm]["ansible_facts"]["ebpf"]["record"]
+            assert facts["last_restore"]["failed"] == 0, (image, facts)
+            assert facts["deployments"][pending]["pending"] is None, (image, facts)
+    finally:
+        for name in (kept, pending):
+            on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach if name == kept else []})
+
+
 @pytest.fixture(scope="module")
 def rejections(vm_lab, tmp_path_factory) -> dict[str, dict[str, dict]]:
     """Every reject_* fixture loaded by bpf_program on both VMs in one playbook run (a loop per
