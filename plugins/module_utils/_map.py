@@ -572,7 +572,7 @@ class MapManager:
             value = create.get(item)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidInput(f"create.{item} must be a positive integer, got {value!r}")
-            spec[item] = value
+            spec[item] = libbpf.checked_int(value, f"create.{item}", low=1)
         if spec["map_type"] in (MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_PROG_ARRAY, MAP_DEVMAP) and spec["key_size"] != 4:
             raise InvalidInput(f"a {type_name} map has 4-byte keys (u32 index), got key_size {spec['key_size']}")
         if spec["map_type"] in (MAP_PROG_ARRAY, MAP_DEVMAP, MAP_DEVMAP_HASH) and spec["value_size"] != 4:
@@ -743,6 +743,7 @@ class MapManager:
 
     def _program_fd(self, value: Any) -> Tuple[int, str]:
         if isinstance(value, int) and not isinstance(value, bool):
+            libbpf.checked_int(value, "PROG_ARRAY value (a program id)", low=1)
             return self._own(libbpf.prog_fd_by_id(value)), f"program id {value}"
         if not isinstance(value, str) or not value:
             raise InvalidInput(f"a PROG_ARRAY value is a program name, a pinned program path or a "

@@ -191,6 +191,16 @@ CASES = [
          lambda L: {"path": f"{NOT_BPFFS}/m", "entries": [],
                     "create": {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 1}},
          r"bpf", watch=(str(NOT_BPFFS),)),
+    # integers beyond what the C argument holds (ctypes would keep the low 32 bits)
+    Case("map-create-max-entries-over-u32", "bpf_map",
+         lambda L: {"path": f"{L.root}/ebpfd_wide", "entries": [],
+                    "create": {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 2 ** 32 + 1}},
+         r"create\.max_entries 4294967297 is out of range"),
+    Case("map-prog-array-id-over-u32", "bpf_map",
+         lambda L: {"path": f"{L.root}/ebpfd_jmp",
+                    "create": {"type": "prog_array", "key_size": 4, "value_size": 4, "max_entries": 4},
+                    "entries": [{"key": 0, "value": 2 ** 32 + L.prog_ids[L.versions["counter"]]}]},
+         r"program id\) \d+ is out of range"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",

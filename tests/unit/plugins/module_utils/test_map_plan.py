@@ -188,3 +188,33 @@ def test_memory_limits_are_read_from_this_host():
     assert limits, "at least MemAvailable"
     assert limits == sorted(limits, key=lambda item: item[1])
     assert any(name.startswith("MemAvailable") for name, _bytes in limits)
+
+
+# --- integers headed for ctypes (issue 16) -------------------------------------------------------
+@pytest.mark.parametrize("item", ["key_size", "value_size", "max_entries"])
+def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
+    """c_uint32(2**32 + 1) is 1: `max_entries: 4294967297` made a one-entry map."""
+    create = {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 16, item: 2 ** 32 + 1}
+    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x", "create": create})
+    manager.pin = "/sys/fs/bpf/ebpfd_x"
+    with pytest.raises(InvalidInput) as err:
+        manager._create_spec()
+    assert err.value.msg == f"create.{item} 4294967297 is out of range (1..4294967295)"
+
+
+def test_a_prog_array_program_id_beyond_u32_is_refused_before_any_kernel_call():
+    """A PROG_ARRAY value 4294967301 wrote program 5 (the id's low 32 bits)."""
+    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    with pytest.raises(InvalidInput) as err:
+        manager._program_fd(2 ** 32 + 5)
+    assert err.value.msg == "PROG_ARRAY value (a program id) 4294967301 is out of range (1..4294967295)"
+
+
+@pytest.mark.parametrize("call, args", [
+    ("prog_fd_by_id", (2 ** 32 + 5,)), ("map_fd_by_id", (2 ** 32,)), ("link_fd_by_id", (-1,)),
+    ("map_create", (2, "ebpfd_x", 4, 8, 2 ** 32 + 1)), ("link_create", (3, 2 ** 31, 37)),
+])
+def test_the_libbpf_binding_refuses_integers_its_c_arguments_cannot_hold(call, args):
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
+    with pytest.raises(InvalidInput, match=r"is out of range \("):
+        getattr(_libbpf, call)(*args)
