@@ -99,6 +99,14 @@ def dep(src: Optional[str] = "counter_v2", **extra):
     return make
 
 
+def short_section_headers(data: bytes, entsize: int) -> bytes:
+    """An ELF64 whose e_shentsize is below the 64 bytes of a section header, cut where such a table
+    would end (reading real headers at that step runs past the end of the file)."""
+    shoff = int.from_bytes(data[0x28:0x30], "little")
+    shnum = int.from_bytes(data[0x3C:0x3E], "little")
+    return (data[:0x3A] + entsize.to_bytes(2, "little") + data[0x3C:])[:shoff + entsize * shnum]
+
+
 REJECTS = ["reject_gpl_helper", "reject_map_lookup", "reject_packet_access", "reject_stack_limit",
            "reject_unbounded_loop", "reject_uninit_stack"]
 
@@ -109,6 +117,9 @@ CASES = [
     Case("program-empty-file", "bpf_program", remote(f"{BAD}/empty.bpf.o"), r"not an ELF"),
     Case("program-truncated-elf", "bpf_program", prog(f"{BAD}/truncated.bpf.o"), r"truncated"),
     Case("program-truncated-elf-remote", "bpf_program", remote(f"{BAD}/truncated.bpf.o"), r"truncated"),
+    Case("program-elf-short-section-headers", "bpf_program", prog(f"{BAD}/shentsize.bpf.o"), r"e_shentsize"),
+    Case("program-elf-short-section-headers-remote", "bpf_program", remote(f"{BAD}/shentsize.bpf.o"),
+         r"e_shentsize"),
     Case("program-elf-x86-64", "bpf_program", prog(f"{BAD}/x86.o"), r"x86-64"),
     Case("program-elf-x86-64-remote", "bpf_program", remote(f"{BAD}/x86.o"), r"x86-64"),
     Case("program-missing-program", "bpf_program", remote("counter", programs=["ebpfd_no_such_prog"]),
@@ -232,6 +243,7 @@ def live():
         (BAD / "empty.bpf.o").write_bytes(b"")
         data = (fl.BPF_DIR / "counter.bpf.o").read_bytes()
         (BAD / "truncated.bpf.o").write_bytes(data[: len(data) // 2])
+        (BAD / "shentsize.bpf.o").write_bytes(short_section_headers(data, 16))
         (BAD / "adir.bpf.o").mkdir()
         os.mkfifo(BAD / "fifo.bpf.o")
         src = BAD / "x86.c"
