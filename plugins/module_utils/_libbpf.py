@@ -573,7 +573,7 @@ class BpfObject:
                 ptr = lib().bpf_object__open_mem(keepalive, len(data), ctypes.byref(opts))
                 call = "bpf_object__open_mem"
             else:
-                ptr = lib().bpf_object__open_file(path.encode(), ctypes.byref(opts))
+                ptr = lib().bpf_object__open_file(c_path(path), ctypes.byref(opts))
                 call = "bpf_object__open_file"
             err = _errno_now()
         if not ptr:
@@ -668,14 +668,22 @@ def closing_fd(fd: int) -> Iterator[int]:
             os.close(fd)
 
 
+def c_path(path) -> bytes:
+    """A path as a C string; one with a NUL byte is refused (C would stop reading at the NUL)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise InvalidInput(f"path {os.fsdecode(raw)!r} contains a NUL byte")
+    return raw
+
+
 def obj_pin(fd: int, path: str) -> None:
     """Pin a program/map/link fd at a bpffs path."""
-    _check(lib().bpf_obj_pin(fd, os.fsencode(path)), "bpf_obj_pin", path)
+    _check(lib().bpf_obj_pin(fd, c_path(path)), "bpf_obj_pin", path)
 
 
 def obj_get(path: str) -> int:
     """Open a pinned object; the caller owns (closes) the fd."""
-    return _check(lib().bpf_obj_get(os.fsencode(path)), "bpf_obj_get", path)
+    return _check(lib().bpf_obj_get(c_path(path)), "bpf_obj_get", path)
 
 
 def fd_kind(fd: int) -> str:

@@ -33,7 +33,9 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import DEFAULT_BPFFS_ROOT, Deployment, is_bpffs
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+    DEFAULT_BPFFS_ROOT, Deployment, is_bpffs, validate_path,
+)
 
 # include/uapi/linux/bpf.h: enum bpf_map_type
 MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY = 1, 2, 3
@@ -427,6 +429,8 @@ class MapManager:
             raise InvalidInput("deployment needs map: the name of one of its maps")
         if p.get("create") and not p.get("path"):
             raise InvalidInput("create needs path: where the standalone map is pinned")
+        if p.get("path"):
+            validate_path(p["path"], "path")
         if p.get("path") and not os.path.isabs(p["path"]):
             raise InvalidInput(f"path must be absolute, got {p['path']!r}")
         for option in ("key_type", "value_type"):

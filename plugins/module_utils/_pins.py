@@ -67,9 +67,18 @@ def validate_version(value) -> str:
     return value
 
 
+def validate_path(value, what: str = "path") -> str:
+    """A path option without a NUL byte: the kernel would read it only up to the NUL (a pin made
+    elsewhere than asked), and Python refuses it with a traceback."""
+    text = os.fspath(value) if value is not None else ""
+    if "\0" in text:
+        raise InvalidInput(f"{what} {text!r} contains a NUL byte")
+    return text
+
+
 def validate_root(root) -> Path:
     """An absolute bpffs directory without '..' components."""
-    text = os.fspath(root) if root is not None else ""
+    text = validate_path(root, "bpffs_root")
     if not text or not os.path.isabs(text):
         raise InvalidInput(f"bpffs_root must be an absolute path, got {text!r}")
     parts = Path(text).parts

@@ -49,6 +49,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     is_bpffs,
     remove_tree,
     validate_name,
+    validate_path,
     validate_version,
 )
 
@@ -97,6 +98,8 @@ class Request:
 
     def validate(self) -> None:
         validate_name(self.name, "name")
+        if self.src is not None:
+            validate_path(self.src, "src")
         if self.state not in ("present", "absent"):
             raise InvalidInput(f"state must be present or absent, got {self.state!r}")
         if self.map_conflict not in MAP_CONFLICT_CHOICES:

@@ -615,6 +615,9 @@ class Request:
         return cls(**{key: value for key, value in params.items() if key in names and value is not None})
 
     def validate(self) -> None:
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path  # pylint: disable=import-outside-toplevel
+        validate_path(self.pin, "pin")
+        validate_path(self.bpffs_root, "bpffs_root")
         if self.mode is not None and self.mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.method not in METHODS:
