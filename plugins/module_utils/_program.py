@@ -119,6 +119,9 @@ class Request:
                                "(an already pinned version to switch to)")
         for program in self.programs or []:
             validate_name(program, "program name")
+        twice = sorted({p for p in self.programs or [] if (self.programs or []).count(p) > 1})
+        if twice:
+            raise InvalidInput(f"programs lists {', '.join(map(repr, twice))} more than once")
         if self.preflight_fail_on not in (None,) + PREFLIGHT_FAIL_ON:
             raise InvalidInput(f"preflight_fail_on must be one of {', '.join(PREFLIGHT_FAIL_ON)}, "
                                f"got {self.preflight_fail_on!r}")

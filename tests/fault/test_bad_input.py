@@ -157,6 +157,8 @@ CASES = [
     Case("program-root-not-bpffs-absent", "bpf_program",
          lambda L: {"name": L.name, "bpffs_root": str(VICTIM), "state": "absent"}, r"bpf filesystem|bpffs",
          watch=(str(VICTIM),)),
+    Case("program-programs-duplicate", "bpf_program",
+         remote("counter_v2", programs=[fl.PROGRAM, fl.PROGRAM]), r"more than once"),
     Case("program-programs-dotdot", "bpf_program", remote("counter_v2", programs=["../x"]), r"leave|may only"),
     Case("program-version-dotdot", "bpf_program",
          lambda L: {"name": L.name, "version": "../../etc", "bpffs_root": str(L.root)}, r"version"),
