@@ -363,7 +363,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
     src=dict(type="path"),
     remote_src=dict(type="bool", default=False),
-    content=dict(type="str"),
+    content=dict(type="str", no_log=True),
     checksum=dict(type="str"),
     programs=dict(type="list", elements="str"),
     program_type=dict(type="str"),
