@@ -451,6 +451,10 @@ class MapManager:
         if not os.path.lexists(pin):
             self.result.update(map=None, entries=None, added=[], changed_keys=[], removed=[])
             return self.result
+        if os.path.islink(pin):
+            # the checks below would read the map it points at, and unlink would remove the link only
+            raise InvalidInput(f"{pin} is a symlink (to {os.readlink(pin)}), not a map's pin: not removed; "
+                               "give the path of the pin itself")
         fd = self._own(libbpf.obj_get(pin))
         if libbpf.fd_kind(fd) != "map":
             raise InvalidInput(f"{pin} is pinned but is not a map ({libbpf.fd_kind(fd)}): not removed")

@@ -229,6 +229,8 @@ CASES = [
                     "create": {"type": "prog_array", "key_size": 4, "value_size": 4, "max_entries": 4},
                     "entries": [{"key": 0, "value": 2 ** 32 + L.prog_ids[L.versions["counter"]]}]},
          r"program id\) \d+ is out of range"),
+    Case("map-absent-symlink", "bpf_map", lambda L: {"path": f"{L.root}/ebpfd_maplink", "state": "absent"},
+         r"symlink"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",
@@ -299,7 +301,9 @@ def run_case(case: Case, live) -> dict:
     return result
 
 
-def _prepare(case: Case) -> None:
+def _prepare(case: Case, live) -> None:
+    if case.id == "map-absent-symlink" and not os.path.lexists(live.root / "ebpfd_maplink"):
+        os.symlink(live.map_pin, live.root / "ebpfd_maplink")
     if case.id == "program-root-not-bpffs-absent":
         # what a bpffs_root mistake would point at: somebody's directory named like the deployment
         shutil.rmtree(VICTIM, ignore_errors=True)
@@ -311,7 +315,7 @@ def _prepare(case: Case) -> None:
 def test_bad_input_fails_in_one_line_and_changes_nothing(live, case, totals):
     t = totals("bad input")
     t.cases += 1
-    _prepare(case)
+    _prepare(case, live)
     if case.id == "program-root-not-bpffs-absent":
         (VICTIM / live.name).mkdir(parents=True, exist_ok=True)
         (VICTIM / live.name / "precious.txt").write_text("keep me\n", encoding="ascii")
