@@ -39,6 +39,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{12}$")
 RESERVED_NAMES = frozenset({"maps", "links", "current", "previous", "progs"})
 STAGING_PREFIX = "_staging-"
+# An empty directory in every deployment directory this collection made: with a bpffs_root shared
+# with other tools (/sys/fs/bpf), only a marked directory is removed or counted as a deployment.
+# (The bpffs holds no regular files; a directory works on every kernel.) A directory made before
+# the marker existed counts when it holds nothing but the layout above, and is marked on its next run.
+MARKER = "_ebpf_deploy_marker"
 _LINK_SAFE = re.compile(r"[A-Za-z0-9_-]")
 
 
@@ -246,6 +251,46 @@ class Deployment:
     def exists(self) -> bool:
         return self.path.is_dir()
 
+    def has_marker(self) -> bool:
+        return (self.path / MARKER).is_dir() and not (self.path / MARKER).is_symlink()
+
+    def foreign_entry(self) -> Optional[str]:
+        """None when the directory is ours (marked, or absent, or nothing in it but our layout);
+        else the first entry that no deployment of this collection holds."""
+        if self.path.is_symlink() or (os.path.lexists(self.path) and not self.path.is_dir()):
+            return self.name
+        if not self.path.is_dir() or self.has_marker():
+            return None
+        for entry in sorted(self.path.iterdir()):
+            name = entry.name
+            if name in ("maps", "links") and entry.is_dir() and not entry.is_symlink():
+                continue
+            if name in ("current", "previous") and entry.is_symlink():
+                continue
+            if (VERSION_RE.match(name) or name.startswith(STAGING_PREFIX)) and entry.is_dir() \
+                    and not entry.is_symlink():
+                continue
+            return name
+        return None
+
+    def is_ours(self) -> bool:
+        return self.foreign_entry() is None
+
+    def check_ours(self) -> None:
+        """Refuse to touch a directory of the same name that another tool made under a shared root."""
+        entry = self.foreign_entry()
+        if entry is not None:
+            what = ("is not a directory" if entry == self.name and not (self.path / entry).exists()
+                    else f"has no {MARKER} marker and holds {entry!r}, which no deployment holds")
+            raise InvalidInput(f"{self.path} was not made by ebpf.deploy (it {what}): left alone; "
+                               "choose another name or bpffs_root", path=str(self.path))
+
+    def mark(self) -> None:
+        """Put the marker in (a deployment made before markers gets it on its next run)."""
+        self.check_ours()
+        if self.path.is_dir() and not self.has_marker():
+            (self.path / MARKER).mkdir(exist_ok=True)
+
     def pinned_programs(self, version: str) -> Dict[str, Path]:
         progs = self.progs_dir(version)
         if not progs.is_dir():
@@ -347,6 +392,7 @@ class Deployment:
         validate_version(version)
         if not (self.path / version).is_dir():
             raise InvalidInput(f"version {version} of deployment '{self.name}' is not pinned")
+        self.mark()
         old = self.current_version()
         if old == version:
             return old
@@ -390,6 +436,7 @@ class Deployment:
 
     def remove_all(self) -> bool:
         """Unpin everything of this deployment and drop its /run state. False if nothing was there."""
+        self.check_ours()
         removed = remove_tree(self.path)
         if self.meta_dir.is_dir():
             shutil.rmtree(self.meta_dir, ignore_errors=True)
@@ -401,6 +448,7 @@ class Deployment:
 
     def new_staging_dir(self) -> Path:
         """A fresh, uniquely named directory inside the deployment for pins before rename."""
+        self.check_ours()
         self.path.mkdir(parents=True, exist_ok=True)
         staging = self.path / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()

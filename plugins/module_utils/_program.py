@@ -366,6 +366,7 @@ class ProgramManager:
 
     # ---- state: absent
     def _absent(self) -> dict:
+        self.dep.check_ours()
         before = self._current_view()
         exists = (self.dep.exists() or self.dep.meta_dir.exists() or self.dep.pointer_file.exists())
         changed = bool(exists)
@@ -424,6 +425,7 @@ class ProgramManager:
     def _present(self) -> dict:
         req = self.req
         label = req.label
+        self.dep.check_ours()
         data = self._read_src()
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self._log_size: Optional[int] = None
@@ -500,6 +502,7 @@ class ProgramManager:
             for stale_version in prune:
                 if stale_version != self.dep.current_version():
                     self.dep.remove_version(stale_version)
+            self.dep.mark()
         if not programs:
             programs = self._program_results(version, wanted_programs)
         return self._result(action=action, version=version, old=current, before=before, prune=prune,

@@ -353,12 +353,40 @@ def write_note(bpffs_root: str, interface: str, netns: Optional[str], note: Opti
     os.replace(tmp, path)
 
 
+def our_dirs(bpffs_root: str) -> list:
+    """The directories under the root that this collection made: every deployment carrying the
+    marker (or, made before markers, nothing but the layout), and `links/` of pin-only attachments.
+    With a root shared with other tools (/sys/fs/bpf) nothing else counts as ours."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment  # pylint: disable=import-outside-toplevel
+    found = []
+    try:
+        entries = sorted(os.scandir(bpffs_root), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.name == "links":
+            found.append(entry.path)
+            continue
+        try:
+            if Deployment(bpffs_root, entry.name).is_ours():
+                found.append(entry.path)
+        except InvalidInput:  # not a name a deployment can have
+            continue
+    return found
+
+
 def scan_root(bpf: Bpf, bpffs_root: str) -> tuple:
-    """Programs pinned under the root (ids) and link pins under it ({link id: path})."""
+    """Programs pinned in our directories under the root (ids) and link pins there ({link id: path})."""
     prog_ids, links = set(), {}
-    if not os.path.isdir(bpffs_root):
-        return prog_ids, links
-    for dirpath, _dirs, files in os.walk(bpffs_root):
+    for top in our_dirs(bpffs_root):
+        _scan_dir(bpf, top, prog_ids, links)
+    return prog_ids, links
+
+
+def _scan_dir(bpf: Bpf, top: str, prog_ids: set, links: dict) -> None:
+    for dirpath, _dirs, files in os.walk(top):
         for name in files:
             path = os.path.join(dirpath, name)
             kind, info = bpf.pinned_kind(path)
@@ -368,7 +396,6 @@ def scan_root(bpf: Bpf, bpffs_root: str) -> tuple:
                 links[info["id"]] = path
                 if info.get("prog_id"):
                     prog_ids.add(info["prog_id"])
-    return prog_ids, links
 
 
 def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *, bpffs_root: str,

@@ -34,6 +34,7 @@ import faultlib as fl
 BAD = Path("/tmp") / f"ebpfd_fault_inputs_{secrets.token_hex(3)}"
 VICTIM = Path("/tmp") / f"ebpfd_fault_victim_{secrets.token_hex(3)}"
 NOT_BPFFS = Path("/tmp") / f"ebpfd_fault_plaindir_{secrets.token_hex(3)}"
+FOREIGN = f"ebpfd_foreign{secrets.token_hex(3)}"   # another tool's directory under the live root
 ZERO64 = "0" * 64
 ARGSPEC_HEADER = "Validation of arguments failed:\n"
 
@@ -231,6 +232,12 @@ CASES = [
          r"program id\) \d+ is out of range"),
     Case("map-absent-symlink", "bpf_map", lambda L: {"path": f"{L.root}/ebpfd_maplink", "state": "absent"},
          r"symlink"),
+    # --- a bpffs_root shared with another tool: its directory of the same name is left alone
+    Case("program-absent-foreign-dir", "bpf_program",
+         lambda L: {"name": FOREIGN, "bpffs_root": str(L.root), "state": "absent"},
+         r"not made by ebpf\.deploy"),
+    Case("program-into-foreign-dir", "bpf_program",
+         lambda L: dict(remote("counter_v2")(L), name=FOREIGN), r"not made by ebpf\.deploy"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",
@@ -304,6 +311,8 @@ def run_case(case: Case, live) -> dict:
 def _prepare(case: Case, live) -> None:
     if case.id == "map-absent-symlink" and not os.path.lexists(live.root / "ebpfd_maplink"):
         os.symlink(live.map_pin, live.root / "ebpfd_maplink")
+    if case.id.endswith("foreign-dir"):  # another tool's pins under a shared root (a dir is enough)
+        (live.root / FOREIGN / "tc" / "globals").mkdir(parents=True, exist_ok=True)
     if case.id == "program-root-not-bpffs-absent":
         # what a bpffs_root mistake would point at: somebody's directory named like the deployment
         shutil.rmtree(VICTIM, ignore_errors=True)

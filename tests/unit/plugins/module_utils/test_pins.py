@@ -159,3 +159,56 @@ def test_a_nul_byte_in_a_path_is_refused_in_one_line():
         MapManager({"path": "/sys/fs/bpf/m\0x", "create": {"type": "array"}})._validate_params()
     with pytest.raises(InvalidInput, match="contains a NUL byte"):
         _libbpf.obj_pin(0, "/sys/fs/bpf/ebpfd\0x")
+
+
+# --- a bpffs_root shared with other tools (issue 16) ----------------------------------------------
+def test_a_deployment_is_marked_and_an_unmarked_one_of_the_old_layout_still_counts(tmp_path):
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import MARKER
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    _pin_version(dep, V1, "p")
+    (dep.path / "maps").mkdir()
+    assert not dep.has_marker() and dep.is_ours()      # made before markers: the layout only
+    dep.set_current(V1)
+    assert dep.has_marker() and (dep.path / MARKER).is_dir()
+    assert dep.remove_all() and not dep.path.exists()
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: (d / "tc" / "globals").mkdir(parents=True),         # another tool's directory
+    lambda d: (d / "cilium_calls").mkdir(parents=True),
+    lambda d: os.symlink("/", d / "maps", target_is_directory=True) if d.mkdir(parents=True) is None else None,
+])
+def test_another_tools_directory_of_the_same_name_is_never_removed_nor_written(tmp_path, make):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    make(dep.path)
+    before = list_tree(dep.path)
+    for action in (dep.remove_all, dep.mark, dep.new_staging_dir, dep.check_ours):
+        with pytest.raises(InvalidInput, match=r"was not made by ebpf\.deploy .*left alone"):
+            action()
+    assert list_tree(dep.path) == before
+
+
+def test_a_symlink_in_place_of_the_deployment_directory_is_not_ours(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "bpffs").mkdir()
+    os.symlink(elsewhere, tmp_path / "bpffs" / "demo")
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    with pytest.raises(InvalidInput, match="is not a directory"):
+        dep.remove_all()
+    assert elsewhere.is_dir() and (tmp_path / "bpffs" / "demo").is_symlink()
+
+
+def test_only_our_directories_are_scanned_for_programs_we_own(tmp_path):
+    from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import our_dirs
+    root = tmp_path / "bpffs"
+    ours = Deployment(root, "ours", state_dir=tmp_path / "run")
+    _pin_version(ours, V1, "p")
+    ours.set_current(V1)
+    legacy = Deployment(root, "legacy", state_dir=tmp_path / "run")
+    _pin_version(legacy, V1, "p")
+    (root / "tc" / "globals").mkdir(parents=True)
+    (root / "links").mkdir()
+    (root / "a.b").mkdir()                      # not even a deployment name
+    assert our_dirs(str(root)) == [str(root / n) for n in ("legacy", "links", "ours")]
+
