@@ -238,6 +238,13 @@ CASES = [
          r"not made by ebpf\.deploy"),
     Case("program-into-foreign-dir", "bpf_program",
          lambda L: dict(remote("counter_v2")(L), name=FOREIGN), r"not made by ebpf\.deploy"),
+    # --- bpf_facts ---------------------------------------------------------------------------------
+    Case("facts-dmesg-cursor-malformed", "bpf_facts",
+         lambda L: {"gather_subset": ["dmesg"], "dmesg_since": "yesterday", "bpffs_root": str(L.root)},
+         r"dmesg_since 'yesterday' is not a cursor"),
+    Case("facts-dmesg-cursor-bad-boot-id", "bpf_facts",
+         lambda L: {"gather_subset": ["dmesg"], "dmesg_since": "not-a-boot:12", "bpffs_root": str(L.root)},
+         r"is not a cursor"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",
