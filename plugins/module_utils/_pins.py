@@ -12,15 +12,19 @@ Layout, one directory per deployment (every name validated so nothing can leave 
     <bpffs_root>/<deployment>/previous -> <version>      switched atomically (symlink + rename)
 
 The bpffs refuses any name containing a dot (kernel/bpf/inode.c: "dots in names are reserved"),
-so link pins use ``:`` as separator and interface/netns names are percent-encoded. When the bpffs
-cannot hold symlinks, ``current``/``previous`` fall back to ``/run/ebpf_deploy/<deployment>.json``.
-Metadata the kernel cannot hold (source, deployed_at, digest, options) is kept in
-``/run/ebpf_deploy/<deployment>/<version>.json``; /run is cleared on reboot exactly as the bpffs.
+so link pins use ``:`` as separator and interface/netns names are percent-encoded. Metadata the kernel cannot hold
+(source, deployed_at, digest, options) is kept in ``/run/ebpf_deploy/<deployment>/<root>/<version>.json``,
+``<root>`` being the bpffs root as one file name (``sys%2Ffs%2Fbpf%2Febpf_deploy``), so one deployment
+name under two roots keeps two records; /run is cleared on reboot exactly as the bpffs. When the
+bpffs cannot hold symlinks, ``current``/``previous`` fall back to ``.../<root>/pointers.json``.
+Records written before roots were part of the path (``<deployment>/<version>.json``,
+``<deployment>.json``) are still read when they name this root, and removed with the deployment.
 
 No Ansible here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -90,6 +94,11 @@ def validate_root(root) -> Path:
     if ".." in parts:
         raise InvalidInput(f"bpffs_root {text!r} must not contain '..'")
     return Path(os.path.normpath(text))
+
+
+def root_key(root) -> str:
+    """A bpffs root as one file name, unambiguous: ``/sys/fs/bpf/x`` -> ``sys%2Ffs%2Fbpf%2Fx``."""
+    return encode_component(os.path.normpath(os.fspath(root)).strip("/")) or "%2F"
 
 
 def encode_component(value: str) -> str:
@@ -219,11 +228,20 @@ class Deployment:
 
     @property
     def meta_dir(self) -> Path:
-        return self.state_dir / self.name
+        """This deployment's records under this root (another root's are beside it)."""
+        return self.state_dir / self.name / root_key(self.root)
 
     @property
     def pointer_file(self) -> Path:
         """The fallback for current/previous when the bpffs holds no symlinks."""
+        return self.meta_dir / "pointers.json"
+
+    @property
+    def _legacy_meta_dir(self) -> Path:
+        return self.state_dir / self.name
+
+    @property
+    def _legacy_pointer_file(self) -> Path:
         return self.state_dir / f"{self.name}.json"
 
     def version_dir(self, version: str) -> Path:
@@ -330,10 +348,7 @@ class Deployment:
         if link.is_symlink():
             target = os.readlink(link)
             return target if VERSION_RE.match(target) and (self.path / target).is_dir() else None
-        try:
-            data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        data = self._read_json(self.pointer_file) or self._read_json(self._legacy_pointer_file)
         value = data.get(which) if data.get("bpffs_root") == str(self.root) else None
         # the file alone is not trusted: the version must still be pinned
         return value if isinstance(value, str) and VERSION_RE.match(value) and (self.path / value).is_dir() else None
@@ -345,13 +360,24 @@ class Deployment:
         previous = self._read_pointer("previous")
         return previous if previous != self.current_version() else None
 
-    def read_metadata(self, version: str) -> dict:
-        """This version's metadata, or {} when it is missing or belongs to another bpffs root."""
+    def _read_json(self, path: Path) -> dict:
+        """A record of this root ({} when missing, unreadable, not ours, or a symlink)."""
         try:
-            data = json.loads(self.metadata_path(version).read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) and data.get("bpffs_root") == str(self.root) else {}
+
+    def read_metadata(self, version: str) -> dict:
+        """This version's metadata, or {} when it is missing or belongs to another bpffs root."""
+        return (self._read_json(self.metadata_path(version))
+                or self._read_json(self._legacy_meta_dir / f"{validate_version(version)}.json"))
+
+    def _drop_legacy(self, path: Path) -> None:
+        """Remove a record of the layout before roots, if it is this root's."""
+        if self._read_json(path):
+            with _suppress_missing():
+                os.unlink(path)
 
     def _sort_key(self, version: str, field: str) -> Tuple[float, str]:
         meta = self.read_metadata(version)
@@ -401,11 +427,12 @@ class Deployment:
                 _atomic_symlink(old, self.path / "previous")
             _atomic_symlink(version, self.path / "current")
         else:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.meta_dir.mkdir(parents=True, exist_ok=True)
             data = {"bpffs_root": str(self.root), "current": version, "previous": old}
             tmp = self.pointer_file.with_name(f".{self.pointer_file.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
             os.replace(tmp, self.pointer_file)
+            self._drop_legacy(self._legacy_pointer_file)
         self.touch_activation(version)
         return old
 
@@ -413,13 +440,12 @@ class Deployment:
         link = self.path / which
         if link.is_symlink():
             os.unlink(link)
-        elif self.pointer_file.exists():
-            try:
-                data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
+        elif self.pointer_file.exists() or self._read_json(self._legacy_pointer_file):
+            data = self._read_json(self.pointer_file) or self._read_json(self._legacy_pointer_file)
             data[which] = None
+            self.meta_dir.mkdir(parents=True, exist_ok=True)
             self.pointer_file.write_text(json.dumps(data) + "\n", encoding="utf-8")
+            self._drop_legacy(self._legacy_pointer_file)
 
     def remove_version(self, version: str) -> bool:
         """Unpin one version (never the current one) and drop its metadata."""
@@ -430,6 +456,7 @@ class Deployment:
         removed = remove_tree(self.path / version)
         with _suppress_missing():
             os.unlink(self.metadata_path(version))
+        self._drop_legacy(self._legacy_meta_dir / f"{version}.json")
         if self._read_pointer("previous") is None and (self.path / "previous").is_symlink():
             self._clear_pointer("previous")
         return removed
@@ -441,9 +468,16 @@ class Deployment:
         if self.meta_dir.is_dir():
             shutil.rmtree(self.meta_dir, ignore_errors=True)
             removed = True
-        if self.pointer_file.exists():
-            os.unlink(self.pointer_file)
+        legacy = self._legacy_meta_dir
+        for old in sorted(legacy.glob("*.json")) if legacy.is_dir() and not legacy.is_symlink() else []:
+            if self._read_json(old):
+                os.unlink(old)
+                removed = True
+        if self._read_json(self._legacy_pointer_file):
+            os.unlink(self._legacy_pointer_file)
             removed = True
+        with contextlib.suppress(OSError):   # another root's records may still be in there
+            legacy.rmdir()
         return removed
 
     def new_staging_dir(self) -> Path:

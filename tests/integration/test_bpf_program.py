@@ -108,7 +108,8 @@ def test_load_then_idempotent(deploy):
     assert Path(prog["pin"]).exists() and deploy.current() == version
     assert (deploy.path / "maps" / "pkt_count").exists()
     assert first["maps"][0]["reused"] is False and first["maps"][0]["id"] in prog["map_ids"]
-    meta = json.loads((RUN_DIR / deploy.name / f"{version}.json").read_text())
+    (meta_file,) = (RUN_DIR / deploy.name).glob(f"*/{version}.json")   # <deployment>/<root>/<version>.json
+    meta = json.loads(meta_file.read_text())
     assert meta["digest"] == first["digest"] and meta["source"] == "counter.bpf.o"
 
     again_check = assert_ok(deploy("counter", check=True), False)
@@ -352,3 +353,4 @@ def test_concurrent_runs_are_serialized(deploy):
     assert not [p for p in deploy.path.iterdir() if p.name.startswith("_staging")]
     final = assert_ok(deploy("counter" if deploy.current() in v1 else "counter_v2"), False)
     assert len({m["id"] for m in final["maps"] if m["name"] == "pkt_count"}) == 1
+

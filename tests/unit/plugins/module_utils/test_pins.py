@@ -49,7 +49,7 @@ def test_layout(tmp_path):
     assert str(dep.program_pin("xdp_prog", V1)) == f"/sys/fs/bpf/ebpf_deploy/pktcount/{V1}/progs/xdp_prog"
     assert str(dep.link_pin("eth0")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:xdp"
     assert str(dep.link_pin("eth0", netns="lab1")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/lab1@eth0:xdp"
-    assert dep.metadata_path(V1) == tmp_path / "pktcount" / f"{V1}.json"
+    assert dep.metadata_path(V1) == tmp_path / "pktcount" / "sys%2Ffs%2Fbpf%2Febpf_deploy" / f"{V1}.json"
     with pytest.raises(InvalidInput):
         dep.program_pin("../../etc", V1)
     with pytest.raises(InvalidInput):
@@ -212,3 +212,39 @@ def test_only_our_directories_are_scanned_for_programs_we_own(tmp_path):
     (root / "a.b").mkdir()                      # not even a deployment name
     assert our_dirs(str(root)) == [str(root / n) for n in ("legacy", "links", "ours")]
 
+
+# --- /run records keyed by root as well as name (issue 16) -----------------------------------------
+def test_two_roots_one_deployment_name_keep_two_records(tmp_path, monkeypatch):
+    """Same name, same object (so the same version) under two roots: the second run overwrote the
+    first's metadata, and removing one deployment removed the other's records."""
+    monkeypatch.setattr(Deployment, "supports_symlinks", lambda self: False)   # the pointer file too
+    one = Deployment(tmp_path / "a", "demo", state_dir=tmp_path / "run")
+    two = Deployment(tmp_path / "b", "demo", state_dir=tmp_path / "run")
+    for dep, digest in ((one, "one"), (two, "two")):
+        _pin_version(dep, V1, "p")
+        dep.set_current(V1)
+        dep.write_metadata(V1, dict(dep.read_metadata(V1), digest=digest))
+    assert one.metadata_path(V1) != two.metadata_path(V1)
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import root_key
+    assert root_key("/sys/fs/bpf/ebpf_deploy/") == "sys%2Ffs%2Fbpf%2Febpf_deploy"
+    assert one.meta_dir == tmp_path / "run" / "demo" / root_key(tmp_path / "a")
+    assert (one.read_metadata(V1)["digest"], two.read_metadata(V1)["digest"]) == ("one", "two")
+    assert one.current_version() == V1 and two.current_version() == V1
+    assert one.remove_all()
+    assert one.read_metadata(V1) == {} and one.current_version() is None
+    assert two.read_metadata(V1)["digest"] == "two" and two.current_version() == V1
+    assert two.remove_all() and not (tmp_path / "run" / "demo").exists()
+
+
+def test_records_of_the_layout_before_roots_are_read_and_removed(tmp_path):
+    dep = Deployment(tmp_path / "a", "demo", state_dir=tmp_path / "run")
+    other_root = {"bpffs_root": str(tmp_path / "b"), "digest": "theirs"}
+    _pin_version(dep, V1, "p")
+    legacy = tmp_path / "run" / "demo"
+    legacy.mkdir(parents=True)
+    (legacy / f"{V1}.json").write_text(json.dumps({"bpffs_root": str(dep.root), "digest": "old"}))
+    (legacy / f"{V2}.json").write_text(json.dumps(other_root))
+    assert dep.read_metadata(V1)["digest"] == "old"
+    dep.remove_all()
+    assert not (legacy / f"{V1}.json").exists()
+    assert json.loads((legacy / f"{V2}.json").read_text()) == other_root, "another root's record went"
