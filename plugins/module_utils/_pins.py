@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -161,6 +162,56 @@ def is_bpffs(path) -> bool:
     except OSError:
         return False
     return fstype == "bpf"
+
+
+# --- files under /run/ebpf_deploy ------------------------------------------------------------------
+def private_dir(path) -> Path:
+    """``mkdir -p`` where every directory made is 0700 whatever the umask (/run is shared by every
+    process of the host); a symlink or a file in the place of the directory is refused."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)   # mkdir's mode is cut by the umask, chmod's is not
+    if path.is_symlink() or not path.is_dir():
+        raise InvalidInput(f"{path} is not a directory (a symlink or a file is in its place): nothing written")
+    return path
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a record atomically: a unique temporary file made in the same directory (mkstemp:
+    O_EXCL|O_NOFOLLOW, mode 0600, close-on-exec), renamed over ``path`` (which replaces a symlink
+    there instead of writing through it)."""
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_missing():
+            os.unlink(tmp)
+        raise
+
+
+def read_private_file(path: Path):
+    """A JSON record, None when it is missing, unreadable, not JSON, or a symlink (not followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _atomic_symlink(target: str, link: Path) -> None:
@@ -362,10 +413,7 @@ class Deployment:
 
     def _read_json(self, path: Path) -> dict:
         """A record of this root ({} when missing, unreadable, not ours, or a symlink)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        data = read_private_file(path)
         return data if isinstance(data, dict) and data.get("bpffs_root") == str(self.root) else {}
 
     def read_metadata(self, version: str) -> dict:
@@ -399,12 +447,8 @@ class Deployment:
 
     # ---- changes
     def write_metadata(self, version: str, data: dict) -> None:
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
         payload = dict(data, bpffs_root=str(self.root), deployment=self.name, version=version)
-        path = self.metadata_path(version)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_private_file(self.metadata_path(version), json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
     def touch_activation(self, version: str) -> None:
         meta = self.read_metadata(version)
@@ -427,11 +471,8 @@ class Deployment:
                 _atomic_symlink(old, self.path / "previous")
             _atomic_symlink(version, self.path / "current")
         else:
-            self.meta_dir.mkdir(parents=True, exist_ok=True)
             data = {"bpffs_root": str(self.root), "current": version, "previous": old}
-            tmp = self.pointer_file.with_name(f".{self.pointer_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-            os.replace(tmp, self.pointer_file)
+            write_private_file(self.pointer_file, json.dumps(data) + "\n")
             self._drop_legacy(self._legacy_pointer_file)
         self.touch_activation(version)
         return old
@@ -443,8 +484,7 @@ class Deployment:
         elif self.pointer_file.exists() or self._read_json(self._legacy_pointer_file):
             data = self._read_json(self.pointer_file) or self._read_json(self._legacy_pointer_file)
             data[which] = None
-            self.meta_dir.mkdir(parents=True, exist_ok=True)
-            self.pointer_file.write_text(json.dumps(data) + "\n", encoding="utf-8")
+            write_private_file(self.pointer_file, json.dumps(data) + "\n")
             self._drop_legacy(self._legacy_pointer_file)
 
     def remove_version(self, version: str) -> bool:

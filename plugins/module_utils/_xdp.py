@@ -331,11 +331,9 @@ def _note_path(bpffs_root: str, interface: str, netns: Optional[str]) -> str:
 
 
 def read_note(bpffs_root: str, interface: str, netns: Optional[str]) -> Optional[dict]:
-    try:
-        with open(_note_path(bpffs_root, interface, netns), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import read_private_file  # pylint: disable=import-outside-toplevel
+    note = read_private_file(_note_path(bpffs_root, interface, netns))
+    return note if isinstance(note, dict) else None
 
 
 def write_note(bpffs_root: str, interface: str, netns: Optional[str], note: Optional[dict]) -> None:
@@ -346,11 +344,9 @@ def write_note(bpffs_root: str, interface: str, netns: Optional[str], note: Opti
         except FileNotFoundError:
             pass
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(note, handle)
-    os.replace(tmp, path)
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import write_private_file  # pylint: disable=import-outside-toplevel
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+    write_private_file(Path(path), json.dumps(note))
 
 
 def our_dirs(bpffs_root: str) -> list:
