@@ -287,6 +287,12 @@ def open_object(data: bytes, *, name: str = "object", source: Optional[str] = No
         raise InvalidInput(f"libbpf cannot open {label}: {exc.reason}",
                            libbpf_messages=exc.messages) from None
     try:
+        for bpf_map in obj.maps():
+            # libbpf pins a map declared __uint(pinning, LIBBPF_PIN_BY_NAME) by itself at load, at
+            # /sys/fs/bpf/<map>: outside the deployment, in check mode and in a dry load as well,
+            # and shared with whatever else has that name. The collection pins every map of a
+            # deployment itself, under <deployment>/maps, and only when the run may change the host.
+            bpf_map.set_pin_path(None)
         programs = tuple(
             ProgramSpec(name=p.name, section=p.section, type=p.type, type_name=p.type_name,
                         expected_attach_type=p.expected_attach_type, insn_cnt=p.insn_cnt)
