@@ -368,6 +368,18 @@ def merge_fields(current: Any, given: Any) -> Any:
     return given
 
 
+def merge_percpu(compact: bytes, given: Any, codec: Codec, size: int, ncpus: int) -> Any:
+    """A per-CPU struct value over the current one, CPU by CPU: ``{rate: 5}`` (every CPU) or a list
+    with one mapping per CPU; the fields not given keep each CPU's own value (a counter the
+    program keeps per CPU is not reset)."""
+    olds = [codec.decode(compact[cpu * size:(cpu + 1) * size]) for cpu in range(ncpus)]
+    if isinstance(given, dict):
+        return [merge_fields(old, given) for old in olds]
+    if isinstance(given, list) and len(given) == ncpus:
+        return [merge_fields(old, new) if isinstance(new, dict) else new for old, new in zip(olds, given)]
+    return given
+
+
 def read_fdinfo(fd: int) -> Dict[str, str]:
     """/proc/self/fdinfo of a map fd (owner_prog_type of a PROG_ARRAY lives there)."""
     out: Dict[str, str] = {}
@@ -707,7 +719,11 @@ class MapManager:
                     if owner is None:  # no owner yet: the first program of the batch sets the type
                         owner = found
                 elif info.type in PERCPU:
-                    padded = encode_percpu(entry["value"], value_codec, ncpus)
+                    given = entry["value"]
+                    if value_codec.is_struct and key in current:
+                        # per CPU: fields not listed keep that CPU's current value
+                        given = merge_percpu(current[key], given, value_codec, info.value_size, ncpus)
+                    padded = encode_percpu(given, value_codec, ncpus)
                     write = padded
                     value = b"".join(split_percpu(padded, info.value_size, ncpus))
                 else:
