@@ -1,6 +1,8 @@
 """Fleet audit: one host's bpf_facts condensed into what an operator reads first."""
 from __future__ import annotations
 
+from ansible_collections.ebpf.deploy.plugins.module_utils._dmesg import matches as bpf_line
+
 
 def audit_summary(facts: dict, map_reads: list | None = None) -> dict:
     """deployments (current/previous/versions/maps/links), XDP attachments with their owner, dmesg lines.
@@ -40,7 +42,9 @@ def audit_summary(facts: dict, map_reads: list | None = None) -> dict:
         "maps": maps,
         "deployments": deployments,
         "attachments": attachments,
-        "dmesg": [line.get("message", line) if isinstance(line, dict) else line for line in lines][-10:],
+        # BPF/XDP lines only: not the lines every boot prints (LSM initialisation and the like)
+        "dmesg": [text for text in (line.get("message", "") if isinstance(line, dict) else str(line)
+                                    for line in lines) if bpf_line(text)][-10:],
     }
 
 

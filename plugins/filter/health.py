@@ -10,6 +10,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ebpf.deploy.plugins.module_utils._dmesg import matches as bpf_line
+
 try:
     import jmespath
 except ImportError:  # reported when a map check is evaluated
@@ -88,9 +90,13 @@ def _check_interface(check: dict, obs: dict) -> tuple[bool, str]:
 
 
 def _check_dmesg(check: dict, obs: dict) -> tuple[bool, str]:
+    if obs.get("dmesg_rebooted"):
+        return False, ("the host rebooted during the soak (boot id changed): the kernel lines of the "
+                       "earlier boot are gone, so the window cannot be judged")
     lines = obs.get("dmesg", [])
     ignore = check.get("ignore", [])
-    relevant = [line for line in lines if not any(pattern in _line_text(line) for pattern in ignore)]
+    relevant = [line for line in lines if bpf_line(_line_text(line))
+                and not any(pattern in _line_text(line) for pattern in ignore)]
     if relevant:
         shown = "; ".join(_line_text(line) for line in relevant[:3])
         more = f" (+{len(relevant) - 3} more)" if len(relevant) > 3 else ""
@@ -227,6 +233,7 @@ def health_observations(raw: dict) -> dict:
         "interfaces_before": _interfaces_by_name(before),
         "interfaces_after": _interfaces_by_name(after),
         "dmesg": (after.get("dmesg") or {}).get("lines", []),
+        "dmesg_rebooted": bool((after.get("dmesg") or {}).get("rebooted")),
         "commands": commands,
     }
 

@@ -44,7 +44,12 @@ from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as wat
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment, link_pin_name, remove_tree
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+    REPLACED_DIR,
+    Deployment,
+    link_pin_name,
+    remove_tree,
+)
 
 # what bpf_deployment passes on to each manager
 PROGRAM_KEYS = ("name", "state", "src", "content", "programs", "bpffs_root", "checksum", "program_type",
@@ -53,7 +58,6 @@ ATTACH_KEYS = ("interface", "netns", "program", "mode", "method", "force")
 MAP_KEYS = ("map", "key_type", "value_type", "entries", "purge", "overwrite", "value_deployment")
 STATES = ("present", "absent", "committed", "rolled_back")
 ROLLBACK_TARGETS = ("committed", "previous")
-REPLACED_DIR = "replaced"   # inside the deployment: the programs a pending switch took interfaces from
 
 
 def _attach_label(spec: dict) -> str:

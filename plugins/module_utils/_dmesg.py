@@ -10,9 +10,17 @@ we read the whole ring (it is bounded, usually a few hundred KiB) non-blocking f
 keep the records newer than the cursor. Records overwritten while reading give EPIPE and are
 skipped; ``missed`` counts records that were already gone from the ring since the cursor.
 
-A cursor greater than the newest ``seq`` comes from an earlier boot (seq restarts at 0): then every
-record is new. With no cursor the answer is the current cursor and the last ``recent`` matching
-lines, so a first call both shows context and starts the window for the next one.
+The cursor is ``<boot id>:<seq>`` (/proc/sys/kernel/random/boot_id): ``seq`` restarts at every
+boot, so a cursor of another boot is never compared with this boot's numbers. A window that spans a
+reboot says so (``rebooted``, both boot ids) and holds this boot's lines only, never a mix. A bare
+number (a cursor from before boot ids) is still taken: one greater than the newest ``seq`` comes
+from an earlier boot, then every record is new (``restarted``). With no cursor the answer is the
+current cursor and the last ``recent`` matching lines, so a first call both shows context and
+starts the window for the next one.
+
+A BPF/XDP line is one that names BPF or XDP, except the lines every boot prints while it sets the
+kernel up (``LSM: initializing lsm=...,bpf``, ``Registered PF_XDP protocol family``, ...): they say
+nothing about a program, and the audit used to print them as "kernel lines".
 
 No Ansible here. Pure parts (parse_record, matches, select) are unit-tested; read_kmsg does I/O.
 """
@@ -22,9 +30,12 @@ import errno
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Tuple
+
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
 
 KMSG = "/dev/kmsg"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 RECENT_LINES = 50
 MAX_LINES = 1000
 
@@ -40,6 +51,14 @@ _BPF_LINE = re.compile(
     r"|(?<![A-Za-z0-9])(?:xdp|XDP)"
     r"|\bJIT\b|page_pool|verifier",
     re.ASCII)
+# Lines a kernel prints while it boots, whatever runs later: features announced, not events.
+_BOOT_NOISE = re.compile(
+    r"^LSM: initializing lsm="                  # security/security.c: the LSM list, bpf in it
+    r"|^LSM support for eBPF active"            # security/bpf/hooks.c
+    r"|^NET: Registered PF_XDP protocol family"  # net/xdp/xsk.c (AF_XDP sockets)
+    r"|^Spectre V2 : .*\bBPF\b",               # arch/x86/kernel/cpu/bugs.c mitigations
+    re.ASCII)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -81,8 +100,48 @@ def _unescape(message: str) -> str:
 
 
 def matches(message: str) -> bool:
-    """Is this kernel line about BPF or XDP?"""
-    return bool(_BPF_LINE.search(message))
+    """Is this kernel line about BPF or XDP (and not one every boot prints)?"""
+    return bool(_BPF_LINE.search(message)) and not is_boot_noise(message)
+
+
+def is_boot_noise(message: str) -> bool:
+    """A line the kernel prints at every boot while it sets BPF/XDP up (not about a program)."""
+    return bool(_BOOT_NOISE.search(message))
+
+
+def boot_id(path: str = BOOT_ID) -> Optional[str]:
+    """This boot's id (a UUID), None when the kernel does not say."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            value = handle.read().strip()
+    except OSError:
+        return None
+    return value if _UUID.match(value) else None
+
+
+def make_cursor(boot: Optional[str], seq: Optional[int]) -> Any:
+    """``"<boot id>:<seq>"``; the bare number when the boot id is unknown."""
+    if seq is None:
+        return None
+    return f"{boot}:{seq}" if boot else seq
+
+
+def parse_cursor(value: Any) -> Tuple[Optional[str], Optional[int]]:
+    """``"<boot id>:<seq>"`` or a bare number (older cursors) -> (boot id or None, seq)."""
+    if value is None or value == "":
+        return None, None
+    if isinstance(value, bool):
+        raise InvalidInput(f"dmesg_since must be a cursor from dmesg_cursor, got {value!r}")
+    if isinstance(value, int):
+        boot, seq_text = None, str(value)
+    else:
+        boot, sep, seq_text = str(value).strip().rpartition(":")
+        boot = boot or None
+        if sep and not (boot and _UUID.match(boot)):
+            raise InvalidInput(f"dmesg_since {value!r} is not a cursor ('<boot id>:<seq>' from dmesg_cursor)")
+    if not seq_text.isdigit():
+        raise InvalidInput(f"dmesg_since {value!r} is not a cursor ('<boot id>:<seq>' from dmesg_cursor)")
+    return boot, int(seq_text)
 
 
 @dataclass
@@ -90,25 +149,32 @@ class Window:
     """What select() returns: the matching lines, the new cursor and how many records were lost."""
 
     lines: list
-    cursor: Optional[int]
+    cursor: Any                     # "<boot id>:<seq>" (make_cursor)
     missed: int = 0
     restarted: bool = False
     truncated: int = 0
+    boot_id: Optional[str] = None
+    rebooted: bool = False          # the cursor is of another boot: lines are this boot's only
+    since_boot_id: Optional[str] = None
 
     def to_dict(self) -> dict:
         return {"lines": [r.to_dict() for r in self.lines], "cursor": self.cursor,
-                "missed": self.missed, "restarted": self.restarted, "truncated": self.truncated}
+                "missed": self.missed, "restarted": self.restarted, "truncated": self.truncated,
+                "boot_id": self.boot_id, "rebooted": self.rebooted, "since_boot_id": self.since_boot_id}
 
 
-def select(records: Iterable[Record], since: Optional[int], *, recent: int = RECENT_LINES,
-           limit: int = MAX_LINES, match_all: bool = False) -> Window:
-    """Keep the BPF/XDP records newer than ``since`` (all of them when since is None, last ``recent``).
+def select(records: Iterable[Record], since: Any, *, recent: int = RECENT_LINES,
+           limit: int = MAX_LINES, match_all: bool = False, boot: Optional[str] = None) -> Window:
+    """Keep the BPF/XDP records newer than the cursor ``since`` (all of them when it is None, the
+    last ``recent``), of the boot ``boot`` (the one the records are from).
 
     The new cursor is the highest seq seen (matching or not), or ``since`` when there is nothing.
     """
+    since_boot, since = parse_cursor(since)
     records = sorted(records, key=lambda r: r.seq)
     newest = records[-1].seq if records else None
-    restarted = since is not None and newest is not None and newest < since
+    rebooted = bool(since_boot and boot and since_boot != boot)
+    restarted = rebooted or (since is not None and newest is not None and newest < since)
     if restarted:
         since = -1  # an earlier boot's cursor: everything is new
     keep = [r for r in records if (since is None or r.seq > since) and (match_all or matches(r.message))]
@@ -120,8 +186,10 @@ def select(records: Iterable[Record], since: Optional[int], *, recent: int = REC
     if len(keep) > cap:
         truncated = len(keep) - cap
         keep = keep[-cap:]
-    cursor = newest if newest is not None else (None if restarted else since)
-    return Window(lines=keep, cursor=cursor, missed=missed, restarted=restarted, truncated=truncated)
+    seq = newest if newest is not None else (None if restarted else since)
+    return Window(lines=keep, cursor=make_cursor(boot, seq), missed=missed, restarted=restarted,
+                  truncated=truncated, boot_id=boot, rebooted=rebooted,
+                  since_boot_id=since_boot if rebooted else None)
 
 
 def iter_kmsg(path: str = KMSG) -> Iterator[Record]:
@@ -146,10 +214,12 @@ def iter_kmsg(path: str = KMSG) -> Iterator[Record]:
         os.close(fd)
 
 
-def read_kmsg(since: Optional[int] = None, *, path: str = KMSG, recent: int = RECENT_LINES,
+def read_kmsg(since: Any = None, *, path: str = KMSG, recent: int = RECENT_LINES,
               limit: int = MAX_LINES) -> Window:
     """BPF/XDP kernel lines newer than the cursor ``since``, and the new cursor."""
-    return select(iter_kmsg(path), since, recent=recent, limit=limit)
+    parse_cursor(since)  # a malformed cursor is refused before the ring is read
+    boot = boot_id()
+    return select(iter_kmsg(path), since, recent=recent, limit=limit, boot=boot)
 
 
 def write_kmsg(message: str, *, level: int = 4, path: str = KMSG) -> None:

@@ -422,25 +422,44 @@ def _ethtool(sock: socket.socket, ifname: str, buf) -> None:
     fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
 
+def _headroom(count: int) -> int:
+    """Room for more entries than asked: the kernel fills GSTRINGS/GSTATS with as many as the driver
+    has *now* (it ignores the count in the request), and a driver's count can grow in between."""
+    return count * 2 + 64
+
+
 def ethtool_stats(ifname: str) -> dict:
-    """The driver's ``ethtool -S`` counters ({} when it has none or refuses); current netns."""
+    """The driver's ``ethtool -S`` counters ({} when it has none or refuses); current netns.
+
+    Each reply is read with the count the kernel put in *that* reply's header (GSTRINGS ``len``,
+    GSTATS ``n_stats``), in a buffer with headroom; if the two replies disagree (the driver's set
+    changed between the calls), the read is done again, then given up.
+    """
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            info = ctypes.create_string_buffer(struct.pack("IIQI", ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_STATS, 0))
-            _ethtool(sock, ifname, info)
-            _cmd, _res, mask, count = struct.unpack("IIQI", info.raw[:20])
-            if not mask & (1 << ETH_SS_STATS) or count <= 0 or count > 65536:
+            for _attempt in range(3):
+                info = ctypes.create_string_buffer(struct.pack("IIQI", ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_STATS, 0))
+                _ethtool(sock, ifname, info)
+                _cmd, _res, mask, count = struct.unpack("IIQI", info.raw[:20])
+                if not mask & (1 << ETH_SS_STATS) or count <= 0 or count > 65536:
+                    return {}
+                room = _headroom(count)
+                strings = ctypes.create_string_buffer(struct.pack("III", ETHTOOL_GSTRINGS, ETH_SS_STATS, count)
+                                                      + b"\0" * (room * ETH_GSTRING_LEN))
+                _ethtool(sock, ifname, strings)
+                stats = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GSTATS, count) + b"\0" * (8 * room))
+                _ethtool(sock, ifname, stats)
+                (n_strings,) = struct.unpack_from("I", strings.raw, 8)
+                (n_stats,) = struct.unpack_from("I", stats.raw, 4)
+                if n_strings == n_stats and 0 < n_stats <= room:
+                    break
+            else:
                 return {}
-            strings = ctypes.create_string_buffer(struct.pack("III", ETHTOOL_GSTRINGS, ETH_SS_STATS, count)
-                                                  + b"\0" * (count * ETH_GSTRING_LEN))
-            _ethtool(sock, ifname, strings)
-            stats = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GSTATS, count) + b"\0" * (8 * count))
-            _ethtool(sock, ifname, stats)
     except OSError:
         return {}
     names = [strings.raw[12 + i * ETH_GSTRING_LEN:12 + (i + 1) * ETH_GSTRING_LEN].split(b"\0", 1)[0]
-             .decode("ascii", "replace") for i in range(count)]
-    values = array.array("Q", stats.raw[8:8 + 8 * count])
+             .decode("ascii", "replace") for i in range(n_stats)]
+    values = array.array("Q", stats.raw[8:8 + 8 * n_stats])
     return dict(zip(names, (int(v) for v in values)))
 
 

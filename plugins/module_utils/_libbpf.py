@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import SyscallError
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 
 LIBBPF_SONAME = "libbpf.so.1"
 
@@ -44,6 +44,11 @@ BPF_LINK_TYPE_TCX = 11
 BPF_LINK_TYPE_NETKIT = 13
 BPF_PROG_TYPE_UNSPEC = 0
 PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+
+# the ranges of the C integer arguments (ctypes keeps only the low bits of a bigger Python int)
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+S32_MIN, S32_MAX = -(1 << 31), (1 << 31) - 1
 
 # libbpf print levels
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
@@ -289,6 +294,19 @@ def captured_messages() -> Iterator[List[str]]:
     finally:
         out.extend(text for _level, text in _messages[start:])
         del _messages[start:]
+
+
+def checked_int(value: int, what: str, *, low: int = 0, high: int = U32_MAX) -> int:
+    """``value`` if it fits the C argument it is meant for, else InvalidInput naming ``what``.
+
+    ctypes converts a Python int to c_uint32/c_int by keeping its low bits, silently:
+    ``c_uint32(2**32 + 5)`` is 5, so an id or a size must be checked before it gets there.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidInput(f"{what} {value} is out of range ({low}..{high})")
+    return value
 
 
 def _check(ret: int, call: str, target: Optional[str] = None) -> int:
@@ -555,7 +573,7 @@ class BpfObject:
                 ptr = lib().bpf_object__open_mem(keepalive, len(data), ctypes.byref(opts))
                 call = "bpf_object__open_mem"
             else:
-                ptr = lib().bpf_object__open_file(path.encode(), ctypes.byref(opts))
+                ptr = lib().bpf_object__open_file(c_path(path), ctypes.byref(opts))
                 call = "bpf_object__open_file"
             err = _errno_now()
         if not ptr:
@@ -650,14 +668,22 @@ def closing_fd(fd: int) -> Iterator[int]:
             os.close(fd)
 
 
+def c_path(path) -> bytes:
+    """A path as a C string; one with a NUL byte is refused (C would stop reading at the NUL)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise InvalidInput(f"path {os.fsdecode(raw)!r} contains a NUL byte")
+    return raw
+
+
 def obj_pin(fd: int, path: str) -> None:
     """Pin a program/map/link fd at a bpffs path."""
-    _check(lib().bpf_obj_pin(fd, os.fsencode(path)), "bpf_obj_pin", path)
+    _check(lib().bpf_obj_pin(fd, c_path(path)), "bpf_obj_pin", path)
 
 
 def obj_get(path: str) -> int:
     """Open a pinned object; the caller owns (closes) the fd."""
-    return _check(lib().bpf_obj_get(os.fsencode(path)), "bpf_obj_get", path)
+    return _check(lib().bpf_obj_get(c_path(path)), "bpf_obj_get", path)
 
 
 def fd_kind(fd: int) -> str:
@@ -814,23 +840,28 @@ def link_ids() -> Iterator[int]:
 
 
 def prog_fd_by_id(prog_id: int) -> int:
+    checked_int(prog_id, "program id")
     return _check(lib().bpf_prog_get_fd_by_id(prog_id), "bpf_prog_get_fd_by_id", f"prog id {prog_id}")
 
 
 def map_fd_by_id(map_id: int) -> int:
+    checked_int(map_id, "map id")
     return _check(lib().bpf_map_get_fd_by_id(map_id), "bpf_map_get_fd_by_id", f"map id {map_id}")
 
 
 def link_fd_by_id(link_id: int) -> int:
+    checked_int(link_id, "link id")
     return _check(lib().bpf_link_get_fd_by_id(link_id), "bpf_link_get_fd_by_id", f"link id {link_id}")
 
 
 def link_create(prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
                 target: Optional[str] = None) -> int:
     """bpf_link_create; for XDP ``target_fd`` is the ifindex. Returns the link fd."""
+    checked_int(target_fd, "link target (fd or ifindex)", low=0, high=S32_MAX)
+    checked_int(attach_type, "attach type", low=0, high=S32_MAX)
     opts = _LinkCreateOpts()
     opts.sz = ctypes.sizeof(_LinkCreateOpts)
-    opts.flags = flags
+    opts.flags = checked_int(flags, "link flags")
     return _check(lib().bpf_link_create(prog_fd, target_fd, attach_type, ctypes.byref(opts)),
                   "bpf_link_create", target)
 
@@ -884,6 +915,7 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> Optional[bytes]:
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    checked_int(flags, "map update flags", high=U64_MAX)
     kbuf = ctypes.create_string_buffer(key, len(key))
     vbuf = ctypes.create_string_buffer(value, len(value))
     _check(lib().bpf_map_update_elem(fd, kbuf, vbuf, flags), "bpf_map_update_elem", f"map fd {fd}")
@@ -1070,6 +1102,10 @@ def _maps_lib() -> ctypes.CDLL:
 def map_create(map_type: int, name: Optional[str], key_size: int, value_size: int, max_entries: int, *,
                flags: int = 0) -> int:
     """bpf_map_create: a new map without BTF; the caller owns (pins, closes) the fd."""
+    checked_int(map_type, "map type", high=S32_MAX)
+    for what, value in (("key_size", key_size), ("value_size", value_size), ("max_entries", max_entries),
+                        ("map flags", flags)):
+        checked_int(value, what)
     opts = _MapCreateOpts()
     opts.sz = ctypes.sizeof(_MapCreateOpts)
     opts.map_flags = flags

@@ -21,7 +21,7 @@ import time
 from typing import Dict, Iterator, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, LockTimeout
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import STATE_DIR
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import STATE_DIR, private_dir
 
 LOCK_DIR = os.path.join(STATE_DIR, "locks")
 # Lock files live on a normal filesystem: interface-derived names ("xdp-lab1@eth0.100") are fine.
@@ -57,8 +57,13 @@ def deployment_lock(name: str, timeout: float = 60.0, *, lock_dir: str = LOCK_DI
         finally:
             _HELD[held] -= 1
         return
-    os.makedirs(lock_dir, mode=0o755, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    private_dir(lock_dir)   # 0700 whatever the umask
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == _errno.ELOOP:
+            raise InvalidInput(f"the lock {path} is a symlink: not followed (remove it)", lock=path) from None
+        raise
     try:
         deadline = time.monotonic() + max(float(timeout), 0.0)
         while True:

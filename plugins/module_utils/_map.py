@@ -33,7 +33,9 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import DEFAULT_BPFFS_ROOT, Deployment, is_bpffs
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+    DEFAULT_BPFFS_ROOT, Deployment, is_bpffs, validate_path,
+)
 
 # include/uapi/linux/bpf.h: enum bpf_map_type
 MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY = 1, 2, 3
@@ -416,6 +418,18 @@ def merge_fields(current: Any, given: Any) -> Any:
     return given
 
 
+def merge_percpu(compact: bytes, given: Any, codec: Codec, size: int, ncpus: int) -> Any:
+    """A per-CPU struct value over the current one, CPU by CPU: ``{rate: 5}`` (every CPU) or a list
+    with one mapping per CPU; the fields not given keep each CPU's own value (a counter the
+    program keeps per CPU is not reset)."""
+    olds = [codec.decode(compact[cpu * size:(cpu + 1) * size]) for cpu in range(ncpus)]
+    if isinstance(given, dict):
+        return [merge_fields(old, given) for old in olds]
+    if isinstance(given, list) and len(given) == ncpus:
+        return [merge_fields(old, new) if isinstance(new, dict) else new for old, new in zip(olds, given)]
+    return given
+
+
 def read_fdinfo(fd: int) -> Dict[str, str]:
     """/proc/self/fdinfo of a map fd (owner_prog_type of a PROG_ARRAY lives there)."""
     out: Dict[str, str] = {}
@@ -480,6 +494,8 @@ class MapManager:
             raise InvalidInput("deployment needs map: the name of one of its maps")
         if p.get("create") and not p.get("path"):
             raise InvalidInput("create needs path: where the standalone map is pinned")
+        if p.get("path"):
+            validate_path(p["path"], "path")
         if p.get("path") and not os.path.isabs(p["path"]):
             raise InvalidInput(f"path must be absolute, got {p['path']!r}")
         for option in ("key_type", "value_type"):
@@ -500,6 +516,10 @@ class MapManager:
         if not os.path.lexists(pin):
             self.result.update(map=None, entries=None, added=[], changed_keys=[], removed=[])
             return self.result
+        if os.path.islink(pin):
+            # the checks below would read the map it points at, and unlink would remove the link only
+            raise InvalidInput(f"{pin} is a symlink (to {os.readlink(pin)}), not a map's pin: not removed; "
+                               "give the path of the pin itself")
         fd = self._own(libbpf.obj_get(pin))
         if libbpf.fd_kind(fd) != "map":
             raise InvalidInput(f"{pin} is pinned but is not a map ({libbpf.fd_kind(fd)}): not removed")
@@ -627,7 +647,7 @@ class MapManager:
             value = create.get(item)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidInput(f"create.{item} must be a positive integer, got {value!r}")
-            spec[item] = value
+            spec[item] = libbpf.checked_int(value, f"create.{item}", low=1)
         if spec["map_type"] in (MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_PROG_ARRAY, MAP_DEVMAP) and spec["key_size"] != 4:
             raise InvalidInput(f"a {type_name} map has 4-byte keys (u32 index), got key_size {spec['key_size']}")
         if spec["map_type"] in (MAP_PROG_ARRAY, MAP_DEVMAP, MAP_DEVMAP_HASH) and spec["value_size"] != 4:
@@ -754,7 +774,11 @@ class MapManager:
                     if owner is None:  # no owner yet: the first program of the batch sets the type
                         owner = found
                 elif info.type in PERCPU:
-                    padded = encode_percpu(entry["value"], value_codec, ncpus)
+                    given = entry["value"]
+                    if value_codec.is_struct and key in current:
+                        # per CPU: fields not listed keep that CPU's current value
+                        given = merge_percpu(current[key], given, value_codec, info.value_size, ncpus)
+                    padded = encode_percpu(given, value_codec, ncpus)
                     write = padded
                     value = b"".join(split_percpu(padded, info.value_size, ncpus))
                 else:
@@ -798,6 +822,7 @@ class MapManager:
 
     def _program_fd(self, value: Any) -> Tuple[int, str]:
         if isinstance(value, int) and not isinstance(value, bool):
+            libbpf.checked_int(value, "PROG_ARRAY value (a program id)", low=1)
             return self._own(libbpf.prog_fd_by_id(value)), f"program id {value}"
         if not isinstance(value, str) or not value:
             raise InvalidInput(f"a PROG_ARRAY value is a program name, a pinned program path or a "

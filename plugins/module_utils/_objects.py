@@ -28,6 +28,7 @@ ELF_MAGIC = b"\x7fELF"
 EM_BPF = 247
 ET_REL = 1
 SHT_NOBITS = 8
+SHDR_SIZE_32, SHDR_SIZE_64 = 40, 64  # sizeof(Elf32_Shdr), sizeof(Elf64_Shdr)
 _MACHINES = {
     0: "no machine", 3: "x86 (i386)", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "s390",
     40: "ARM", 62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch", 247: "BPF",
@@ -76,6 +77,11 @@ def check_bpf_elf(data: bytes, *, source: str = "object") -> None:
     if e_type != ET_REL:
         raise InvalidInput(f"{source} is a BPF ELF of type {_ELF_TYPES.get(e_type, e_type)}, "
                            "not a relocatable object (ET_REL) as clang -c produces")
+    header_size = SHDR_SIZE_64 if is64 else SHDR_SIZE_32
+    if shnum and shentsize < header_size:
+        raise InvalidInput(f"malformed object: {source} declares {shentsize}-byte section headers "
+                           f"(e_shentsize), but an ELF{64 if is64 else 32} section header is "
+                           f"{header_size} bytes")
     table_end = shoff + shentsize * shnum
     if shnum == 0 or table_end > len(data):
         raise InvalidInput(f"truncated object: {source} has {len(data)} bytes but its section "
@@ -281,6 +287,12 @@ def open_object(data: bytes, *, name: str = "object", source: Optional[str] = No
         raise InvalidInput(f"libbpf cannot open {label}: {exc.reason}",
                            libbpf_messages=exc.messages) from None
     try:
+        for bpf_map in obj.maps():
+            # libbpf pins a map declared __uint(pinning, LIBBPF_PIN_BY_NAME) by itself at load, at
+            # /sys/fs/bpf/<map>: outside the deployment, in check mode and in a dry load as well,
+            # and shared with whatever else has that name. The collection pins every map of a
+            # deployment itself, under <deployment>/maps, and only when the run may change the host.
+            bpf_map.set_pin_path(None)
         programs = tuple(
             ProgramSpec(name=p.name, section=p.section, type=p.type, type_name=p.type_name,
                         expected_attach_type=p.expected_attach_type, insn_cnt=p.insn_cnt)

@@ -12,20 +12,25 @@ Layout, one directory per deployment (every name validated so nothing can leave 
     <bpffs_root>/<deployment>/previous -> <version>      switched atomically (symlink + rename)
 
 The bpffs refuses any name containing a dot (kernel/bpf/inode.c: "dots in names are reserved"),
-so link pins use ``:`` as separator and interface/netns names are percent-encoded. When the bpffs
-cannot hold symlinks, ``current``/``previous`` fall back to ``/run/ebpf_deploy/<deployment>.json``.
-Metadata the kernel cannot hold (source, deployed_at, digest, options) is kept in
-``/run/ebpf_deploy/<deployment>/<version>.json``; /run is cleared on reboot exactly as the bpffs.
+so link pins use ``:`` as separator and interface/netns names are percent-encoded. Metadata the kernel cannot hold
+(source, deployed_at, digest, options) is kept in ``/run/ebpf_deploy/<deployment>/<root>/<version>.json``,
+``<root>`` being the bpffs root as one file name (``sys%2Ffs%2Fbpf%2Febpf_deploy``), so one deployment
+name under two roots keeps two records; /run is cleared on reboot exactly as the bpffs. When the
+bpffs cannot hold symlinks, ``current``/``previous`` fall back to ``.../<root>/pointers.json``.
+Records written before roots were part of the path (``<deployment>/<version>.json``,
+``<deployment>.json``) are still read when they name this root, and removed with the deployment.
 
 No Ansible here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -39,6 +44,12 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{12}$")
 RESERVED_NAMES = frozenset({"maps", "links", "current", "previous", "progs"})
 STAGING_PREFIX = "_staging-"
+# An empty directory in every deployment directory this collection made: with a bpffs_root shared
+# with other tools (/sys/fs/bpf), only a marked directory is removed or counted as a deployment.
+# (The bpffs holds no regular files; a directory works on every kernel.) A directory made before
+# the marker existed counts when it holds nothing but the layout above, and is marked on its next run.
+MARKER = "_ebpf_deploy_marker"
+REPLACED_DIR = "replaced"   # programs a pending switch took interfaces from (bpf_deployment's record)
 _LINK_SAFE = re.compile(r"[A-Za-z0-9_-]")
 
 
@@ -67,15 +78,29 @@ def validate_version(value) -> str:
     return value
 
 
+def validate_path(value, what: str = "path") -> str:
+    """A path option without a NUL byte: the kernel would read it only up to the NUL (a pin made
+    elsewhere than asked), and Python refuses it with a traceback."""
+    text = os.fspath(value) if value is not None else ""
+    if "\0" in text:
+        raise InvalidInput(f"{what} {text!r} contains a NUL byte")
+    return text
+
+
 def validate_root(root) -> Path:
     """An absolute bpffs directory without '..' components."""
-    text = os.fspath(root) if root is not None else ""
+    text = validate_path(root, "bpffs_root")
     if not text or not os.path.isabs(text):
         raise InvalidInput(f"bpffs_root must be an absolute path, got {text!r}")
     parts = Path(text).parts
     if ".." in parts:
         raise InvalidInput(f"bpffs_root {text!r} must not contain '..'")
     return Path(os.path.normpath(text))
+
+
+def root_key(root) -> str:
+    """A bpffs root as one file name, unambiguous: ``/sys/fs/bpf/x`` -> ``sys%2Ffs%2Fbpf%2Fx``."""
+    return encode_component(os.path.normpath(os.fspath(root)).strip("/")) or "%2F"
 
 
 def encode_component(value: str) -> str:
@@ -138,6 +163,56 @@ def is_bpffs(path) -> bool:
     except OSError:
         return False
     return fstype == "bpf"
+
+
+# --- files under /run/ebpf_deploy ------------------------------------------------------------------
+def private_dir(path) -> Path:
+    """``mkdir -p`` where every directory made is 0700 whatever the umask (/run is shared by every
+    process of the host); a symlink or a file in the place of the directory is refused."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)   # mkdir's mode is cut by the umask, chmod's is not
+    if path.is_symlink() or not path.is_dir():
+        raise InvalidInput(f"{path} is not a directory (a symlink or a file is in its place): nothing written")
+    return path
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a record atomically: a unique temporary file made in the same directory (mkstemp:
+    O_EXCL|O_NOFOLLOW, mode 0600, close-on-exec), renamed over ``path`` (which replaces a symlink
+    there instead of writing through it)."""
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_missing():
+            os.unlink(tmp)
+        raise
+
+
+def read_private_file(path: Path):
+    """A JSON record, None when it is missing, unreadable, not JSON, or a symlink (not followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _atomic_symlink(target: str, link: Path) -> None:
@@ -205,11 +280,20 @@ class Deployment:
 
     @property
     def meta_dir(self) -> Path:
-        return self.state_dir / self.name
+        """This deployment's records under this root (another root's are beside it)."""
+        return self.state_dir / self.name / root_key(self.root)
 
     @property
     def pointer_file(self) -> Path:
         """The fallback for current/previous when the bpffs holds no symlinks."""
+        return self.meta_dir / "pointers.json"
+
+    @property
+    def _legacy_meta_dir(self) -> Path:
+        return self.state_dir / self.name
+
+    @property
+    def _legacy_pointer_file(self) -> Path:
         return self.state_dir / f"{self.name}.json"
 
     def version_dir(self, version: str) -> Path:
@@ -236,6 +320,46 @@ class Deployment:
     # ---- state read from the bpffs
     def exists(self) -> bool:
         return self.path.is_dir()
+
+    def has_marker(self) -> bool:
+        return (self.path / MARKER).is_dir() and not (self.path / MARKER).is_symlink()
+
+    def foreign_entry(self) -> Optional[str]:
+        """None when the directory is ours (marked, or absent, or nothing in it but our layout);
+        else the first entry that no deployment of this collection holds."""
+        if self.path.is_symlink() or (os.path.lexists(self.path) and not self.path.is_dir()):
+            return self.name
+        if not self.path.is_dir() or self.has_marker():
+            return None
+        for entry in sorted(self.path.iterdir()):
+            name = entry.name
+            if name in ("maps", "links", REPLACED_DIR) and entry.is_dir() and not entry.is_symlink():
+                continue
+            if name in ("current", "previous") and entry.is_symlink():
+                continue
+            if (VERSION_RE.match(name) or name.startswith(STAGING_PREFIX)) and entry.is_dir() \
+                    and not entry.is_symlink():
+                continue
+            return name
+        return None
+
+    def is_ours(self) -> bool:
+        return self.foreign_entry() is None
+
+    def check_ours(self) -> None:
+        """Refuse to touch a directory of the same name that another tool made under a shared root."""
+        entry = self.foreign_entry()
+        if entry is not None:
+            what = ("is not a directory" if entry == self.name and not (self.path / entry).exists()
+                    else f"has no {MARKER} marker and holds {entry!r}, which no deployment holds")
+            raise InvalidInput(f"{self.path} was not made by ebpf.deploy (it {what}): left alone; "
+                               "choose another name or bpffs_root", path=str(self.path))
+
+    def mark(self) -> None:
+        """Put the marker in (a deployment made before markers gets it on its next run)."""
+        self.check_ours()
+        if self.path.is_dir() and not self.has_marker():
+            (self.path / MARKER).mkdir(exist_ok=True)
 
     def pinned_programs(self, version: str) -> Dict[str, Path]:
         progs = self.progs_dir(version)
@@ -276,10 +400,7 @@ class Deployment:
         if link.is_symlink():
             target = os.readlink(link)
             return target if VERSION_RE.match(target) and (self.path / target).is_dir() else None
-        try:
-            data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        data = self._read_json(self.pointer_file) or self._read_json(self._legacy_pointer_file)
         value = data.get(which) if data.get("bpffs_root") == str(self.root) else None
         # the file alone is not trusted: the version must still be pinned
         return value if isinstance(value, str) and VERSION_RE.match(value) and (self.path / value).is_dir() else None
@@ -291,13 +412,21 @@ class Deployment:
         previous = self._read_pointer("previous")
         return previous if previous != self.current_version() else None
 
+    def _read_json(self, path: Path) -> dict:
+        """A record of this root ({} when missing, unreadable, not ours, or a symlink)."""
+        data = read_private_file(path)
+        return data if isinstance(data, dict) and data.get("bpffs_root") == str(self.root) else {}
+
     def read_metadata(self, version: str) -> dict:
         """This version's metadata, or {} when it is missing or belongs to another bpffs root."""
-        try:
-            data = json.loads(self.metadata_path(version).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) and data.get("bpffs_root") == str(self.root) else {}
+        return (self._read_json(self.metadata_path(version))
+                or self._read_json(self._legacy_meta_dir / f"{validate_version(version)}.json"))
+
+    def _drop_legacy(self, path: Path) -> None:
+        """Remove a record of the layout before roots, if it is this root's."""
+        if self._read_json(path):
+            with _suppress_missing():
+                os.unlink(path)
 
     def _sort_key(self, version: str, field: str) -> Tuple[float, str]:
         meta = self.read_metadata(version)
@@ -319,12 +448,8 @@ class Deployment:
 
     # ---- changes
     def write_metadata(self, version: str, data: dict) -> None:
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
         payload = dict(data, bpffs_root=str(self.root), deployment=self.name, version=version)
-        path = self.metadata_path(version)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_private_file(self.metadata_path(version), json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
     def touch_activation(self, version: str) -> None:
         meta = self.read_metadata(version)
@@ -338,6 +463,7 @@ class Deployment:
         validate_version(version)
         if not (self.path / version).is_dir():
             raise InvalidInput(f"version {version} of deployment '{self.name}' is not pinned")
+        self.mark()
         old = self.current_version()
         if old == version:
             return old
@@ -346,11 +472,9 @@ class Deployment:
                 _atomic_symlink(old, self.path / "previous")
             _atomic_symlink(version, self.path / "current")
         else:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
             data = {"bpffs_root": str(self.root), "current": version, "previous": old}
-            tmp = self.pointer_file.with_name(f".{self.pointer_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-            os.replace(tmp, self.pointer_file)
+            write_private_file(self.pointer_file, json.dumps(data) + "\n")
+            self._drop_legacy(self._legacy_pointer_file)
         self.touch_activation(version)
         return old
 
@@ -358,13 +482,11 @@ class Deployment:
         link = self.path / which
         if link.is_symlink():
             os.unlink(link)
-        elif self.pointer_file.exists():
-            try:
-                data = json.loads(self.pointer_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
+        elif self.pointer_file.exists() or self._read_json(self._legacy_pointer_file):
+            data = self._read_json(self.pointer_file) or self._read_json(self._legacy_pointer_file)
             data[which] = None
-            self.pointer_file.write_text(json.dumps(data) + "\n", encoding="utf-8")
+            write_private_file(self.pointer_file, json.dumps(data) + "\n")
+            self._drop_legacy(self._legacy_pointer_file)
 
     def remove_version(self, version: str) -> bool:
         """Unpin one version (never the current one) and drop its metadata."""
@@ -375,23 +497,33 @@ class Deployment:
         removed = remove_tree(self.path / version)
         with _suppress_missing():
             os.unlink(self.metadata_path(version))
+        self._drop_legacy(self._legacy_meta_dir / f"{version}.json")
         if self._read_pointer("previous") is None and (self.path / "previous").is_symlink():
             self._clear_pointer("previous")
         return removed
 
     def remove_all(self) -> bool:
         """Unpin everything of this deployment and drop its /run state. False if nothing was there."""
+        self.check_ours()
         removed = remove_tree(self.path)
         if self.meta_dir.is_dir():
             shutil.rmtree(self.meta_dir, ignore_errors=True)
             removed = True
-        if self.pointer_file.exists():
-            os.unlink(self.pointer_file)
+        legacy = self._legacy_meta_dir
+        for old in sorted(legacy.glob("*.json")) if legacy.is_dir() and not legacy.is_symlink() else []:
+            if self._read_json(old):
+                os.unlink(old)
+                removed = True
+        if self._read_json(self._legacy_pointer_file):
+            os.unlink(self._legacy_pointer_file)
             removed = True
+        with contextlib.suppress(OSError):   # another root's records may still be in there
+            legacy.rmdir()
         return removed
 
     def new_staging_dir(self) -> Path:
         """A fresh, uniquely named directory inside the deployment for pins before rename."""
+        self.check_ours()
         self.path.mkdir(parents=True, exist_ok=True)
         staging = self.path / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()

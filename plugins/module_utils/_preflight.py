@@ -527,8 +527,9 @@ class PreflightManager:
     def _read_object(self) -> bytes:
         from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
         from ansible_collections.ebpf.deploy.plugins.module_utils._objects import decode_content, verify_checksum
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path
 
-        src = self.params["src"]
+        src = validate_path(self.params["src"], "src")
         if self.params.get("content") is not None:  # sent inline by the action plugin
             data = decode_content(self.params["content"], source=os.path.basename(src))
             verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))

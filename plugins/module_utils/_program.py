@@ -49,6 +49,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     is_bpffs,
     remove_tree,
     validate_name,
+    validate_path,
     validate_version,
 )
 
@@ -97,6 +98,8 @@ class Request:
 
     def validate(self) -> None:
         validate_name(self.name, "name")
+        if self.src is not None:
+            validate_path(self.src, "src")
         if self.state not in ("present", "absent"):
             raise InvalidInput(f"state must be present or absent, got {self.state!r}")
         if self.map_conflict not in MAP_CONFLICT_CHOICES:
@@ -116,6 +119,9 @@ class Request:
                                "(an already pinned version to switch to)")
         for program in self.programs or []:
             validate_name(program, "program name")
+        twice = sorted({p for p in self.programs or [] if (self.programs or []).count(p) > 1})
+        if twice:
+            raise InvalidInput(f"programs lists {', '.join(map(repr, twice))} more than once")
         if self.preflight_fail_on not in (None,) + PREFLIGHT_FAIL_ON:
             raise InvalidInput(f"preflight_fail_on must be one of {', '.join(PREFLIGHT_FAIL_ON)}, "
                                f"got {self.preflight_fail_on!r}")
@@ -379,6 +385,7 @@ class ProgramManager:
 
     # ---- state: absent
     def _absent(self) -> dict:
+        self.dep.check_ours()
         before = self._current_view()
         exists = (self.dep.exists() or self.dep.meta_dir.exists() or self.dep.pointer_file.exists())
         changed = bool(exists)
@@ -438,6 +445,7 @@ class ProgramManager:
     def _present(self) -> dict:
         req = self.req
         label = req.label
+        self.dep.check_ours()
         data = self._read_src()
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self.object_data = data   # bpf_deployment keeps it in the host's record
@@ -519,6 +527,7 @@ class ProgramManager:
             for stale_version in prune:
                 if stale_version != self.dep.current_version():
                     self.dep.remove_version(stale_version)
+            self.dep.mark()
         if not programs:
             programs = self._program_results(version, wanted_programs)
         return self._result(action=action, version=version, old=current, before=before, prune=prune,

@@ -6,8 +6,9 @@
 One run is read → plan → act → report:
 
 - read:  the interface (netlink), what IFLA_XDP says is attached, which bpf_link holds it, whether
-         the attached program is ours (our link pin's program or any program pinned under the
-         bpffs root), and our link pin's state.
+         the attached program is ours (our link pin's program, or a program or link pinned in one
+         of our directories under the bpffs root) and which deployment holds it, and our link
+         pin's state. Taking over another deployment's interface needs force, like a foreign one.
 - plan:  `plan()` is pure: desired vs current → one action, the diff, and refusals (a foreign
          program without force, a bpf_link in the way of netlink, ...). Unit-tested without a kernel.
 - act:   one class per method behind one small interface (attach, replace, detach, info):
@@ -79,7 +80,8 @@ class Current:
     mode: Optional[str] = None
     held_by_link: Optional[int] = None  # id of the bpf_link holding the program, if one does
     link_pin: Optional[str] = None  # where that link is pinned under the bpffs root, if it is
-    owned: bool = False  # the attached program is ours (our link's, or pinned under the root)
+    owned: bool = False  # the attached program is ours (our link's, or pinned in our directories)
+    holder: Optional[str] = None  # the deployment whose pins hold it (None: pin-only, or not ours)
     defunct_pin: Optional[str] = None  # our link pin for the interface, no longer attached
     last: Optional[dict] = None  # note of our last attachment here: prog_id, mode, method
 
@@ -98,6 +100,7 @@ class Desired:
     method: str = "link"
     force: bool = False
     link_pin: Optional[str] = None  # where our link for this interface is (to be) pinned
+    deployment: Optional[str] = None  # the deployment asking (None: a pin given alone)
 
 
 @dataclass
@@ -143,6 +146,15 @@ def _foreign(current: Current) -> str:
     return f"program id {current.prog_id}{name}, attached {current.mode} by {holder}"
 
 
+def _other_deployment(desired: Desired, current: Current) -> bool:
+    """The attached program is another deployment's (ours, but not the asking one's)."""
+    return current.owned and current.holder is not None and current.holder != desired.deployment
+
+
+def _asking(desired: Desired) -> str:
+    return f"deployment '{desired.deployment}'" if desired.deployment else "a pin given alone"
+
+
 def detect_drift(current: Current) -> Optional[str]:
     """A difference between the kernel and what our last run left (None: no difference known)."""
     if current.defunct_pin and current.prog_id is None:
@@ -174,6 +186,10 @@ def plan(desired: Desired, current: Current, *, interface: str, netns: Optional[
             return Plan("none", before, before, drift, warnings=[
                 f"interface {where}: {_foreign(current)} was not attached by ebpf.deploy; left in place "
                 "(force: true detaches it)"])
+        if _other_deployment(desired, current) and not desired.force:
+            return Plan("none", before, before, drift, warnings=[
+                f"interface {where}: {_foreign(current)} belongs to deployment '{current.holder}', not to "
+                f"{_asking(desired)}; left in place (force: true detaches it)"])
         return Plan("detach", before, after, drift)
 
     prog = desired.prog
@@ -204,6 +220,13 @@ def plan(desired: Desired, current: Current, *, interface: str, netns: Optional[
             "refusing to replace it (force: true takes it over)",
             interface=interface, netns=netns, foreign_prog_id=current.prog_id,
             foreign_prog_name=current.prog_name)
+
+    if current.prog_id != prog.id and _other_deployment(desired, current) and not desired.force:
+        raise InvalidInput(
+            f"interface {where} runs {_foreign(current)} of deployment '{current.holder}'; refusing to "
+            f"take it over for {_asking(desired)} (force: true takes it over)",
+            interface=interface, netns=netns, holder_deployment=current.holder,
+            holder_prog_id=current.prog_id)
 
     if desired.method == "netlink" and current.held_by_link:
         raise InvalidInput(
@@ -331,11 +354,9 @@ def _note_path(bpffs_root: str, interface: str, netns: Optional[str]) -> str:
 
 
 def read_note(bpffs_root: str, interface: str, netns: Optional[str]) -> Optional[dict]:
-    try:
-        with open(_note_path(bpffs_root, interface, netns), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import read_private_file  # pylint: disable=import-outside-toplevel
+    note = read_private_file(_note_path(bpffs_root, interface, netns))
+    return note if isinstance(note, dict) else None
 
 
 def write_note(bpffs_root: str, interface: str, netns: Optional[str], note: Optional[dict]) -> None:
@@ -346,33 +367,92 @@ def write_note(bpffs_root: str, interface: str, netns: Optional[str], note: Opti
         except FileNotFoundError:
             pass
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(note, handle)
-    os.replace(tmp, path)
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import write_private_file  # pylint: disable=import-outside-toplevel
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+    write_private_file(Path(path), json.dumps(note))
+
+
+def deployment_of(path: str, bpffs_root: str) -> Optional[str]:
+    """The deployment a pin under the root belongs to (None for the root's own links/)."""
+    first = os.path.relpath(path, bpffs_root).split(os.sep, 1)[0]
+    return None if first in ("links", "..", ".") else first
+
+
+def pick_link(links: list, pins: dict, *, prog_id: int, netns: Optional[str], ifname: str) -> Optional[int]:
+    """The id of the XDP link holding ``prog_id`` on this interface, among the links on its ifindex.
+
+    The kernel's link info has the ifindex only, and every namespace has an ifindex 2: a link
+    pinned by us for another namespace or interface (its pin name says which) is not this one;
+    of the others, one is; several that nothing tells apart are refused rather than guessed.
+    """
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import parse_link_pin_name  # pylint: disable=import-outside-toplevel
+    candidates = [info for info in links if info.get("prog_id") == prog_id]
+    unknown = []
+    for info in candidates:
+        path = pins.get(info["id"])
+        try:
+            place = parse_link_pin_name(os.path.basename(path))[:2] if path else None
+        except InvalidInput:
+            place = None
+        if place == (netns, ifname):
+            return info["id"]
+        if place is None:
+            unknown.append(info)
+    if len(unknown) <= 1:
+        return unknown[0]["id"] if unknown else None
+    raise InvalidInput(
+        f"bpf_links {', '.join(str(i['id']) for i in unknown)} all hold program id {prog_id} on ifindex "
+        f"{unknown[0].get('ifindex')} (of different network namespaces) and cannot be told apart; "
+        "pin the one of this interface or detach the others", link_ids=[i["id"] for i in unknown])
+
+
+def our_dirs(bpffs_root: str) -> list:
+    """The directories under the root that this collection made: every deployment carrying the
+    marker (or, made before markers, nothing but the layout), and `links/` of pin-only attachments.
+    With a root shared with other tools (/sys/fs/bpf) nothing else counts as ours."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment  # pylint: disable=import-outside-toplevel
+    found = []
+    try:
+        entries = sorted(os.scandir(bpffs_root), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.name == "links":
+            found.append(entry.path)
+            continue
+        try:
+            if Deployment(bpffs_root, entry.name).is_ours():
+                found.append(entry.path)
+        except InvalidInput:  # not a name a deployment can have
+            continue
+    return found
 
 
 def scan_root(bpf: Bpf, bpffs_root: str) -> tuple:
-    """Programs pinned under the root (ids) and link pins under it ({link id: path})."""
-    prog_ids, links = set(), {}
-    if not os.path.isdir(bpffs_root):
-        return prog_ids, links
-    for dirpath, _dirs, files in os.walk(bpffs_root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            kind, info = bpf.pinned_kind(path)
-            if kind == "prog":
-                prog_ids.add(info.id)
-            elif kind == "link":
-                links[info["id"]] = path
-                if info.get("prog_id"):
-                    prog_ids.add(info["prog_id"])
-    return prog_ids, links
+    """Programs pinned (or held by links pinned) in our directories under the root, with the
+    deployment whose directory holds them ({prog id: deployment or None}), and the link pins there
+    ({link id: path})."""
+    owners, links = {}, {}
+    for top in our_dirs(bpffs_root):
+        owner = deployment_of(top, bpffs_root)
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                kind, info = bpf.pinned_kind(path)
+                if kind == "prog":
+                    owners.setdefault(info.id, owner)
+                elif kind == "link":
+                    links[info["id"]] = path
+                    if info.get("prog_id"):
+                        owners.setdefault(info["prog_id"], owner)
+    return owners, links
 
 
 def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *, bpffs_root: str,
                  link_pin: Optional[str]) -> Current:
+    """What is attached, and whose: the holder is the deployment whose directory pins it."""
     state = nl.xdp_state(iface.ifindex)
     prog_id, mode = state.prog_id, state.mode
     prog = bpf.prog_by_id(prog_id) if prog_id else None
@@ -394,13 +474,14 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
     # Our own link pin holding the attached program settles ownership; only a program held some
     # other way (or by netlink) is looked up among the pins under the root, which opens every one.
     owned = held_pin is not None
+    holder = deployment_of(held_pin, bpffs_root) if held_pin else None
     if prog_id and held_by is None:
-        owned_ids, root_links = scan_root(bpf, bpffs_root)
-        for info in bpf.xdp_links(iface.ifindex):
-            if info.get("prog_id") == prog_id:
-                held_by, held_pin = info["id"], root_links.get(info["id"])
-                break
-        owned = prog_id in owned_ids or held_pin is not None
+        owners, root_links = scan_root(bpf, bpffs_root)
+        held_by = pick_link(bpf.xdp_links(iface.ifindex), root_links, prog_id=prog_id, netns=iface.netns,
+                            ifname=iface.name)
+        held_pin = root_links.get(held_by) if held_by is not None else None
+        owned = prog_id in owners or held_pin is not None
+        holder = deployment_of(held_pin, bpffs_root) if held_pin else owners.get(prog_id)
     return Current(
         ifindex=iface.ifindex,
         prog_id=prog_id,
@@ -409,6 +490,7 @@ def read_current(bpf: Bpf, nl: "netlink.Netlink", iface: "netlink.Interface", *,
         held_by_link=held_by,
         link_pin=held_pin,
         owned=owned,
+        holder=holder if owned else None,
         defunct_pin=defunct,
         last=read_note(bpffs_root, iface.name, iface.netns),
     )
@@ -680,6 +762,9 @@ class Request:
         return cls(**{key: value for key, value in params.items() if key in names and value is not None})
 
     def validate(self) -> None:
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path  # pylint: disable=import-outside-toplevel
+        validate_path(self.pin, "pin")
+        validate_path(self.bpffs_root, "bpffs_root")
         if self.mode is not None and self.mode not in MODES:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.method not in METHODS:
@@ -781,7 +866,7 @@ class XdpManager:
         link_pin = self.link_pin_path() if (req.state == "absent" or req.method == "link") else None
         current = read_current(self.bpf, nl, iface, bpffs_root=req.bpffs_root, link_pin=link_pin)
         desired = Desired(state=req.state, prog=prog, mode=req.mode, method=req.method,
-                          force=req.force, link_pin=link_pin)
+                          force=req.force, link_pin=link_pin, deployment=req.deployment)
         the_plan = plan(desired, current, interface=iface.name, netns=iface.netns)
 
         outcome = Outcome(link_id=current.held_by_link, link_pin=current.link_pin)

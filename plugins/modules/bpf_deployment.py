@@ -540,7 +540,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     src=dict(type="path"),
     remote_src=dict(type="bool", default=False),
-    content=dict(type="str"),
+    content=dict(type="str", no_log=True),
     checksum=dict(type="str"),
     programs=dict(type="list", elements="str"),
     program_type=dict(type="str"),

@@ -63,11 +63,12 @@ options:
     default: [kernel, programs, maps, links, xdp, interfaces, limits, dmesg, record]
   dmesg_since:
     description:
-      - Cursor (the sequence number of the last kernel log record seen) from a previous run's
-        RV(ansible_facts.ebpf.dmesg_cursor). Only newer BPF/XDP lines are returned.
+      - Cursor from a previous run's RV(ansible_facts.ebpf.dmesg_cursor), written C(<boot id>:<seq>) (the boot
+        and the sequence number of the last kernel log record seen). Only newer BPF/XDP lines are returned.
       - Omitted, the last 50 matching lines are returned with the current cursor.
-      - A cursor from before a reboot is recognised (the sequence restarts) and everything is returned.
-    type: int
+      - A cursor of another boot is recognised by its boot id. The window then says C(rebooted) and holds
+        this boot's lines only. A bare number (a cursor from an earlier version) is still accepted.
+    type: raw
   stats_seconds:
     description:
       - Count program runs for this many seconds before gathering, so that the C(run_cnt)
@@ -226,16 +227,18 @@ ansible_facts:
           returned: when V(limits) is gathered
           type: dict
         dmesg:
-          description: C(lines) (seq, level, time, message), C(cursor), C(missed) (records lost from the ring), C(restarted).
+          description: C(lines) (seq, level, time, message), C(cursor), C(missed) (records lost from the ring), C(restarted),
+            C(boot_id), C(rebooted) (the cursor was of another boot, C(since_boot_id)).
           returned: when V(dmesg) is gathered
           type: dict
           sample: {lines: [{seq: 1842, level: warning, time: 1203.5, message: "Illegal XDP return value 7 ..."}],
-                   cursor: 1843, missed: 0, restarted: false}
+                   cursor: "30b27bd1-24b0-488c-9aeb-5555d8b25b29:1843", missed: 0, restarted: false,
+                   boot_id: 30b27bd1-24b0-488c-9aeb-5555d8b25b29, rebooted: false}
         dmesg_cursor:
           description: The cursor to pass as O(dmesg_since) next time.
           returned: when V(dmesg) is gathered
-          type: int
-          sample: 1843
+          type: str
+          sample: "30b27bd1-24b0-488c-9aeb-5555d8b25b29:1843"
         record:
           description:
             - The host's record of the deployments under O(bpffs_root) - per deployment C(committed),
@@ -280,7 +283,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._facts import DEFAULT_
 
 ARGUMENT_SPEC = dict(
     gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
-    dmesg_since=dict(type="int"),
+    dmesg_since=dict(type="raw"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     xdp_netns=dict(type="list", elements="str", default=[]),

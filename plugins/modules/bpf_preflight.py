@@ -255,7 +255,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import Pref
 ARGUMENT_SPEC = dict(
     src=dict(type="path", required=True),
     remote_src=dict(type="bool", default=False),
-    content=dict(type="str"),
+    content=dict(type="str", no_log=True),
     checksum=dict(type="str"),
     name=dict(type="str"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),

@@ -435,7 +435,7 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     src=dict(type="path"),
     remote_src=dict(type="bool", default=False),
-    content=dict(type="str"),
+    content=dict(type="str", no_log=True),
     programs=dict(type="list", elements="str"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),

@@ -36,7 +36,7 @@ ANSIBLE = str(VENV_BIN / "ansible")
 ANSIBLE_PLAYBOOK = str(VENV_BIN / "ansible-playbook")
 STATE_DIR = Path("/run/ebpf_deploy")
 PROGRAM = "xdp_packet_counter"
-LAYOUT_HINT = "maps/<map>, <version>/progs/<program>, links/<link>, current, previous"
+LAYOUT_HINT = "_ebpf_deploy_marker, maps/<map>, <version>/progs/<program>, links/<link>, current, previous"
 
 _RESULT_LINE = re.compile(r"^(?P<host>\S+) \| (?P<status>[A-Z!]+)(?: \| rc=\d+)? => (?P<json>\{.*\})\s*$")
 
@@ -305,7 +305,7 @@ def pinned_prog_id(pin: Path) -> Optional[int]:
 
 # --- the deployment layout -------------------------------------------------------------------------
 _LAYOUT = [re.compile(p) for p in (
-    r"maps", r"maps/[A-Za-z0-9_-]+", r"links", r"links/[^/]+:xdp", r"current", r"previous",
+    r"_ebpf_deploy_marker", r"maps", r"maps/[A-Za-z0-9_-]+", r"links", r"links/[^/]+:xdp", r"current", r"previous",
     r"[0-9a-f]{12}", r"[0-9a-f]{12}/progs", r"[0-9a-f]{12}/progs/[A-Za-z0-9_-]+")]
 
 

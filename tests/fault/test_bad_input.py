@@ -34,6 +34,7 @@ import faultlib as fl
 BAD = Path("/tmp") / f"ebpfd_fault_inputs_{secrets.token_hex(3)}"
 VICTIM = Path("/tmp") / f"ebpfd_fault_victim_{secrets.token_hex(3)}"
 NOT_BPFFS = Path("/tmp") / f"ebpfd_fault_plaindir_{secrets.token_hex(3)}"
+FOREIGN = f"ebpfd_foreign{secrets.token_hex(3)}"   # another tool's directory under the live root
 ZERO64 = "0" * 64
 ARGSPEC_HEADER = "Validation of arguments failed:\n"
 
@@ -107,6 +108,14 @@ def dep(src: Optional[str] = "counter_v2", **extra):
     return make
 
 
+def short_section_headers(data: bytes, entsize: int) -> bytes:
+    """An ELF64 whose e_shentsize is below the 64 bytes of a section header, cut where such a table
+    would end (reading real headers at that step runs past the end of the file)."""
+    shoff = int.from_bytes(data[0x28:0x30], "little")
+    shnum = int.from_bytes(data[0x3C:0x3E], "little")
+    return (data[:0x3A] + entsize.to_bytes(2, "little") + data[0x3C:])[:shoff + entsize * shnum]
+
+
 REJECTS = ["reject_gpl_helper", "reject_map_lookup", "reject_packet_access", "reject_stack_limit",
            "reject_unbounded_loop", "reject_uninit_stack"]
 
@@ -117,6 +126,9 @@ CASES = [
     Case("program-empty-file", "bpf_program", remote(f"{BAD}/empty.bpf.o"), r"not an ELF"),
     Case("program-truncated-elf", "bpf_program", prog(f"{BAD}/truncated.bpf.o"), r"truncated"),
     Case("program-truncated-elf-remote", "bpf_program", remote(f"{BAD}/truncated.bpf.o"), r"truncated"),
+    Case("program-elf-short-section-headers", "bpf_program", prog(f"{BAD}/shentsize.bpf.o"), r"e_shentsize"),
+    Case("program-elf-short-section-headers-remote", "bpf_program", remote(f"{BAD}/shentsize.bpf.o"),
+         r"e_shentsize"),
     Case("program-elf-x86-64", "bpf_program", prog(f"{BAD}/x86.o"), r"x86-64"),
     Case("program-elf-x86-64-remote", "bpf_program", remote(f"{BAD}/x86.o"), r"x86-64"),
     Case("program-missing-program", "bpf_program", remote("counter", programs=["ebpfd_no_such_prog"]),
@@ -154,6 +166,8 @@ CASES = [
     Case("program-root-not-bpffs-absent", "bpf_program",
          lambda L: {"name": L.name, "bpffs_root": str(VICTIM), "state": "absent"}, r"bpf filesystem|bpffs",
          watch=(str(VICTIM),)),
+    Case("program-programs-duplicate", "bpf_program",
+         remote("counter_v2", programs=[fl.PROGRAM, fl.PROGRAM]), r"more than once"),
     Case("program-programs-dotdot", "bpf_program", remote("counter_v2", programs=["../x"]), r"leave|may only"),
     Case("program-version-dotdot", "bpf_program",
          lambda L: {"name": L.name, "version": "../../etc", "bpffs_root": str(L.root)}, r"version"),
@@ -161,6 +175,21 @@ CASES = [
          lambda L: {"name": L.name, "version": "0123456789ab", "bpffs_root": str(L.root)}, r"not pinned"),
     Case("program-version-previous-none", "bpf_program",
          lambda L: {"name": L.name, "version": "previous", "bpffs_root": str(L.root)}, r"no previous"),
+    # a NUL byte in a path option: C stops reading at it (a pin somewhere else than asked)
+    Case("program-src-nul-remote", "bpf_program", remote(f"{BAD}/notelf.bpf.o\0x"), r"NUL byte"),
+    Case("program-root-nul", "bpf_program",
+         lambda L: dict(remote("counter_v2")(L), bpffs_root=f"{L.root}\0x"), r"NUL byte"),
+    Case("preflight-src-nul-remote", "bpf_preflight",
+         lambda L: {"src": f"{obj('counter_v2')}\0x", "remote_src": True, "bpffs_root": str(L.root)},
+         r"NUL byte"),
+    Case("map-create-path-nul", "bpf_map",
+         lambda L: {"path": f"{L.root}/ebpfd_nul\0x", "entries": [],
+                    "create": {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 1}},
+         r"NUL byte"),
+    Case("attach-pin-nul", "xdp_attach",
+         lambda L: {"interface": L.ifname, "netns": L.netns, "bpffs_root": str(L.root),
+                    "pin": f"{L.root}/{L.name}/{L.versions['counter']}/progs/{fl.PROGRAM}\0x"}, r"NUL byte"),
+    Case("attach-root-nul", "xdp_attach", attach(bpffs_root="/sys/fs/bpf/ebpfd\0x"), r"NUL byte"),
     # --- xdp_attach -----------------------------------------------------------------------------
     Case("attach-unknown-interface", "xdp_attach", attach(interface="ebpfdnope0"), r"ebpfdnope0"),
     Case("attach-unknown-netns", "xdp_attach", attach(netns="ebpfd-no-such-ns"), r"ebpfd-no-such-ns"),
@@ -215,6 +244,31 @@ CASES = [
          lambda L: {"path": f"{NOT_BPFFS}/m", "entries": [],
                     "create": {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 1}},
          r"bpf", watch=(str(NOT_BPFFS),)),
+    # integers beyond what the C argument holds (ctypes would keep the low 32 bits)
+    Case("map-create-max-entries-over-u32", "bpf_map",
+         lambda L: {"path": f"{L.root}/ebpfd_wide", "entries": [],
+                    "create": {"type": "array", "key_size": 4, "value_size": 8, "max_entries": 2 ** 32 + 1}},
+         r"create\.max_entries 4294967297 is out of range"),
+    Case("map-prog-array-id-over-u32", "bpf_map",
+         lambda L: {"path": f"{L.root}/ebpfd_jmp",
+                    "create": {"type": "prog_array", "key_size": 4, "value_size": 4, "max_entries": 4},
+                    "entries": [{"key": 0, "value": 2 ** 32 + L.prog_ids[L.versions["counter"]]}]},
+         r"program id\) \d+ is out of range"),
+    Case("map-absent-symlink", "bpf_map", lambda L: {"path": f"{L.root}/ebpfd_maplink", "state": "absent"},
+         r"symlink"),
+    # --- a bpffs_root shared with another tool: its directory of the same name is left alone
+    Case("program-absent-foreign-dir", "bpf_program",
+         lambda L: {"name": FOREIGN, "bpffs_root": str(L.root), "state": "absent"},
+         r"not made by ebpf\.deploy"),
+    Case("program-into-foreign-dir", "bpf_program",
+         lambda L: dict(remote("counter_v2")(L), name=FOREIGN), r"not made by ebpf\.deploy"),
+    # --- bpf_facts ---------------------------------------------------------------------------------
+    Case("facts-dmesg-cursor-malformed", "bpf_facts",
+         lambda L: {"gather_subset": ["dmesg"], "dmesg_since": "yesterday", "bpffs_root": str(L.root)},
+         r"dmesg_since 'yesterday' is not a cursor"),
+    Case("facts-dmesg-cursor-bad-boot-id", "bpf_facts",
+         lambda L: {"gather_subset": ["dmesg"], "dmesg_since": "not-a-boot:12", "bpffs_root": str(L.root)},
+         r"is not a cursor"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",
@@ -246,6 +300,7 @@ def live():
         (BAD / "empty.bpf.o").write_bytes(b"")
         data = (fl.BPF_DIR / "counter.bpf.o").read_bytes()
         (BAD / "truncated.bpf.o").write_bytes(data[: len(data) // 2])
+        (BAD / "shentsize.bpf.o").write_bytes(short_section_headers(data, 16))
         (BAD / "adir.bpf.o").mkdir()
         os.mkfifo(BAD / "fifo.bpf.o")
         src = BAD / "x86.c"
@@ -284,7 +339,11 @@ def run_case(case: Case, live) -> dict:
     return result
 
 
-def _prepare(case: Case) -> None:
+def _prepare(case: Case, live) -> None:
+    if case.id == "map-absent-symlink" and not os.path.lexists(live.root / "ebpfd_maplink"):
+        os.symlink(live.map_pin, live.root / "ebpfd_maplink")
+    if case.id.endswith("foreign-dir"):  # another tool's pins under a shared root (a dir is enough)
+        (live.root / FOREIGN / "tc" / "globals").mkdir(parents=True, exist_ok=True)
     if case.id == "program-root-not-bpffs-absent":
         # what a bpffs_root mistake would point at: somebody's directory named like the deployment
         shutil.rmtree(VICTIM, ignore_errors=True)
@@ -296,7 +355,7 @@ def _prepare(case: Case) -> None:
 def test_bad_input_fails_in_one_line_and_changes_nothing(live, case, totals):
     t = totals("bad input")
     t.cases += 1
-    _prepare(case)
+    _prepare(case, live)
     if case.id == "program-root-not-bpffs-absent":
         (VICTIM / live.name).mkdir(parents=True, exist_ok=True)
         (VICTIM / live.name / "precious.txt").write_text("keep me\n", encoding="ascii")

@@ -166,7 +166,9 @@ def test_dmesg_since_a_cursor_has_new_bpf_lines_and_nothing_older(ansible_module
     token = secrets.token_hex(4)
     first = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"]}))
     cursor = first["dmesg_cursor"]
-    assert isinstance(cursor, int) and first["dmesg"]["cursor"] == cursor
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert cursor.startswith(f"{boot}:") and first["dmesg"]["cursor"] == cursor  # the boot travels along
+    seq = int(cursor.rpartition(":")[2])
     _dmesg.write_kmsg(f"ebpfd-test: XDP marker {token}", level=4)
     _dmesg.write_kmsg(f"ebpfd-test: plain marker {token}", level=6)   # not a BPF/XDP line
     _dmesg.write_kmsg(f"ebpfd-test: bpf_jit marker {token}", level=6)
@@ -177,10 +179,10 @@ def test_dmesg_since_a_cursor_has_new_bpf_lines_and_nothing_older(ansible_module
     assert f"ebpfd-test: XDP marker {token}" in messages
     assert f"ebpfd-test: bpf_jit marker {token}" in messages
     assert not [m for m in messages if f"plain marker {token}" in m]
-    assert all(line["seq"] > cursor for line in lines)
+    assert all(line["seq"] > seq for line in lines) and not window["dmesg"]["rebooted"]
     marker = next(line for line in lines if line["message"] == f"ebpfd-test: XDP marker {token}")
     assert marker["level"] == "warning"
-    assert window["dmesg_cursor"] >= marker["seq"] + 2  # the two lines after it were seen too
+    assert int(window["dmesg_cursor"].rpartition(":")[2]) >= marker["seq"] + 2  # the two lines after it too
     illegal = [m for m in messages if "Illegal XDP return value" in m]
     assert all(_dmesg.matches(m) for m in illegal)  # the real kernel warning, only if it happened
 
@@ -188,7 +190,14 @@ def test_dmesg_since_a_cursor_has_new_bpf_lines_and_nothing_older(ansible_module
     again = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"],
                                                   "dmesg_since": window["dmesg_cursor"]}))
     assert not [line for line in again["dmesg"]["lines"] if token in line["message"]]
-    assert again["dmesg_cursor"] >= window["dmesg_cursor"]
+    assert int(again["dmesg_cursor"].rpartition(":")[2]) >= int(window["dmesg_cursor"].rpartition(":")[2])
+
+    # A cursor of another boot: the window says so and holds this boot's lines only.
+    other = "00000000-0000-4000-8000-000000000000"
+    rebooted = facts_of(ansible_module("bpf_facts", {"gather_subset": ["dmesg"], "dmesg_since": f"{other}:{seq}"}))
+    assert rebooted["dmesg"]["rebooted"] and rebooted["dmesg"]["since_boot_id"] == other
+    assert rebooted["dmesg"]["boot_id"] == boot and rebooted["dmesg_cursor"].startswith(f"{boot}:")
+    assert not [m for m in (line["message"] for line in rebooted["dmesg"]["lines"]) if m.startswith("LSM: ")]
 
 
 def _proc_int(path: str) -> int:

@@ -108,7 +108,8 @@ def test_load_then_idempotent(deploy):
     assert Path(prog["pin"]).exists() and deploy.current() == version
     assert (deploy.path / "maps" / "pkt_count").exists()
     assert first["maps"][0]["reused"] is False and first["maps"][0]["id"] in prog["map_ids"]
-    meta = json.loads((RUN_DIR / deploy.name / f"{version}.json").read_text())
+    (meta_file,) = (RUN_DIR / deploy.name).glob(f"*/{version}.json")   # <deployment>/<root>/<version>.json
+    meta = json.loads(meta_file.read_text())
     assert meta["digest"] == first["digest"] and meta["source"] == "counter.bpf.o"
 
     again_check = assert_ok(deploy("counter", check=True), False)
@@ -352,3 +353,39 @@ def test_concurrent_runs_are_serialized(deploy):
     assert not [p for p in deploy.path.iterdir() if p.name.startswith("_staging")]
     final = assert_ok(deploy("counter" if deploy.current() in v1 else "counter_v2"), False)
     assert len({m["id"] for m in final["maps"] if m["name"] == "pkt_count"}) == 1
+
+
+# --------------------------------------------------------------------------- containment (issue 16)
+PIN_BY_NAME_MAP = "ebpfd_pbn_cnt"   # tests/bpf/pin_by_name.bpf.c: __uint(pinning, LIBBPF_PIN_BY_NAME)
+
+
+def test_a_pin_by_name_map_lives_under_the_deployment_and_check_mode_pins_nothing(deploy, ansible_module):
+    """libbpf pinned a LIBBPF_PIN_BY_NAME map at /sys/fs/bpf/<map> by itself: outside the root,
+    in check mode and in preflight's dry load too, never removed by state=absent."""
+    bpffs, leftover = Path("/sys/fs/bpf"), Path("/sys/fs/bpf") / PIN_BY_NAME_MAP
+    if leftover.exists():
+        pytest.skip(f"{leftover} is pinned already (another run): the listing cannot tell")
+    top = sorted(p.name for p in bpffs.iterdir())
+    try:
+        assert_ok(deploy("pin_by_name", check=True), True)
+        assert not leftover.exists() and not deploy.path.exists(), "check mode pinned the map"
+        preflight = ansible_module("bpf_preflight", {"src": str(deploy.obj("pin_by_name")), "dry_verify": True,
+                                                     "bpffs_root": str(deploy.root)})
+        assert not preflight["failed"], preflight.get("msg")
+        assert not leftover.exists(), "preflight's dry load pinned the map"
+
+        first = assert_ok(deploy("pin_by_name"), True)
+        assert not leftover.exists(), "the load pinned the map outside the deployment"
+        assert listing(deploy.path) == sorted([
+            "_ebpf_deploy_marker/", "current/", "maps/", f"maps/{PIN_BY_NAME_MAP}", f"{first['version']}/",
+            f"{first['version']}/progs/", f"{first['version']}/progs/xdp_pin_by_name"])
+        pinned = bpftool("map", "show", "pinned", str(deploy.path / "maps" / PIN_BY_NAME_MAP))
+        assert pinned["id"] in first["programs"][0]["map_ids"]
+        assert_ok(deploy("pin_by_name"), False)
+        assert_ok(deploy(state="absent"), True)
+        assert not deploy.path.exists()
+        assert sorted(p.name for p in bpffs.iterdir() if p.name != deploy.root.name) == \
+            [n for n in top if n != deploy.root.name]
+    finally:
+        if leftover.exists():  # what the unfixed code leaves: ours by its name
+            leftover.unlink()

@@ -40,3 +40,11 @@ def test_map_reads_are_kept_by_deployment_and_map():
              {"item": {"deployment": "fw", "map": "nope"}, "failed": True, "msg": "no such map"}]
     assert audit_summary(FACTS, reads)["maps"] == {"pktcount/pkt_count": [{"key": 0, "value": 5}],
                                                    "fw/nope": "no such map"}
+
+
+def test_the_audit_shows_only_bpf_xdp_lines_not_what_every_boot_prints():
+    """The audit printed this host's boot ("LSM: initializing lsm=...,bpf") as "kernel lines"."""
+    boot = ["Spectre V2 : Enabling IBPB for BPF", "LSM: initializing lsm=lockdown,capability,landlock,bpf",
+            "LSM support for eBPF active", "NET: Registered PF_XDP protocol family"]
+    facts = dict(FACTS, dmesg={"lines": [{"message": m} for m in boot + ["Illegal XDP return value 7"]]})
+    assert audit_summary(facts)["dmesg"] == ["Illegal XDP return value 7"]

@@ -190,3 +190,11 @@ def test_rollout_unreachable_finds_lost_hosts_in_plain_and_loop_results():
     assert rollout_unreachable([{}, {"results": [{"changed": True}]}, {"skipped": True}]) == []
     assert rollout_unreachable([{"results": [{"ok": 1}, {"unreachable": True, "msg": "gone"}]}]) == ["gone"]
     assert rollout_unreachable([{"unreachable": True}]) == ["unreachable"]
+
+
+def test_dmesg_shows_only_bpf_lines_and_a_reboot_during_the_soak_fails_the_check():
+    boot = [{"message": "LSM: initializing lsm=lockdown,capability,landlock,bpf"},
+            {"message": "NET: Registered PF_XDP protocol family"}]
+    assert only([{"type": "dmesg"}], {"dmesg": boot})["passed"]
+    rebooted = only([{"type": "dmesg"}], {"dmesg": [], "dmesg_rebooted": True})
+    assert not rebooted["passed"] and "rebooted" in rebooted["detail"]

@@ -90,3 +90,42 @@ def test_select_caps_a_huge_window():
     assert [r.seq for r in window.lines] == [17, 18, 19]
     assert window.truncated == 16
     assert window.to_dict()["cursor"] == 19
+
+
+# --- boot ids and boot noise (issue 16) ----------------------------------------------------------
+BOOT_A = "30b27bd1-24b0-488c-9aeb-5555d8b25b29"
+BOOT_B = "0d3e2a51-8a5c-4d1e-9b1e-2f4c6a8b0c1d"
+
+
+def test_lines_every_boot_prints_are_not_bpf_lines():
+    """The audit printed these (this host's own boot) as "kernel lines"."""
+    for line in ("LSM: initializing lsm=lockdown,capability,landlock,bpf",
+                 "LSM support for eBPF active",
+                 "NET: Registered PF_XDP protocol family",
+                 "Spectre V2 : Enabling IBPB for BPF"):
+        assert not d.matches(line), line
+    assert d.matches("Illegal XDP return value 7 on prog xdp_x (id 9) dev veth0, expect packet loss!")
+
+
+def test_the_cursor_carries_the_boot_id_and_a_window_across_a_reboot_says_so():
+    records = [rec(i, "XDP line") for i in range(1, 40)]
+    first = d.select(records[:20], None, boot=BOOT_A)
+    assert first.cursor == f"{BOOT_A}:20" and not first.rebooted
+    same = d.select(records, first.cursor, boot=BOOT_A)
+    assert [r.seq for r in same.lines] == list(range(21, 40)) and same.cursor == f"{BOOT_A}:39"
+    # rebooted: this boot's seq 1..39 overlaps the old cursor's 20 -- never compared, never mixed
+    after = d.select(records, first.cursor, boot=BOOT_B)
+    assert after.rebooted and after.restarted and after.since_boot_id == BOOT_A and after.boot_id == BOOT_B
+    assert [r.seq for r in after.lines] == list(range(1, 40)) and after.cursor == f"{BOOT_B}:39"
+    assert after.to_dict()["rebooted"] is True
+    # a bare number (a cursor from before boot ids) still works
+    assert [r.seq for r in d.select(records, 37, boot=BOOT_A).lines] == [38, 39]
+
+
+def test_a_malformed_cursor_is_refused_in_one_line():
+    import pytest
+    from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+    for bad in ("yesterday", "nope:12", f"{BOOT_A}:x", True):
+        with pytest.raises(InvalidInput, match="dmesg_since"):
+            d.parse_cursor(bad)
+    assert d.parse_cursor(f"{BOOT_A}:7") == (BOOT_A, 7) and d.parse_cursor("7") == (None, 7)

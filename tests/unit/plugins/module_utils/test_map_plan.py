@@ -188,3 +188,71 @@ def test_memory_limits_are_read_from_this_host():
     assert limits, "at least MemAvailable"
     assert limits == sorted(limits, key=lambda item: item[1])
     assert any(name.startswith("MemAvailable") for name, _bytes in limits)
+
+
+# --- integers headed for ctypes (issue 16) -------------------------------------------------------
+@pytest.mark.parametrize("item", ["key_size", "value_size", "max_entries"])
+def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
+    """c_uint32(2**32 + 1) is 1: `max_entries: 4294967297` made a one-entry map."""
+    create = {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 16, item: 2 ** 32 + 1}
+    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x", "create": create})
+    manager.pin = "/sys/fs/bpf/ebpfd_x"
+    with pytest.raises(InvalidInput) as err:
+        manager._create_spec()
+    assert err.value.msg == f"create.{item} 4294967297 is out of range (1..4294967295)"
+
+
+def test_a_prog_array_program_id_beyond_u32_is_refused_before_any_kernel_call():
+    """A PROG_ARRAY value 4294967301 wrote program 5 (the id's low 32 bits)."""
+    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    with pytest.raises(InvalidInput) as err:
+        manager._program_fd(2 ** 32 + 5)
+    assert err.value.msg == "PROG_ARRAY value (a program id) 4294967301 is out of range (1..4294967295)"
+
+
+@pytest.mark.parametrize("call, args", [
+    ("prog_fd_by_id", (2 ** 32 + 5,)), ("map_fd_by_id", (2 ** 32,)), ("link_fd_by_id", (-1,)),
+    ("map_create", (2, "ebpfd_x", 4, 8, 2 ** 32 + 1)), ("link_create", (3, 2 ** 31, 37)),
+])
+def test_the_libbpf_binding_refuses_integers_its_c_arguments_cannot_hold(call, args):
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
+    with pytest.raises(InvalidInput, match=r"is out of range \("):
+        getattr(_libbpf, call)(*args)
+
+
+# --- per-CPU maps with a BTF struct value (issue 16) ----------------------------------------------
+def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
+    """A per-CPU entry listing some fields zeroed the others on every run (a counter the program
+    keeps reset, and the task never settled)."""
+    import os
+    from types import SimpleNamespace
+
+    from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf
+    from ansible_collections.ebpf.deploy.plugins.module_utils._codec import make_codec
+    from ansible_collections.ebpf.deploy.plugins.module_utils._objects import elf_sections
+
+    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", COLLECTIONS.parents[1] / "build" / "bpf")) / "struct_value.bpf.o"
+    if not obj.exists():
+        pytest.skip(f"{obj} missing: run `make bpf`")
+    btf = Btf(elf_sections(obj.read_bytes())[".BTF"])
+    struct_id = btf.find("rate_cfg", "STRUCT")
+    value_codec = make_codec("btf", 16, btf=btf, type_id=struct_id)
+    key_codec = make_codec("u32", 4)
+    info = SimpleNamespace(type=m.MAP_PERCPU_ARRAY, name="cfg", key_size=4, value_size=16, max_entries=1, id=1)
+    ncpus = 3
+    per_cpu = [{"rate": 1000, "burst": 32, "flags": [1, 2], "bytes": 100 * (cpu + 1)} for cpu in range(ncpus)]
+    current = {k(0): b"".join(value_codec.encode(v) for v in per_cpu)}
+    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+
+    (same,) = manager._desired([{"key": 0, "value": {"rate": 1000}}], current, info, key_codec, value_codec, ncpus)
+    assert same.value == current[k(0)], "a field not listed changed"
+    assert m.plan_entries(current, [same], purge=False).unchanged == [k(0)]
+
+    (changed,) = manager._desired([{"key": 0, "value": {"rate": 2000}}], current, info, key_codec, value_codec,
+                                  ncpus)
+    written = [value_codec.decode(changed.value[cpu * 16:(cpu + 1) * 16]) for cpu in range(ncpus)]
+    assert written == [dict(v, rate=2000) for v in per_cpu]
+    # one value per CPU: each merged over that CPU's current value
+    (listed,) = manager._desired([{"key": 0, "value": [{"burst": 1}, {"burst": 2}, {"burst": 3}]}], current, info,
+                                 key_codec, value_codec, ncpus)
+    assert [value_codec.decode(listed.value[c * 16:(c + 1) * 16])["bytes"] for c in range(ncpus)] == [100, 200, 300]

@@ -49,7 +49,18 @@ def test_minimal_bpf_elf_passes_and_has_its_license():
     assert object_license(make_elf(sections=((".text", b"\0" * 8),))) is None
 
 
+def short_section_headers(data: bytes, entsize: int) -> bytes:
+    """An ELF64 whose e_shentsize says ``entsize`` and whose file ends where such a table would:
+    reading a 64-byte header at each smaller step runs past the end (a struct.error traceback)."""
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    (shnum,) = struct.unpack_from("<H", data, 0x3C)
+    patched = data[:0x3A] + struct.pack("<H", entsize) + data[0x3C:]
+    return patched[:shoff + entsize * shnum]
+
+
 @pytest.mark.parametrize("data,words", [
+    (short_section_headers(make_elf(), 16), "malformed object: x.bpf.o declares 16-byte section headers"),
+    (short_section_headers(make_elf(), 39), "an ELF64 section header is 64 bytes"),
     (b"", "not an ELF file"),
     (b"hello world, not an object", "not an ELF file"),
     (make_elf(machine=62), "ELF for x86-64 (e_machine 62), not a BPF object"),

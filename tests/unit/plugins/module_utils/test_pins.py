@@ -49,7 +49,7 @@ def test_layout(tmp_path):
     assert str(dep.program_pin("xdp_prog", V1)) == f"/sys/fs/bpf/ebpf_deploy/pktcount/{V1}/progs/xdp_prog"
     assert str(dep.link_pin("eth0")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:xdp"
     assert str(dep.link_pin("eth0", netns="lab1")) == "/sys/fs/bpf/ebpf_deploy/pktcount/links/lab1@eth0:xdp"
-    assert dep.metadata_path(V1) == tmp_path / "pktcount" / f"{V1}.json"
+    assert dep.metadata_path(V1) == tmp_path / "pktcount" / "sys%2Ffs%2Fbpf%2Febpf_deploy" / f"{V1}.json"
     with pytest.raises(InvalidInput):
         dep.program_pin("../../etc", V1)
     with pytest.raises(InvalidInput):
@@ -143,3 +143,108 @@ def test_remove_all(tmp_path):
     assert dep.remove_all() is True
     assert not dep.path.exists() and not dep.meta_dir.exists()
     assert dep.remove_all() is False
+
+
+# --- a NUL byte in a path option (issue 16) --------------------------------------------------------
+def test_a_nul_byte_in_a_path_is_refused_in_one_line():
+    """The kernel reads a path up to its NUL: /sys/fs/bpf/ebpfd\\0x pinned at /sys/fs/bpf/ebpfd."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
+    from ansible_collections.ebpf.deploy.plugins.module_utils._map import MapManager
+    from ansible_collections.ebpf.deploy.plugins.module_utils._program import Request
+    with pytest.raises(InvalidInput, match=r"^bpffs_root '/sys/fs/bpf/a\\x00b' contains a NUL byte$"):
+        validate_root("/sys/fs/bpf/a\0b")
+    with pytest.raises(InvalidInput, match=r"^src '/tmp/x\\x00\.bpf\.o' contains a NUL byte$"):
+        Request.from_params({"name": "ebpfd_x", "src": "/tmp/x\0.bpf.o", "remote_src": True})
+    with pytest.raises(InvalidInput, match=r"^path '/sys/fs/bpf/m\\x00x' contains a NUL byte$"):
+        MapManager({"path": "/sys/fs/bpf/m\0x", "create": {"type": "array"}})._validate_params()
+    with pytest.raises(InvalidInput, match="contains a NUL byte"):
+        _libbpf.obj_pin(0, "/sys/fs/bpf/ebpfd\0x")
+
+
+# --- a bpffs_root shared with other tools (issue 16) ----------------------------------------------
+def test_a_deployment_is_marked_and_an_unmarked_one_of_the_old_layout_still_counts(tmp_path):
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import MARKER
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    _pin_version(dep, V1, "p")
+    (dep.path / "maps").mkdir()
+    assert not dep.has_marker() and dep.is_ours()      # made before markers: the layout only
+    dep.set_current(V1)
+    assert dep.has_marker() and (dep.path / MARKER).is_dir()
+    assert dep.remove_all() and not dep.path.exists()
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: (d / "tc" / "globals").mkdir(parents=True),         # another tool's directory
+    lambda d: (d / "cilium_calls").mkdir(parents=True),
+    lambda d: os.symlink("/", d / "maps", target_is_directory=True) if d.mkdir(parents=True) is None else None,
+])
+def test_another_tools_directory_of_the_same_name_is_never_removed_nor_written(tmp_path, make):
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    make(dep.path)
+    before = list_tree(dep.path)
+    for action in (dep.remove_all, dep.mark, dep.new_staging_dir, dep.check_ours):
+        with pytest.raises(InvalidInput, match=r"was not made by ebpf\.deploy .*left alone"):
+            action()
+    assert list_tree(dep.path) == before
+
+
+def test_a_symlink_in_place_of_the_deployment_directory_is_not_ours(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "bpffs").mkdir()
+    os.symlink(elsewhere, tmp_path / "bpffs" / "demo")
+    dep = Deployment(tmp_path / "bpffs", "demo", state_dir=tmp_path / "run")
+    with pytest.raises(InvalidInput, match="is not a directory"):
+        dep.remove_all()
+    assert elsewhere.is_dir() and (tmp_path / "bpffs" / "demo").is_symlink()
+
+
+def test_only_our_directories_are_scanned_for_programs_we_own(tmp_path):
+    from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import our_dirs
+    root = tmp_path / "bpffs"
+    ours = Deployment(root, "ours", state_dir=tmp_path / "run")
+    _pin_version(ours, V1, "p")
+    ours.set_current(V1)
+    legacy = Deployment(root, "legacy", state_dir=tmp_path / "run")
+    _pin_version(legacy, V1, "p")
+    (root / "tc" / "globals").mkdir(parents=True)
+    (root / "links").mkdir()
+    (root / "a.b").mkdir()                      # not even a deployment name
+    assert our_dirs(str(root)) == [str(root / n) for n in ("legacy", "links", "ours")]
+
+
+# --- /run records keyed by root as well as name (issue 16) -----------------------------------------
+def test_two_roots_one_deployment_name_keep_two_records(tmp_path, monkeypatch):
+    """Same name, same object (so the same version) under two roots: the second run overwrote the
+    first's metadata, and removing one deployment removed the other's records."""
+    monkeypatch.setattr(Deployment, "supports_symlinks", lambda self: False)   # the pointer file too
+    one = Deployment(tmp_path / "a", "demo", state_dir=tmp_path / "run")
+    two = Deployment(tmp_path / "b", "demo", state_dir=tmp_path / "run")
+    for dep, digest in ((one, "one"), (two, "two")):
+        _pin_version(dep, V1, "p")
+        dep.set_current(V1)
+        dep.write_metadata(V1, dict(dep.read_metadata(V1), digest=digest))
+    assert one.metadata_path(V1) != two.metadata_path(V1)
+    from ansible_collections.ebpf.deploy.plugins.module_utils._pins import root_key
+    assert root_key("/sys/fs/bpf/ebpf_deploy/") == "sys%2Ffs%2Fbpf%2Febpf_deploy"
+    assert one.meta_dir == tmp_path / "run" / "demo" / root_key(tmp_path / "a")
+    assert (one.read_metadata(V1)["digest"], two.read_metadata(V1)["digest"]) == ("one", "two")
+    assert one.current_version() == V1 and two.current_version() == V1
+    assert one.remove_all()
+    assert one.read_metadata(V1) == {} and one.current_version() is None
+    assert two.read_metadata(V1)["digest"] == "two" and two.current_version() == V1
+    assert two.remove_all() and not (tmp_path / "run" / "demo").exists()
+
+
+def test_records_of_the_layout_before_roots_are_read_and_removed(tmp_path):
+    dep = Deployment(tmp_path / "a", "demo", state_dir=tmp_path / "run")
+    other_root = {"bpffs_root": str(tmp_path / "b"), "digest": "theirs"}
+    _pin_version(dep, V1, "p")
+    legacy = tmp_path / "run" / "demo"
+    legacy.mkdir(parents=True)
+    (legacy / f"{V1}.json").write_text(json.dumps({"bpffs_root": str(dep.root), "digest": "old"}))
+    (legacy / f"{V2}.json").write_text(json.dumps(other_root))
+    assert dep.read_metadata(V1)["digest"] == "old"
+    dep.remove_all()
+    assert not (legacy / f"{V1}.json").exists()
+    assert json.loads((legacy / f"{V2}.json").read_text()) == other_root, "another root's record went"

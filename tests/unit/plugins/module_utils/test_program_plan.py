@@ -105,3 +105,11 @@ def test_state_view():
     assert state_view(None, [], {}, []) == {}
     assert state_view(V1, ["b", "a"], {}, [V1]) == {"version": V1, "programs": ["a", "b"], "maps": {},
                                                     "versions": [V1]}
+
+
+def test_a_program_listed_twice_is_refused_before_anything_loads():
+    """It loaded, then failed pinning the second copy (EEXIST) in the staging directory."""
+    with pytest.raises(InvalidInput) as err:
+        Request.from_params({"name": "demo", "src": "/x.o", "remote_src": True,
+                             "programs": ["xdp_a", "xdp_b", "xdp_a"]})
+    assert err.value.msg == "programs lists 'xdp_a' more than once"

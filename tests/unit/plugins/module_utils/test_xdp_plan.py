@@ -180,3 +180,33 @@ def test_request_validation():
     with pytest.raises(InvalidInput):
         xdp.Request(interface="eth0", pin="/x", deployment="d", program="p").validate()
     xdp.Request(interface="eth0", state="absent").validate()
+
+
+# --- another deployment's interface (issue 16) ---------------------------------------------------
+def test_taking_another_deployments_interface_needs_force_and_names_the_holder():
+    """Anything pinned under the root counted as ours: deployment A silently took B's interface."""
+    held_by_b = ours_link(holder="blocklist")
+    with pytest.raises(InvalidInput) as err:
+        run(want(deployment="pktcount"), held_by_b)
+    assert "deployment 'blocklist'" in err.value.msg and "force" in err.value.msg
+    assert err.value.details["holder_deployment"] == "blocklist"
+    assert run(want(deployment="pktcount", force=True), held_by_b).action == "replace"
+    assert run(want(deployment="blocklist"), held_by_b).action == "replace"      # its own: no force
+
+
+def test_detaching_another_deployments_program_needs_force():
+    p = run(want(state="absent", deployment="pktcount"), ours_link(holder="blocklist"))
+    assert p.action == "none" and "deployment 'blocklist'" in p.warnings[0]
+    assert run(want(state="absent", deployment="pktcount", force=True), ours_link(holder="blocklist")).action == "detach"
+
+
+def test_a_link_pinned_for_another_namespace_is_not_the_one_on_this_interface():
+    """Link info has only the ifindex: ifindex 2 exists in every namespace."""
+    links = [{"id": 7, "prog_id": 10, "ifindex": 2}, {"id": 8, "prog_id": 10, "ifindex": 2}]
+    pins = {7: "/r/pktcount/links/lab1@eth0:xdp", 8: "/r/pktcount/links/lab2@eth0:xdp"}
+    assert xdp.pick_link(links, pins, prog_id=10, netns="lab2", ifname="eth0") == 8
+    assert xdp.pick_link(links, pins, prog_id=10, netns="lab1", ifname="eth0") == 7
+    assert xdp.pick_link(links[:1], {}, prog_id=10, netns="lab9", ifname="eth0") == 7   # the only one
+    with pytest.raises(InvalidInput, match="cannot be told apart"):
+        xdp.pick_link(links, {}, prog_id=10, netns="lab3", ifname="eth0")
+    assert xdp.pick_link(links, pins, prog_id=10, netns="lab3", ifname="eth0") is None  # both elsewhere
