@@ -50,6 +50,7 @@ CLIENT_KEY = "id_ed25519"
 AUTHORIZED_KEYS = "authorized_keys"
 LOCK_FILE = "lab.lock"
 HOSTS_DIR = "hosts"
+HOST_STATE_DIR = "state"   # a host's record of its deployments, bind-mounted at /var/lib/ebpf_deploy
 HOST_FILES = ("sshd_config", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "sshd.log", "start.log")
 TOP_FILES = (STATE_FILE, INVENTORY_FILE, KNOWN_HOSTS_FILE, CLIENT_KEY, CLIENT_KEY + ".pub",
              AUTHORIZED_KEYS, LOCK_FILE)
@@ -595,7 +596,7 @@ def start_sshd(cfg: LabConfig, host: HostSpec, *, timeout: float = 10.0) -> int:
     hdir = cfg.host_dir(host)
     argv = ["ip", "netns", "exec", host.name, "unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", _SSHD_START, os.path.realpath(cfg.sshd), str(hdir / "sshd_config"), str(hdir / "sshd.log"),
-            str(hdir / "state")]
+            str(hdir / HOST_STATE_DIR)]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     with open(hdir / "start.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -911,6 +912,9 @@ def remove_host_files(lab_dir: Path, name: str) -> bool:
         with contextlib.suppress(FileNotFoundError):
             (hdir / f).unlink()
             removed = True
+    if (hdir / HOST_STATE_DIR).is_dir() and not (hdir / HOST_STATE_DIR).is_symlink():
+        shutil.rmtree(hdir / HOST_STATE_DIR)   # the host's record of its deployments goes with it
+        removed = True
     with contextlib.suppress(FileNotFoundError, OSError):
         hdir.rmdir()
         removed = True
