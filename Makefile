@@ -14,6 +14,7 @@ LAB_HOSTS   ?= 3
 LAB_STATE   ?= $(BUILD)/lab
 LAB_VMS     ?= 0
 LAB_VM_IMAGES ?= debian12
+comma := ,
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
@@ -101,7 +102,7 @@ test: collection bpf
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
 	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=present -e lab_host_count=$(LAB_HOSTS) -e lab_dir=$(LAB_STATE) \
-	  -e lab_vm_count=$(LAB_VMS) -e lab_vm_images=$(LAB_VM_IMAGES)
+	  -e lab_vm_count=$(LAB_VMS) -e '{"lab_vm_images": ["$(subst $(comma),"$(comma)",$(LAB_VM_IMAGES))"]}'
 
 lab-down: collection
 	@ansible-playbook -i localhost, playbooks/lab.yml -e lab_state=absent -e lab_dir=$(LAB_STATE)
