@@ -14,6 +14,9 @@ LAB_HOSTS   ?= 3
 LAB_STATE   ?= $(BUILD)/lab
 LAB_VMS     ?= 0
 LAB_VM_IMAGES ?= debian12
+INTEGRATION ?= tests/integration
+FAULT       ?= tests/fault
+DURATIONS   ?= --durations=15
 comma := ,
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -79,13 +82,13 @@ lint: collection
 	@$(TIMED) lint tools/lint.sh
 
 integration: collection bpf
-	@$(TIMED) integration $(PY) -m pytest -q tests/integration
+	@$(TIMED) integration $(PY) -m pytest -q $(DURATIONS) $(INTEGRATION)
 
 molecule: collection bpf
 	@$(TIMED) molecule tools/molecule.sh
 
 fault: collection bpf
-	@$(TIMED) fault $(PY) -m pytest -q tests/fault
+	@$(TIMED) fault $(PY) -m pytest -q $(DURATIONS) $(FAULT)
 
 bench: collection bpf
 	@$(TIMED) bench $(PY) tools/bench.py $(BENCH)
