@@ -99,7 +99,10 @@ docs: collection
 publish: collection $(PUB_VENV)/.installed
 	@$(TIMED) publish tools/publish.sh
 
+# the VM images build in the background while the first tiers run (the VM tests wait on the image lock)
 test: collection bpf
+	@mkdir -p $(BUILD) && python3 roles/lab/files/ebpfd_lab.py images --image-dir $(BUILD)/images \
+	  --vm-image debian12 --vm-image debian13 >$(BUILD)/images.log 2>&1 &
 	@tools/run-tiers unit sanity lint docs publish integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------

@@ -205,6 +205,80 @@ def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_
             on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach if name == kept else []})
 
 
+def record_of(lab, vm: str, name: str) -> dict:
+    """The deployment's state.json on the VM, read with cat (not the modules)."""
+    return ssh_json(lab, vm, f"cat /var/lib/ebpf_deploy/root-*/{name}/state.json")
+
+
+def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_object, tmp_path):
+    """canary.yml rolls v2 onto the VMs in stages [1, 100%] with a 30 s confirm timeout; when the
+    canary's health phase starts, the canary's sshd is stopped and every SSH session on it killed
+    (from inside the guest, by systemd; sshd comes back 75 s later). No controller can reach it, yet
+    the guest's own watcher (a transient systemd timer) rolls it back to v1 at the deadline; the other
+    VM never sees v2."""
+    lab = vm_lab
+    name = f"ebpfd_vs_{lab.prefix[5:]}"
+    attach = [{"interface": "eth0", "program": PROGRAM, "mode": "native"}]
+    v1 = on_vms(lab, "bpf_deployment", {"name": name, "src": str(bpf_object("counter")), "attach": attach})
+    assert all(r["committed"] == r["version"] for r in v1.values()), v1
+    timeout = 30
+    extra = {"rollout_target": "vm", "rollout_serial": [1, "100%"], "rollout_confirm_timeout": timeout,
+             "rollout_deployments": [{"name": name, "src": str(bpf_object("counter_v2")), "attach": attach}],
+             "rollout_health": {"soak_seconds": 20, "checks": [{"type": "attached"}, {"type": "program_runs", "min_runs": 0}]}}
+    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    cut = ("systemd-run --unit=ebpfd-cut-ssh --on-active=1 /bin/sh -c 'systemctl stop ssh.socket ssh.service; "
+           "systemctl kill --kill-whom=all --signal=KILL ssh.service; loginctl terminate-user root; "
+           "sleep 75; systemctl start ssh.service'")
+    proc = subprocess.Popen(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"),
+                             "-e", f"@{tmp_path / 'vars.json'}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=labctl.ansible_env(ANSIBLE_STDOUT_CALLBACK="default"), cwd=REPO)
+    lines, canary, pending = [], None, None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if canary is None and line.startswith("TASK") and "Health |" in line:
+                states = {vm: record_of(lab, vm, name) for vm in vms(lab)}
+                (canary,) = [vm for vm, st in states.items() if st.get("pending")]
+                pending = states[canary]["pending"]
+                assert lab.ssh(canary, cut).returncode == 0
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    out = "".join(lines)
+    assert canary is not None, "the canary's health phase never started:\n" + out[-3000:]
+    assert proc.returncode != 0, "the rollout went on without its canary:\n" + out[-3000:]
+    other = next(vm for vm in vms(lab) if vm != canary)
+    try:
+        deadline = time.monotonic() + 180   # sshd is back 76 s after the cut
+        while lab.ssh(canary, "true", timeout=10).returncode != 0:
+            assert time.monotonic() < deadline, f"{canary}: sshd did not come back"
+            time.sleep(2)
+        record = record_of(lab, canary, name)
+        last = record.get("last") or {}
+        assert record.get("pending") is None and last.get("by") == "watcher" and last.get("action") == "rollback", \
+            (vms(lab)[canary], record)
+        assert record["committed"] == v1[canary]["version"], (vms(lab)[canary], record)
+        # the timer fires at the deadline (1 s accuracy, a loaded TCG guest adds some); the rollback itself runs emulated
+        unit = pending["watcher"]["unit"]
+        started = ssh_json(lab, canary, f"journalctl -o json --no-pager -n 1 -r UNIT={unit}.service "
+                                        "MESSAGE_ID=39f53479d3a045ac8e11786248231fbf")   # "Started <unit>"
+        fired = int(started["__REALTIME_TIMESTAMP"]) / 1e6 - pending["deadline"]
+        finished = last["at"] - pending["deadline"]
+        print(f"\n{vms(lab)[canary]}: watcher started {fired:.1f} s after the deadline, rollback done after {finished:.1f} s")
+        assert -1 <= fired < 5, f"{vms(lab)[canary]}: the watcher started {fired:.1f} s after the deadline"
+        assert 0 <= finished < 60, f"{vms(lab)[canary]}: the watcher rolled back {finished:.1f} s after the deadline"
+        pinned = ssh_json(lab, canary, f"bpftool -j prog show pinned /sys/fs/bpf/ebpf_deploy/{name}/"
+                                       f"{v1[canary]['version']}/progs/{PROGRAM}")
+        assert xdp_on_eth0(lab, canary)[0]["id"] == pinned["id"], f"{vms(lab)[canary]}: v1 is not attached"
+        untouched = record_of(lab, other, name)
+        assert untouched.get("pending") is None and untouched["committed"] == v1[other]["version"], untouched
+        assert pending["version"] not in untouched["history"] + untouched.get("rolled_back", []), untouched
+    finally:
+        on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
+
+
 @pytest.fixture(scope="module")
 def rejections(vm_lab, tmp_path_factory) -> dict[str, dict[str, dict]]:
     """Every reject_* fixture loaded by bpf_program on both VMs in one playbook run (a loop per

@@ -1089,6 +1089,16 @@ def cmd_traffic(lab_dir: Path, host_name: str, count: int, rate: float | None, s
             "pps": round(sent / seconds) if seconds > 0 else None}
 
 
+def cmd_images(image_dir: Path, images: list[str]) -> int:
+    """Build (or find cached) each VM image; one JSON line per run, like the other commands."""
+    built = ebpfd_vm.build_images(image_dir, sorted(set(images)))
+    result = {"changed": any(b.get("build_seconds") is not None for b in built.values()),
+              "failed": any("error" in b for b in built.values()),
+              "images": {image: {k: str(v) if k == "path" else v for k, v in b.items()} for image, b in built.items()}}
+    print(json.dumps(result, sort_keys=True))
+    return 1 if result["failed"] else 0
+
+
 # --- command line -----------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -1098,6 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="remove the lab and everything it made")
     status = sub.add_parser("status", help="report health, change nothing")
     traffic = sub.add_parser("traffic", help="send UDP datagrams from a host's peer to the host")
+    images = sub.add_parser("images", help="build the VM images into the cache ahead of `up` (no lab)")
     for p in (up, down, status, traffic):
         p.add_argument("--lab-dir", required=True, type=Path)
     up.add_argument("--count", type=int, default=3)
@@ -1110,15 +1121,17 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--ssh-port", type=int, default=22)
     up.add_argument("--jobs", type=int, default=8)
     up.add_argument("--vms", type=int, default=0, help="VM hosts <prefix>-v1..N (qemu)")
-    up.add_argument("--vm-image", action="append", default=None,
-                    help="image of VM N is the ((N-1) mod k)-th --vm-image (repeatable; default debian12)")
+    for p in (up, images):
+        p.add_argument("--vm-image", action="append", default=None,
+                       help="image of VM N is the ((N-1) mod k)-th --vm-image (repeatable; default debian12)")
     up.add_argument("--vm-memory", default="512M")
     up.add_argument("--vm-cpus", type=int, default=1)
     up.add_argument("--vm-accel", choices=["auto", "kvm", "tcg"], default="auto",
                     help="auto: KVM if a probe guest boots under it, else TCG")
-    up.add_argument("--image-dir", type=Path,
-                    default=Path(os.environ.get("EBPF_DEPLOY_LAB_IMAGES") or "/var/tmp/ebpfd-images"),
-                    help="VM image cache ($EBPF_DEPLOY_LAB_IMAGES or /var/tmp/ebpfd-images)")
+    for p in (up, images):
+        p.add_argument("--image-dir", type=Path,
+                       default=Path(os.environ.get("EBPF_DEPLOY_LAB_IMAGES") or "/var/tmp/ebpfd-images"),
+                       help="VM image cache ($EBPF_DEPLOY_LAB_IMAGES or /var/tmp/ebpfd-images)")
     down.add_argument("--prefix", default="ebpfd", help="used when the lab dir holds no state")
     for p in (up, down):
         p.add_argument("--control-path-dir", action="append", default=None,
@@ -1132,6 +1145,8 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--size", type=int, default=22, help="UDP payload bytes (22 gives 64-byte frames)")
     traffic.add_argument("--port", type=int, default=9)
     args = ap.parse_args(argv)
+    if args.cmd == "images":
+        return cmd_images(args.image_dir.expanduser().absolute(), args.vm_image or ["debian12"])
     lab_dir = args.lab_dir.expanduser().absolute()
     try:
         if args.cmd == "up":

@@ -205,6 +205,20 @@ def ensure_image(image_dir: Path, image: str) -> tuple[Path, float | None]:
         os.close(fd)
 
 
+def build_images(image_dir: Path, images: list[str]) -> dict[str, dict]:
+    """ensure_image for each image, all at once (a build mostly waits on the mirror and on dpkg):
+    image -> {path, build_seconds} or {error}."""
+    def one(image: str) -> dict:
+        try:
+            path, seconds = ensure_image(image_dir, image)
+        except VmError as exc:
+            return {"error": {"error": exc.msg, **exc.details}}
+        return {"path": path, "build_seconds": seconds}
+
+    with ThreadPoolExecutor(max_workers=max(1, len(images))) as pool:
+        return dict(zip(images, pool.map(one, images)))
+
+
 # --- processes -----------------------------------------------------------------------------------------
 
 def _cmdline(pid: int) -> list[str]:
@@ -599,22 +613,19 @@ def converge_vms(opts: VmOptions, prefix: str, data_network: str, vms: list[VmSp
             out["actions"] += acts
     if not vms:
         return out
-    images: dict[str, Path] = {}
-    for image in sorted({v.image for v in vms}):
-        path = image_path(opts.image_dir, image)
-        if check:
-            images[image] = path
-            if not image_ready(path):
-                out["actions"].append(f"would build VM image {path.name}")
-            continue
-        try:
-            images[image], seconds = ensure_image(opts.image_dir, image)
-        except VmError as exc:
-            out["errors"][image] = {"error": exc.msg, **exc.details}
-            continue
-        out["images"][image] = {"path": str(images[image]), "build_seconds": seconds}
-        if seconds is not None:
-            out["actions"].append(f"built VM image {images[image].name} in {seconds} s")
+    wanted_images = sorted({v.image for v in vms})
+    if check:
+        images = {image: image_path(opts.image_dir, image) for image in wanted_images}
+        out["actions"] += [f"would build VM image {path.name}" for path in images.values() if not image_ready(path)]
+    else:
+        built = build_images(opts.image_dir, wanted_images)
+        images = {image: b["path"] for image, b in built.items() if "path" in b}
+        out["errors"].update({image: b["error"] for image, b in built.items() if "error" in b})
+        for image, path in images.items():
+            seconds = built[image]["build_seconds"]
+            out["images"][image] = {"path": str(path), "build_seconds": seconds}
+            if seconds is not None:
+                out["actions"].append(f"built VM image {path.name} in {seconds} s")
     todo = []
     for vm in vms:
         sv = state_vms.get(vm.name, {})
