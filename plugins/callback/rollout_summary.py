@@ -9,8 +9,10 @@ short_description: Progress and summary of an ebpf.deploy rollout
 version_added: 0.1.0
 description:
   - Prints one line per host as the P(ebpf.deploy.rollout#role) role finishes it (committed, unchanged,
-    rolled back, halted, failed or unreachable), and at the end of the playbook a table per stage and host
-    with the version before and after, the health checks passed and failed, and the time taken.
+    rolled back, self-reverted, halted, refused, failed or unreachable), and at the end of the playbook a
+    table per stage and host with the version before and after, what the host's record holds (C(committed),
+    C(pending) with the confirm deadline at which the host reverts by itself, or C(self-reverted)), the health
+    checks passed and failed, and the time taken.
   - Writes the same summary as JSON when O(report_path) is set.
   - Enable it with C(callbacks_enabled = ebpf.deploy.rollout_summary) in C(ansible.cfg).
 options:
@@ -27,6 +29,26 @@ options:
 import json
 import os
 import time
+
+# what the host's record holds after the role settled the host, by the role's status; a switch that
+# was neither committed nor rolled back (halted, or the host stopped answering) is pending there
+RECORD_BY_STATUS = {"committed": "committed", "unchanged": "committed", "rolled_back": "committed",
+                    "refused": "committed", "self_reverted": "self-reverted"}
+
+
+def record_state(entry: dict) -> str:
+    """The host's record as the summary shows it: committed, self-reverted, or pending until its
+    confirm deadline (when the host's watcher returns it to the committed version); '-' when unknown."""
+    status = entry.get("status")
+    pending = [v for v in entry.get("versions") or [] if v.get("pending")]
+    if status in RECORD_BY_STATUS:
+        return RECORD_BY_STATUS[status]
+    if not pending:
+        return "-"
+    deadlines = [v["deadline"] for v in pending if v.get("deadline")]
+    if not deadlines:
+        return "pending (no watcher)"
+    return "pending until " + time.strftime("%H:%M:%S UTC", time.gmtime(min(deadlines)))
 
 from ansible.plugins.callback import CallbackBase
 
@@ -66,6 +88,7 @@ class CallbackModule(CallbackBase):
         # the role names the host: facts set for an earlier stage's host (delegate_facts) are its own
         host = rollout.get("host") or host
         entry = dict(rollout, stage=self._stage_of(rollout.get("batch", [])))
+        entry["record"] = record_state(entry)
         self._hosts[host] = entry
         where = f"stage {entry['stage']}" if entry["stage"] else "converged"
         self._display.display(f"[rollout] {where} {host}: {self._describe(entry)}")
@@ -82,6 +105,7 @@ class CallbackModule(CallbackBase):
         host = result._host.get_name()
         entry = self._hosts.setdefault(host, {"host": host, "versions": [], "checks": []})
         entry.update(status="unreachable", reasons=[result._result.get("msg", "unreachable")])
+        entry["record"] = record_state(entry)
         self._display.display(f"[rollout] {host}: unreachable")
 
     def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
@@ -103,7 +127,8 @@ class CallbackModule(CallbackBase):
     def _describe(self, entry: dict) -> str:
         checks = entry.get("checks") or []
         passed = sum(1 for c in checks if c.get("passed"))
-        text = f"{entry.get('status')} ({self._versions(entry)}; checks {passed}/{len(checks)}"
+        text = f"{entry.get('status')} ({self._versions(entry)}; record {entry.get('record', '-')}; " \
+               f"checks {passed}/{len(checks)}"
         if entry.get("seconds") is not None:
             text += f"; {float(entry['seconds']):.1f} s"
         text += ")"
@@ -116,15 +141,16 @@ class CallbackModule(CallbackBase):
             return
         rows = sorted(self._hosts.values(), key=lambda e: (e.get("stage", 0) or 999, e.get("host", "")))
         self._display.banner("ROLLOUT SUMMARY")
-        header = f"{'stage':<6} {'host':<22} {'status':<12} {'versions (before→after)':<40} {'checks':<8} {'time':>7}"
+        header = (f"{'stage':<6} {'host':<22} {'status':<13} {'versions (before→after)':<40} {'record':<27} "
+                  f"{'checks':<8} {'time':>7}")
         self._display.display(header)
         for entry in rows:
             checks = entry.get("checks") or []
             failed = [c for c in checks if not c.get("passed")]
             seconds = entry.get("seconds")
             self._display.display(
-                f"{entry.get('stage') or '-'!s:<6} {entry.get('host', ''):<22} {entry.get('status', ''):<12} "
-                f"{self._versions(entry):<40} {len(checks) - len(failed)}/{len(checks):<6} "
+                f"{entry.get('stage') or '-'!s:<6} {entry.get('host', ''):<22} {entry.get('status', ''):<13} "
+                f"{self._versions(entry):<40} {entry.get('record', '-'):<27} {len(checks) - len(failed)}/{len(checks):<6} "
                 f"{(f'{float(seconds):.1f} s' if seconds is not None else '-'):>7}")
             for check in failed:
                 self._display.display(f"{'':<6} {'':<22} failed check {check.get('name')}: {check.get('detail')}")

@@ -20,14 +20,17 @@ def rollout_order(hosts: list, hostvars: Mapping[str, Any], canary_group: str = 
 def rollout_versions(results: list) -> list:
     """Per deployment, from the bpf_deployment results of the switch: the version before and after,
     whether the switch is pending in the host's record (what the commit confirms and a rollback
-    gives back), and whether anything changed."""
+    gives back) and until when (its confirm deadline, epoch seconds, None without a watcher), and
+    whether anything changed."""
     out = []
     for result in results:
         switched = result.get("action", "none") != "none"
+        pending = ((result.get("record") or {}).get("pending") or {}) if result.get("pending") else {}
         out.append({"name": (result.get("item") or {}).get("name"),
                     "before": result.get("previous_version") if switched else result.get("version"),
                     "after": result.get("version"), "changed": switched or bool(result.get("pending")),
-                    "pending": bool(result.get("pending")), "converged": bool(result.get("changed"))})
+                    "pending": bool(result.get("pending")), "deadline": pending.get("deadline"),
+                    "converged": bool(result.get("changed"))})
     return out
 
 

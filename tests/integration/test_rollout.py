@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,7 @@ def test_rollout_goes_stage_by_stage_and_a_rerun_changes_nothing(lab, tmp_path):
     good = version_of(lab, GOOD)
     assert [summary[h]["stage"] for h in hosts(lab)] == [1, 2, 3, 3]
     assert {summary[h]["status"] for h in hosts(lab)} == {"committed"}
+    assert {summary[h]["record"] for h in hosts(lab)} == {"committed"}, summary
     assert_fleet_on(fleet(lab), good, hosts(lab))
     for host in hosts(lab):
         sent = lab.traffic(host, count=300)
@@ -176,6 +178,25 @@ def test_preflight_refuses_on_the_canary_before_anything_is_loaded(lab, tmp_path
     state = fleet(lab)
     assert_fleet_on(state, good, hosts(lab))
     assert racy not in state[canary]["versions"], "the refused object was loaded on the canary"
+
+
+def test_a_halted_canary_stays_pending_in_the_summary_and_its_watcher_reverts_it(lab, tmp_path):
+    """rollout_on_failure: halt leaves the failed canary as it is: the summary says its record is
+    pending until the confirm deadline, and at that deadline the host returns to the committed
+    version by itself."""
+    good, new = ensure_fleet_on_good(lab, tmp_path), version_of(lab, NEXT)
+    h1 = hosts(lab)[0]
+    proc, summary = rollout(lab, NEXT, on_failure="halt", fail_on=h1, extra={"rollout_confirm_timeout": 6},
+                            tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert set(summary) == {h1} and summary[h1]["status"] == "halted", summary
+    assert summary[h1]["record"].startswith("pending until "), summary[h1]
+    assert f"{h1}" in proc.stdout and "pending until " in proc.stdout.split("ROLLOUT SUMMARY")[-1], proc.stdout[-2000:]
+    assert [(v["after"], v["pending"]) for v in summary[h1]["versions"]] == [(new, True)], summary[h1]
+    deadline = time.monotonic() + 6 + 20   # (on a loaded machine the deadline may have passed already)
+    while fleet(lab)[h1]["attached_version"] != good and time.monotonic() < deadline:
+        time.sleep(1)
+    assert_fleet_on(fleet(lab), good, hosts(lab))
 
 
 def test_rollback_stage_returns_the_whole_failing_stage_only(lab, tmp_path):

@@ -158,16 +158,17 @@ def test_rollout_versions_from_the_switch():
          "changed": True},  # only an attachment was repaired
         {"item": {"name": "c"}, "action": "none", "version": "444444444444", "changed": False},
         {"item": {"name": "d"}, "action": "none", "version": "555555555555", "changed": True,
-         "pending": True}]  # the kernel already ran it, but the host's record had not committed it
+         "pending": True, "record": {"pending": {"version": "555555555555", "deadline": 1764590400.0}}}]
+    # d: the kernel already ran it, but the host's record had not committed it
     assert rollout_versions(results) == [
         {"name": "a", "before": "111111111111", "after": "222222222222", "changed": True, "pending": False,
-         "converged": True},
+         "deadline": None, "converged": True},
         {"name": "b", "before": "333333333333", "after": "333333333333", "changed": False, "pending": False,
-         "converged": True},
+         "deadline": None, "converged": True},
         {"name": "c", "before": "444444444444", "after": "444444444444", "changed": False, "pending": False,
-         "converged": False},
+         "deadline": None, "converged": False},
         {"name": "d", "before": "555555555555", "after": "555555555555", "changed": True, "pending": True,
-         "converged": True}]
+         "deadline": 1764590400.0, "converged": True}]
 
 
 def test_rollout_converged_needs_every_check_to_have_run_and_changed_nothing():
