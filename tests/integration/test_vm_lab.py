@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.lab import labctl  # noqa: E402
@@ -277,6 +278,73 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
         assert pending["version"] not in untouched["history"] + untouched.get("rolled_back", []), untouched
     finally:
         on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
+
+
+# the health probe of the mixed fleet, inline: the VMs have none of the controller's files. A TCP
+# connection to the peer that is accepted or refused proves packets pass eth0's XDP program both ways.
+REACH = ("import socket, sys\n"
+         "for _ in range(3):\n"
+         "    try:\n"
+         "        socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close(); sys.exit(0)\n"
+         "    except ConnectionRefusedError:\n"
+         "        sys.exit(0)\n"
+         "    except OSError:\n"
+         "        pass\n"
+         "sys.exit(1)\n")
+
+
+def mixed_rollout(lab, inventory: Path, name: str, obj: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """canary.yml over the whole lab (netns host and VMs) in stages [1, 100%]; the per-host summary."""
+    variables = {"rollout_target": "lab", "rollout_serial": [1, "100%"],
+                 "rollout_deployments": [{"name": name, "src": str(obj),
+                                          "attach": [{"interface": "eth0", "program": PROGRAM}]}],
+                 "rollout_health": {"soak_seconds": 0, "checks": [
+                     {"type": "attached"},
+                     {"type": "command", "name": "peer reachable",
+                      "cmd": ["{{ ansible_python_interpreter }}", "-c", REACH, "{{ lab_peer_address }}", "9"]}]}}
+    (tmp_path / "mixed.json").write_text(json.dumps(variables))
+    report = tmp_path / "report.json"
+    report.unlink(missing_ok=True)
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks" / "canary.yml"),
+                           "-e", f"@{tmp_path / 'mixed.json'}"], capture_output=True, text=True, cwd=REPO,
+                          timeout=900, check=False, env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report)))
+    summary = json.loads(report.read_text()) if report.exists() else {}
+    return proc, {entry["host"]: entry for entry in summary.get("hosts", [])}
+
+
+def test_a_mixed_fleet_rolls_out_with_a_vm_as_the_canary(vm_lab, bpf_object, tmp_path):
+    """One canary.yml over the netns host and both VMs, the canary the Debian 12 VM: a good version
+    goes stage by stage to all three kernels; a version that drops every packet fails the probe on
+    the VM canary, is rolled back there, and neither the netns host nor the other VM sees it."""
+    lab = vm_lab
+    name = f"ebpfd_vf_{lab.prefix[5:]}"
+    canary = f"{lab.prefix}-v1"
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    inventory["all"]["children"]["canary"] = {"hosts": {canary: {}}}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    everyone = sorted([f"{lab.prefix}-h1", *vms(lab)])
+    try:
+        proc, summary = mixed_rollout(lab, tmp_path / "inventory.yml", name, bpf_object("counter"), tmp_path)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert sorted(summary) == everyone, summary
+        assert {h: summary[h]["stage"] for h in everyone} == {h: 1 if h == canary else 2 for h in everyone}, summary
+        assert {summary[h]["status"] for h in everyone} == {"committed"}, summary
+        good = {h: summary[h]["versions"][0]["after"] for h in everyone}
+
+        proc, summary = mixed_rollout(lab, tmp_path / "inventory.yml", name, bpf_object("counter_drop"), tmp_path)
+        assert proc.returncode != 0, "the dropping version was not stopped:\n" + proc.stdout[-3000:]
+        assert sorted(summary) == [canary] and summary[canary]["status"] == "rolled_back", summary
+        assert any("peer reachable" in reason for reason in summary[canary]["reasons"]), summary[canary]
+        for host in everyone:
+            facts = labctl.parse_oneline(lab.ansible(host, "ebpf.deploy.bpf_facts",
+                                                     json.dumps({"gather_subset": ["record"]})).stdout)
+            record = facts[host]["ansible_facts"]["ebpf"]["record"]["deployments"][name]
+            assert record["committed"] == good[host] and record["pending"] is None, (host, record)
+        assert xdp_on_eth0(lab, canary)[0]["id"] == ssh_json(
+            lab, canary, f"bpftool -j prog show pinned /sys/fs/bpf/ebpf_deploy/{name}/{good[canary]}/progs/{PROGRAM}")["id"]
+    finally:
+        lab.ansible("lab", "ebpf.deploy.bpf_deployment",
+                    json.dumps({"name": name, "state": "absent", "attach": [{"interface": "eth0", "program": PROGRAM}]}))
 
 
 @pytest.fixture(scope="module")
