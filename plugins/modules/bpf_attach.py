@@ -316,8 +316,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    PINS, LOCK,
     hook=dict(type="str", choices=sorted(HOOKS)),
     section=dict(type="str"),
     target=dict(type="str"),
@@ -332,10 +334,8 @@ ARGUMENT_SPEC = dict(
     deployment=dict(type="str"),
     program=dict(type="str"),
     pin=dict(type="path"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     force=dict(type="bool", default=False),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

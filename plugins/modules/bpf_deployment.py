@@ -528,46 +528,18 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._deployment import run
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import (
+    DEPLOYMENT_ATTACH, DEPLOYMENT_MAP, LOCK, OBJECT, PINS, PROGRAM, RECORD, compose,
+)
 
-TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "be64", "ipv4", "ipv6", "mac",
-         "hex", "btf"]
-
-ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
+ARGUMENT_SPEC = compose(
+    PROGRAM, OBJECT, PINS, LOCK, RECORD,
     state=dict(type="str", choices=["present", "absent", "committed", "rolled_back"], default="present"),
     confirm_timeout=dict(type="float"),
     rollback_to=dict(type="str", default="committed"),
-    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
-    src=dict(type="path"),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    checksum=dict(type="str"),
-    programs=dict(type="list", elements="str"),
-    program_type=dict(type="str"),
-    version=dict(type="str"),
-    keep_versions=dict(type="int", default=1),
-    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
-    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    attach=dict(type="list", elements="dict", default=[], options=dict(
-        program=dict(type="str", required=True),
-        interface=dict(type="str", required=True),
-        netns=dict(type="str"),
-        mode=dict(type="str", choices=["native", "generic", "offload"]),
-        method=dict(type="str", choices=["link", "netlink"], default="link"),
-        force=dict(type="bool", default=False),
-    )),
-    maps=dict(type="list", elements="dict", default=[], options=dict(
-        map=dict(type="str", required=True),
-        key_type=dict(type="str", choices=TYPES),
-        value_type=dict(type="str", choices=TYPES),
-        entries=dict(type="list", elements="dict", default=[]),
-        purge=dict(type="bool", default=False),
-        overwrite=dict(type="bool", default=True),
-        value_deployment=dict(type="str"),
-    )),
+    attach=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_ATTACH),
+    maps=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_MAP),
     preflight_fail_on=dict(type="str", choices=["error", "warning", "info"]),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

@@ -280,12 +280,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._facts import DEFAULT_SUBSETS, gather, resolve_subsets
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import PINS, RECORD, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    PINS, RECORD,
     gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
     dmesg_since=dict(type="raw"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     xdp_netns=dict(type="list", elements="str", default=[]),
     refresh_features=dict(type="bool", default=False),
     stats_seconds=dict(type="float", default=0),

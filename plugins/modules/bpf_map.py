@@ -419,9 +419,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager
-from ansible_collections.ebpf.deploy.plugins.module_utils._codec import TYPE_NAMES
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, MAP_ENTRIES, MAP_ENTRY_LIST, PINS, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    MAP_ENTRIES, MAP_ENTRY_LIST, PINS, LOCK,
     deployment=dict(type="str"),
     map=dict(type="str"),
     path=dict(type="path"),
@@ -433,19 +434,8 @@ ARGUMENT_SPEC = dict(
         flags=dict(type="list", elements="str", choices=list(MAP_FLAGS), default=[]),
         name=dict(type="str"),
     )),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    key_type=dict(type="str", choices=TYPE_NAMES),
-    value_type=dict(type="str", choices=TYPE_NAMES),
-    entries=dict(type="list", elements="dict", options=dict(
-        key=dict(type="raw", required=True, no_log=False),
-        value=dict(type="raw", required=True),
-    )),
-    value_deployment=dict(type="str"),
-    overwrite=dict(type="bool", default=True),
-    purge=dict(type="bool", default=False),
     dump=dict(type="bool", default=False),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

@@ -250,15 +250,12 @@ requires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import OBJECT, PINS, compose, require
 from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import PreflightManager
 
-ARGUMENT_SPEC = dict(
-    src=dict(type="path", required=True),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    checksum=dict(type="str"),
+ARGUMENT_SPEC = compose(
+    require(OBJECT, "src"), PINS,   # a preflight always has an object to check
     name=dict(type="str"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     dry_verify=dict(type="bool", default=False),
     fail_on=dict(type="str", choices=["error", "warning", "info", "never"], default="error"),
     refresh_features=dict(type="bool", default=False),

@@ -429,23 +429,12 @@ wanted:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, OBJECT, PINS, PROGRAM, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import run
 
-ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
-    src=dict(type="path"),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    programs=dict(type="list", elements="str"),
+ARGUMENT_SPEC = compose(
+    PROGRAM, OBJECT, PINS, LOCK,
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    checksum=dict(type="str"),
-    program_type=dict(type="str"),
-    keep_versions=dict(type="int", default=1),
-    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
-    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
-    version=dict(type="str"),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

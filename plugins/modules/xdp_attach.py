@@ -262,20 +262,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, XDP_ATTACHMENT, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import XdpManager, Request
 
-ARGUMENT_SPEC = dict(
-    interface=dict(type="str", required=True),
-    netns=dict(type="str"),
+ARGUMENT_SPEC = compose(
+    XDP_ATTACHMENT, PINS, LOCK,
     deployment=dict(type="str"),
     program=dict(type="str"),
     pin=dict(type="path"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    mode=dict(type="str", choices=["native", "generic", "offload"]),
-    method=dict(type="str", choices=["link", "netlink"], default="link"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    force=dict(type="bool", default=False),
-    lock_timeout=dict(type="float", default=60),
 )
 
 
