@@ -5,7 +5,7 @@
 as the options of bpf_map, and (DEPLOYMENT) as the sub-options of bpf_deployment's maps.
 
 ansible-core merges fragments into a module's top-level options only, so the sub-options are
-written out a second time here, beside the first, in the same words where the meaning is the same.
+written out a second time here, beside the first, short and pointing at bpf_map for the detail.
 """
 from __future__ import annotations
 

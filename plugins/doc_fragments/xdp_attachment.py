@@ -5,7 +5,7 @@
 of xdp_attach, and (DEPLOYMENT) as the sub-options of bpf_deployment's attach.
 
 ansible-core merges fragments into a module's top-level options only, so the sub-options are
-written out a second time here, beside the first, in the same words where the meaning is the same.
+written out a second time here, beside the first, short and pointing at xdp_attach for the detail.
 """
 from __future__ import annotations
 
@@ -69,16 +69,12 @@ options:
         type: str
         required: true
       netns:
-        description:
-          - A named network namespace (C(/run/netns/<name>)) that holds O(attach[].interface).
-          - Omit for the namespace the module runs in.
+        description: The named network namespace of O(attach[].interface); omitted, the module's own.
         type: str
       mode:
         description:
-          - V(native) runs in the driver, V(generic) in the network stack (works on every interface),
-            V(offload) on a NIC that supports it.
-          - Omitted, the kernel picks native where the driver has it and generic otherwise, and an
-            attached program is kept in whichever mode it runs.
+          - The XDP mode, as O(ebpf.deploy.xdp_attach#module:mode) describes. Omitted, the kernel
+            picks native where the driver has it and generic otherwise.
         type: str
         choices: [native, generic, offload]
       method:
