@@ -38,6 +38,7 @@ import time
 from typing import Callable, List, Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
+from ansible_collections.ebpf.deploy.plugins.module_utils import _options as options
 from ansible_collections.ebpf.deploy.plugins.module_utils import _program as program
 from ansible_collections.ebpf.deploy.plugins.module_utils import _record as record
 from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as watcher
@@ -51,11 +52,11 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     remove_tree,
 )
 
-# what bpf_deployment passes on to each manager
-PROGRAM_KEYS = ("name", "state", "src", "content", "programs", "bpffs_root", "checksum", "program_type",
-                "keep_versions", "map_conflict", "verifier_log_level", "version", "lock_timeout", "preflight_fail_on")
-ATTACH_KEYS = ("interface", "netns", "program", "mode", "method", "force")
-MAP_KEYS = ("map", "key_type", "value_type", "entries", "purge", "overwrite", "value_deployment")
+# what bpf_deployment passes on to each manager (the option groups of _options; the program
+# manager takes the fields of its request and leaves remote_src, the action plugin's, alone)
+PROGRAM_KEYS = options.names(options.PROGRAM, options.OBJECT, options.PINS, options.LOCK) + ("state", "preflight_fail_on")
+ATTACH_KEYS = options.names(options.DEPLOYMENT_ATTACH)
+MAP_KEYS = options.names(options.DEPLOYMENT_MAP)
 STATES = ("present", "absent", "committed", "rolled_back")
 ROLLBACK_TARGETS = ("committed", "previous")
 

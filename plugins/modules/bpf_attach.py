@@ -41,31 +41,22 @@ requirements:
     go to the C(bpf) syscall directly)
   - pyroute2 on the managed host for tcx hooks
   - root, or CAP_BPF + CAP_NET_ADMIN (+ CAP_PERFMON for tracing)
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.no_action_plugin
+  - ebpf.deploy.pins
+  - ebpf.deploy.lock
 attributes:
   check_mode:
-    support: full
-    description: Reads the target, the bpffs and the hook and reports what would change; changes nothing
-      (an unmounted tracefs is reported, not mounted).
-  diff_mode:
-    support: full
-    description: The attachment before and after (target, hook, program id and name, link pin and state).
-  idempotent:
-    support: full
-    description: The wanted program attached by our link (in the wanted order) is C(changed=false).
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
     details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: none
+      - Reads the target, the bpffs and the hook and reports what would change; changes nothing
+        (an unmounted tracefs is reported, not mounted).
+  diff_mode:
+    details:
+      - The attachment before and after (target, hook, program id and name, link pin and state).
+  idempotent:
+    details:
+      - The wanted program attached by our link (in the wanted order) is C(changed=false).
 options:
   hook:
     description:
@@ -139,10 +130,6 @@ options:
       - Any pinned program, instead of O(deployment) + O(program). Its link is pinned under
         O(bpffs_root)C(/links/) unless O(deployment) is given too.
     type: path
-  bpffs_root:
-    description: Root of the collection's pins in the bpffs.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
   state:
     description:
       - V(present) attaches the program; V(absent) detaches our link and removes its pin.
@@ -155,10 +142,6 @@ options:
     description: Replace (or with O(state=absent), detach) a program this collection did not deploy on our link pin.
     type: bool
     default: false
-  lock_timeout:
-    description: Seconds to wait for another run on the same deployment.
-    type: float
-    default: 60
 notes:
   - Tracepoints need tracefs; the module mounts it at C(/sys/kernel/tracing) when it is not mounted
     (never in check mode) and says so in a warning.
@@ -316,8 +299,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    PINS, LOCK,
     hook=dict(type="str", choices=sorted(HOOKS)),
     section=dict(type="str"),
     target=dict(type="str"),
@@ -332,10 +317,8 @@ ARGUMENT_SPEC = dict(
     deployment=dict(type="str"),
     program=dict(type="str"),
     pin=dict(type="path"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     force=dict(type="bool", default=False),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

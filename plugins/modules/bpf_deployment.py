@@ -29,47 +29,26 @@ requirements:
   - Linux with BPF, BTF, a mounted bpffs and bpf_link support for XDP (5.9 or later).
   - libbpf 1.x (V(libbpf.so.1)) and pyroute2 on the managed host.
   - Root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.action_plugin
+  - ebpf.deploy.program
+  - ebpf.deploy.object
+  - ebpf.deploy.pins
+  - ebpf.deploy.lock
+  - ebpf.deploy.record
+  - ebpf.deploy.xdp_attachment.deployment
+  - ebpf.deploy.map_entries.deployment
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details:
       - A new object is loaded into the kernel for the verifier's verdict and closed again, as with
         M(ebpf.deploy.bpf_program). Its attachments and the entries of maps it would create are
         predicted (RV(attach[].predicted)), since nothing of it is pinned yet.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
     details:
       - The program version, each attachment and each map's touched entries, before and after.
-  idempotent:
-    description: When run twice in a row outside check mode with the same arguments, the second run reports no change.
-    support: full
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
-    details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - Unless O(remote_src=true), the action plugin reads O(src) on the controller, compares its sha256 with
-        O(checksum), checks that it is a BPF ELF object and sends it to the host inside the module's arguments
-        (up to 4 MiB; a larger object is copied first).
 options:
-  name:
-    description:
-      - The deployment. Its pins live under O(bpffs_root)/O(name)/.
-      - Letters, digits, V(_) and V(-) only (the bpffs refuses dots).
-    type: str
-    required: true
   state:
     description:
       - V(present) converges the deployment. The switch is recorded on the host as pending, and is
@@ -106,126 +85,6 @@ options:
     type: str
     default: committed
     version_added: 0.1.0
-  state_dir:
-    description:
-      - Where the host keeps its record of the deployments (survives reboot), per O(bpffs_root).
-    type: path
-    default: /var/lib/ebpf_deploy
-    version_added: 0.1.0
-  src:
-    description:
-      - The compiled BPF object, as in M(ebpf.deploy.bpf_program) (on the controller unless
-        O(remote_src=true)).
-      - Required with O(state=present) unless O(version) is given.
-    type: path
-  remote_src:
-    description: When V(true), O(src) is a path on the managed host and nothing is copied.
-    type: bool
-    default: false
-  content:
-    description:
-      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
-        names the object. The action plugin sets this for an object of up to 4 MiB.
-    type: str
-  checksum:
-    description: Refuse the object unless its digest is this, as V(sha256:<64 hex digits>).
-    type: str
-  programs:
-    description: Names of the programs of the object to load and pin. Default is every program.
-    type: list
-    elements: str
-  program_type:
-    description: Program type when the ELF section name does not say, as in M(ebpf.deploy.bpf_program).
-    type: str
-  version:
-    description:
-      - Switch to this already pinned version without loading anything (V(previous) is the version
-        that was current before), then converge the attachments and maps to it.
-    type: str
-  keep_versions:
-    description: How many versions besides the current one stay pinned for an instant rollback.
-    type: int
-    default: 1
-  map_conflict:
-    description: What to do when a pinned map's spec differs from the object's (V(fail) or V(recreate)).
-    type: str
-    choices: [fail, recreate]
-    default: fail
-  verifier_log_level:
-    description: V(1) or V(2) keep the verifier log and statistics on success too.
-    type: int
-    choices: [0, 1, 2]
-    default: 0
-  bpffs_root:
-    description: The directory in the BPF filesystem that holds the deployments.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
-  attach:
-    description:
-      - The XDP attachments of the deployment, each as M(ebpf.deploy.xdp_attach) would make it.
-      - Interfaces that are not listed are left alone.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      program:
-        description: The program of the deployment to attach.
-        type: str
-        required: true
-      interface:
-        description: The network interface.
-        type: str
-        required: true
-      netns:
-        description: A named network namespace (C(/run/netns/<name>)) that holds O(attach[].interface).
-        type: str
-      mode:
-        description: XDP mode; default lets the kernel choose (native when the driver supports it).
-        type: str
-        choices: [native, generic, offload]
-      method:
-        description: V(link) (a pinned bpf_link, updated atomically) or V(netlink) (IFLA_XDP).
-        type: str
-        choices: [link, netlink]
-        default: link
-      force:
-        description: Replace a program that is not ours.
-        type: bool
-        default: false
-  maps:
-    description: Entries of the deployment's maps, each as M(ebpf.deploy.bpf_map) would write them.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      map:
-        description: The name of the map within the deployment.
-        type: str
-        required: true
-      key_type:
-        description: How keys are written (see M(ebpf.deploy.bpf_map)).
-        type: str
-        choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
-      value_type:
-        description: How values are written (see M(ebpf.deploy.bpf_map)).
-        type: str
-        choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
-      entries:
-        description: The entries, each with C(key) and C(value).
-        type: list
-        elements: dict
-        default: []
-      purge:
-        description: Remove the entries that O(maps[].entries) does not list.
-        type: bool
-        default: false
-      overwrite:
-        description: V(false) only adds missing keys (for values the program keeps).
-        type: bool
-        default: true
-      value_deployment:
-        description: The deployment whose programs a V(prog_array)'s values name.
-        type: str
   preflight_fail_on:
     description:
       - Before a new version is loaded, check the object against the host as M(ebpf.deploy.bpf_preflight) does
@@ -236,10 +95,6 @@ options:
     type: str
     choices: [error, warning, info]
     version_added: 0.1.0
-  lock_timeout:
-    description: Seconds to wait for another run on the same deployment.
-    type: float
-    default: 60
 notes:
   - The deployment's lock is held for the whole run; its program, attachment and map parts run one
     after the other inside it.
@@ -528,46 +383,18 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._deployment import run
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import (
+    DEPLOYMENT_ATTACH, DEPLOYMENT_MAP, LOCK, OBJECT, PINS, PROGRAM, RECORD, compose,
+)
 
-TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "be64", "ipv4", "ipv6", "mac",
-         "hex", "btf"]
-
-ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
+ARGUMENT_SPEC = compose(
+    PROGRAM, OBJECT, PINS, LOCK, RECORD,
     state=dict(type="str", choices=["present", "absent", "committed", "rolled_back"], default="present"),
     confirm_timeout=dict(type="float"),
     rollback_to=dict(type="str", default="committed"),
-    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
-    src=dict(type="path"),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    checksum=dict(type="str"),
-    programs=dict(type="list", elements="str"),
-    program_type=dict(type="str"),
-    version=dict(type="str"),
-    keep_versions=dict(type="int", default=1),
-    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
-    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    attach=dict(type="list", elements="dict", default=[], options=dict(
-        program=dict(type="str", required=True),
-        interface=dict(type="str", required=True),
-        netns=dict(type="str"),
-        mode=dict(type="str", choices=["native", "generic", "offload"]),
-        method=dict(type="str", choices=["link", "netlink"], default="link"),
-        force=dict(type="bool", default=False),
-    )),
-    maps=dict(type="list", elements="dict", default=[], options=dict(
-        map=dict(type="str", required=True),
-        key_type=dict(type="str", choices=TYPES),
-        value_type=dict(type="str", choices=TYPES),
-        entries=dict(type="list", elements="dict", default=[]),
-        purge=dict(type="bool", default=False),
-        overwrite=dict(type="bool", default=True),
-        value_deployment=dict(type="str"),
-    )),
+    attach=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_ATTACH),
+    maps=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_MAP),
     preflight_fail_on=dict(type="str", choices=["error", "warning", "info"]),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

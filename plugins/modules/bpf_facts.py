@@ -23,34 +23,28 @@ author:
 requirements:
   - Linux with BPF; libbpf 1.x (C(libbpf.so.1)) on the managed host
   - root, or CAP_BPF + CAP_SYS_ADMIN (ids and pins) and CAP_SYSLOG (the kernel log)
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.no_action_plugin
+  - ebpf.deploy.pins
+  - ebpf.deploy.record
 attributes:
   check_mode:
-    support: full
-    description: Gathers the same facts in check mode; nothing is changed either way.
+    details:
+      - Gathers the same facts in check mode; nothing is changed either way.
   diff_mode:
     support: none
-    description: Nothing changes, so there is no diff.
+    details:
+      - Nothing changes, so there is no diff.
   facts:
     support: full
     description: Returns RV(ansible_facts.ebpf).
   idempotent:
-    support: full
-    description: Never changes anything (C(changed=false)).
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
     details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: none
+      - Never changes anything (C(changed=false)).
 options:
+  bpffs_root:
+    description: Root of the collection's pins, used to tell which deployment a pin belongs to.
   gather_subset:
     description:
       - Which facts to gather. V(all) is every subset; V(min) is V(kernel); a name prefixed with
@@ -77,15 +71,6 @@ options:
         nothing stays enabled afterwards, unlike the C(kernel.bpf_stats_enabled) sysctl.
     type: float
     default: 0
-    version_added: 0.1.0
-  bpffs_root:
-    description: Root of the collection's pins, used to tell which deployment a pin belongs to.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
-  state_dir:
-    description: Where the host keeps its record of the deployments (see M(ebpf.deploy.bpf_deployment)).
-    type: path
-    default: /var/lib/ebpf_deploy
     version_added: 0.1.0
   xdp_netns:
     description: Named network namespaces (C(/run/netns/<name>)) whose interfaces to list as well.
@@ -280,12 +265,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._facts import DEFAULT_SUBSETS, gather, resolve_subsets
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import PINS, RECORD, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    PINS, RECORD,
     gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
     dmesg_since=dict(type="raw"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
     xdp_netns=dict(type="list", elements="str", default=[]),
     refresh_features=dict(type="bool", default=False),
     stats_seconds=dict(type="float", default=0),

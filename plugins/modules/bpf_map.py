@@ -34,32 +34,23 @@ requirements:
   - Linux with BPF and a mounted bpffs (V(/sys/fs/bpf)).
   - libbpf 1.x (V(libbpf.so.1)) on the managed host.
   - Root, or CAP_BPF (and CAP_SYS_ADMIN to read BTF and program ids).
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.no_action_plugin
+  - ebpf.deploy.map_entries
+  - ebpf.deploy.pins
+  - ebpf.deploy.lock
 attributes:
   check_mode:
-    support: full
-    description: Reads the map, validates and plans; writes nothing and creates nothing.
+    details:
+      - Reads the map, validates and plans; writes nothing and creates nothing.
   diff_mode:
-    support: full
-    description: The entries that are added, changed or removed, before and after (decoded).
+    details:
+      - The entries that are added, changed or removed, before and after (decoded).
   idempotent:
-    support: full
-    description:
+    details:
       - A map that already holds the listed entries (and nothing else with O(purge=true)) is
         C(changed=false).
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
-    details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: none
 options:
   deployment:
     description:
@@ -108,69 +99,6 @@ options:
       name:
         description: The map's name in the kernel (15 characters). Default is the last part of O(path).
         type: str
-  bpffs_root:
-    description: The directory in the bpffs that holds the deployments.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
-  key_type:
-    description:
-      - How keys are written in YAML and shown in results.
-      - V(u8) to V(u64) and V(s8) to V(s64) are little-endian integers (host order on x86 and arm64);
-        V(be16), V(be32), V(be64) are integers in network order; V(ipv4), V(ipv6) and V(mac) are
-        addresses in network order; V(hex) is any bytes as hex (V(0a000001), V(0x0a000001),
-        V(0a:00:00:01)); V(btf) writes the map's BTF key type (a struct as a mapping by field name).
-      - The type must have exactly the map's key size.
-      - Default is V(u32) for array maps, V(btf) when the map carries BTF, else V(hex).
-    type: str
-    choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
-  value_type:
-    description:
-      - How values are written, with the same types as O(key_type).
-      - V(btf) writes the map's BTF value type; a struct is a mapping by field name, an array a list
-        (or a string for a C(char) array), an enum its name or number. Fields not listed keep their
-        current value in an existing entry and are zero in a new one.
-      - Default is V(btf) when the map carries BTF, else V(hex). Ignored for a V(prog_array).
-    type: str
-    choices: [u8, u16, u32, u64, s8, s16, s32, s64, be16, be32, be64, ipv4, ipv6, mac, hex, btf]
-  entries:
-    description:
-      - The entries the map must hold, as a list of O(entries[].key) and O(entries[].value).
-      - Omitted, the module only reads the map and returns RV(entries).
-      - With O(purge=true), V([]) empties the map.
-    type: list
-    elements: dict
-    suboptions:
-      key:
-        description: The key, written as O(key_type) says (a slot index in array maps).
-        type: raw
-        required: true
-      value:
-        description:
-          - The value, written as O(value_type) says.
-          - In a per-CPU map, one value for every CPU or a list with one per possible CPU.
-          - In a V(prog_array), a program name of O(value_deployment) (or of O(deployment)), a pinned
-            program path, or a program id.
-        type: raw
-        required: true
-  value_deployment:
-    description:
-      - The deployment whose programs O(entries[].value) names in a V(prog_array). Default is
-        O(deployment).
-    type: str
-  overwrite:
-    description:
-      - V(true) writes the listed value of a key that exists with another value.
-      - V(false) only adds missing keys and leaves the values of existing ones alone, for maps whose
-        values the program keeps (drop counters of a blocklist). In an array map, a zero entry counts
-        as missing.
-      - Either way, fields of a BTF struct value that an entry does not list keep their current
-        value.
-    type: bool
-    default: true
-  purge:
-    description: Remove the entries that O(entries) does not list.
-    type: bool
-    default: false
   dump:
     description: Return the decoded entries (RV(entries)) after the run even when O(entries) is given.
     type: bool
@@ -183,10 +111,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  lock_timeout:
-    description: Seconds to wait for another run on the same map or deployment.
-    type: float
-    default: 60
 notes:
   - A key or value whose size does not fit the map, a key listed twice with different values, more
     entries than C(max_entries), or a program of another type in a V(prog_array) fails before
@@ -419,9 +343,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager
-from ansible_collections.ebpf.deploy.plugins.module_utils._codec import TYPE_NAMES
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, MAP_ENTRIES, MAP_ENTRY_LIST, PINS, compose
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = compose(
+    MAP_ENTRIES, MAP_ENTRY_LIST, PINS, LOCK,
     deployment=dict(type="str"),
     map=dict(type="str"),
     path=dict(type="path"),
@@ -433,19 +358,8 @@ ARGUMENT_SPEC = dict(
         flags=dict(type="list", elements="str", choices=list(MAP_FLAGS), default=[]),
         name=dict(type="str"),
     )),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    key_type=dict(type="str", choices=TYPE_NAMES),
-    value_type=dict(type="str", choices=TYPE_NAMES),
-    entries=dict(type="list", elements="dict", options=dict(
-        key=dict(type="raw", required=True, no_log=False),
-        value=dict(type="raw", required=True),
-    )),
-    value_deployment=dict(type="str"),
-    overwrite=dict(type="bool", default=True),
-    purge=dict(type="bool", default=False),
     dump=dict(type="bool", default=False),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

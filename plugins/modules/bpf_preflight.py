@@ -29,66 +29,30 @@ author:
 requirements:
   - Linux with BPF; libbpf 1.x (C(libbpf.so.1)) on the managed host
   - root, or CAP_BPF (+ CAP_PERFMON, CAP_NET_ADMIN for O(dry_verify))
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.action_plugin
+  - ebpf.deploy.object
+  - ebpf.deploy.pins
 attributes:
   check_mode:
-    support: full
-    description: Runs the same checks in check mode; the module never changes anything.
+    details:
+      - Runs the same checks in check mode; the module never changes anything.
   diff_mode:
     support: none
-    description: Nothing changes, so there is no diff.
+    details:
+      - Nothing changes, so there is no diff.
   idempotent:
-    support: full
-    description: Never changes anything (C(changed=false)).
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
     details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - Unless O(remote_src=true), the action plugin reads O(src) on the controller, compares its sha256 with
-        O(checksum), checks that it is a BPF ELF object and sends it to the host inside the module's arguments
-        (up to 4 MiB; a larger object is copied first).
+      - Never changes anything (C(changed=false)).
 options:
   src:
-    description:
-      - The compiled BPF object (C(clang -target bpf -c)).
-      - A path on the controller, looked up like other C(files/) sources and copied to the host
-        (as M(ebpf.deploy.bpf_program) does), unless O(remote_src=true).
-    type: path
     required: true
-  remote_src:
-    description: When V(true), O(src) is a path on the managed host and nothing is copied.
-    type: bool
-    default: false
-  content:
-    description:
-      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
-        names the object in messages and metadata.
-      - The action plugin sets this for an object of up to 4 MiB found on the controller, so that
-        the task needs no file copy. Mutually exclusive with O(remote_src=true).
-    type: str
-    version_added: 0.1.0
-  checksum:
-    description: Expected C(sha256:<hex>) of the object; a different object is refused before any check.
-    type: str
   name:
     description:
       - The deployment whose pinned maps (O(bpffs_root)C(/<name>/maps/)) the object's maps are compared
         with. Omitted, no pinned map is compared.
     type: str
-  bpffs_root:
-    description: Root of the collection's pins in the bpffs.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
   dry_verify:
     description:
       - Load the object once (then close it) to get C(verified_insns), C(processed_insns) and the
@@ -250,15 +214,12 @@ requires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import OBJECT, PINS, compose, require
 from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import PreflightManager
 
-ARGUMENT_SPEC = dict(
-    src=dict(type="path", required=True),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    checksum=dict(type="str"),
+ARGUMENT_SPEC = compose(
+    require(OBJECT, "src"), PINS,   # a preflight always has an object to check
     name=dict(type="str"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
     dry_verify=dict(type="bool", default=False),
     fail_on=dict(type="str", choices=["error", "warning", "info", "never"], default="error"),
     refresh_features=dict(type="bool", default=False),

@@ -30,72 +30,22 @@ requirements:
   - Linux with BPF, BTF and a mounted bpffs (V(/sys/fs/bpf)).
   - libbpf 1.x (V(libbpf.so.1)) on the managed host.
   - Root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.action_plugin
+  - ebpf.deploy.program
+  - ebpf.deploy.object
+  - ebpf.deploy.pins
+  - ebpf.deploy.lock
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details:
       - Loads the object into the kernel to get the verifier's verdict and statistics, then closes
         it; nothing is pinned and nothing is switched.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
     details:
       - Shows the version, programs, maps and pinned versions before and after.
-  idempotent:
-    description: When run twice in a row outside check mode with the same arguments, the second run reports no change.
-    support: full
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
-    details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - Unless O(remote_src=true), the action plugin reads O(src) on the controller, compares its sha256 with
-        O(checksum), checks that it is a BPF ELF object and sends it to the host inside the module's arguments
-        (up to 4 MiB; a larger object is copied first).
 options:
-  name:
-    description:
-      - The deployment. Its pins live under O(bpffs_root)/O(name)/.
-      - Letters, digits, V(_) and V(-) only (the bpffs refuses dots).
-    type: str
-    required: true
-  src:
-    description:
-      - The compiled BPF object (C(clang -target bpf -c)).
-      - A path on the controller, looked up like other C(files/) sources and copied to the host,
-        unless O(remote_src=true).
-      - Required with O(state=present) unless O(version) is given.
-    type: path
-  remote_src:
-    description:
-      - When V(true), O(src) is a path on the managed host and nothing is copied.
-    type: bool
-    default: false
-  content:
-    description:
-      - The object itself, base64-encoded, instead of reading O(src) on the host; O(src) then only
-        names the object in messages and metadata.
-      - The action plugin sets this for an object of up to 4 MiB found on the controller, so that
-        the task needs no file copy. Mutually exclusive with O(remote_src=true).
-    type: str
-    version_added: 0.1.0
-  programs:
-    description:
-      - Names of the programs of the object to load and pin. Default is every program.
-      - A name that the object does not contain is an error.
-    type: list
-    elements: str
   state:
     description:
       - V(present) loads and pins the object (or switches to O(version)).
@@ -104,59 +54,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  bpffs_root:
-    description:
-      - The directory in the BPF filesystem that holds the deployments.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
-  checksum:
-    description:
-      - Refuse the object unless its digest is this, as V(sha256:<64 hex digits>).
-      - Checked on the controller before the copy and again on the host.
-    type: str
-  program_type:
-    description:
-      - Program type to use when the ELF section name does not say, or to override it, as libbpf names
-        it (V(xdp), V(sched_cls), V(raw_tracepoint), ...) or as a section prefix (V(tc)).
-      - Part of the version digest.
-    type: str
-  keep_versions:
-    description:
-      - How many versions besides the current one stay pinned for an instant rollback.
-      - Older ones are unpinned after a successful switch; the current version never is.
-    type: int
-    default: 1
-  map_conflict:
-    description:
-      - What to do when a pinned map's spec (type, key size, value size, max_entries, flags) differs
-        from the object's.
-      - V(fail) refuses, naming every field that differs with both values.
-      - V(recreate) replaces the pinned map with a new empty one (its contents are lost, which the diff
-        says) and unpins older versions that still use the old map.
-    type: str
-    choices: [fail, recreate]
-    default: fail
-  verifier_log_level:
-    description:
-      - V(0) asks for a verifier log only when a program is rejected (it is then always returned).
-      - V(1) or V(2) keep the verifier log on success too and return it with the statistics in
-        RV(verifier).
-    type: int
-    choices: [0, 1, 2]
-    default: 0
-  version:
-    description:
-      - Switch V(current) to this already pinned version without loading anything (an instant
-        rollback). Without O(src) the version must still be pinned.
-      - V(previous) names the version that was current before the current one (see RV(previous_version));
-        it cannot be combined with O(src).
-      - With O(src), the object must be this version.
-    type: str
-  lock_timeout:
-    description:
-      - Seconds to wait for another run on the same deployment to finish.
-    type: float
-    default: 60
 notes:
   - The bpffs refuses names that contain a dot, so deployment, program and map names cannot have one.
   - Metadata the kernel cannot hold (source, digest, options, deployed_at) is kept in
@@ -429,23 +326,12 @@ wanted:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, OBJECT, PINS, PROGRAM, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import run
 
-ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
-    src=dict(type="path"),
-    remote_src=dict(type="bool", default=False),
-    content=dict(type="str", no_log=True),
-    programs=dict(type="list", elements="str"),
+ARGUMENT_SPEC = compose(
+    PROGRAM, OBJECT, PINS, LOCK,
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    checksum=dict(type="str"),
-    program_type=dict(type="str"),
-    keep_versions=dict(type="int", default=1),
-    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
-    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
-    version=dict(type="str"),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

@@ -31,40 +31,23 @@ requirements:
   - libbpf 1.x (C(libbpf.so.1)) on the managed host
   - pyroute2 on the managed host
   - root, or CAP_BPF + CAP_NET_ADMIN
+extends_documentation_fragment:
+  - ebpf.deploy.attributes
+  - ebpf.deploy.attributes.no_action_plugin
+  - ebpf.deploy.xdp_attachment
+  - ebpf.deploy.pins
+  - ebpf.deploy.lock
 attributes:
   check_mode:
-    support: full
-    description: Reads the interface and the bpffs and reports what would change; changes nothing.
-  diff_mode:
-    support: full
-    description: The attachment before and after (program id and name, mode, method, link pin).
-  idempotent:
-    support: full
-    description: The wanted program already attached in the wanted mode by the wanted method is C(changed=false).
-  action_group:
-    description: Use C(group/ebpf.deploy.ebpf) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - ebpf.deploy.ebpf
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
     details:
-      - The managed host must run Linux with BPF (see the requirements); the controller can be any POSIX system.
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: none
+      - Reads the interface and the bpffs and reports what would change; changes nothing.
+  diff_mode:
+    details:
+      - The attachment before and after (program id and name, mode, method, link pin).
+  idempotent:
+    details:
+      - The wanted program already attached in the wanted mode by the wanted method is C(changed=false).
 options:
-  interface:
-    description: Name of the network interface.
-    type: str
-    required: true
-  netns:
-    description:
-      - A named network namespace (C(/run/netns/<name>)) that holds O(interface).
-      - Omit for the namespace the module runs in.
-    type: str
   deployment:
     description:
       - The M(ebpf.deploy.bpf_program) deployment whose current version is attached.
@@ -78,27 +61,6 @@ options:
       - Any pinned XDP program, instead of O(deployment) + O(program).
       - Its link is pinned under O(bpffs_root)C(/links/) unless O(deployment) is given too.
     type: path
-  bpffs_root:
-    description: Root of the collection's pins in the bpffs.
-    type: path
-    default: /sys/fs/bpf/ebpf_deploy
-  mode:
-    description:
-      - V(native) runs in the driver, V(generic) in the network stack (works on every interface),
-        V(offload) on a NIC that supports it.
-      - Omitted, the kernel picks native where the driver has it and generic otherwise, and an
-        attached program is kept in whichever mode it runs.
-    type: str
-    choices: [native, generic, offload]
-  method:
-    description:
-      - V(link) attaches with a C(bpf_link) pinned at
-        O(bpffs_root)C(/<deployment>/links/<interface>.xdp) (C(<netns>@<interface>.xdp) in a netns).
-      - V(netlink) sets the program on the interface through rtnetlink. An interface held by a
-        bpf_link is refused with V(netlink).
-    type: str
-    choices: [link, netlink]
-    default: link
   state:
     description:
       - V(present) attaches the program; V(absent) detaches what this collection attached there.
@@ -107,17 +69,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  force:
-    description:
-      - Take over (or with O(state=absent), detach) an interface that holds a program this
-        collection did not attach. The takeover is atomic except when a netlink-attached program
-        must make way for a bpf_link.
-    type: bool
-    default: false
-  lock_timeout:
-    description: Seconds to wait for another run on the same deployment or interface.
-    type: float
-    default: 60
 notes:
   - A program in O(mode=native) on a veth needs nothing from the peer for packets it receives.
   - Detaching with O(state=absent) removes the link pin; an interface that is deleted takes its
@@ -262,20 +213,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, XDP_ATTACHMENT, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import XdpManager, Request
 
-ARGUMENT_SPEC = dict(
-    interface=dict(type="str", required=True),
-    netns=dict(type="str"),
+ARGUMENT_SPEC = compose(
+    XDP_ATTACHMENT, PINS, LOCK,
     deployment=dict(type="str"),
     program=dict(type="str"),
     pin=dict(type="path"),
-    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
-    mode=dict(type="str", choices=["native", "generic", "offload"]),
-    method=dict(type="str", choices=["link", "netlink"], default="link"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    force=dict(type="bool", default=False),
-    lock_timeout=dict(type="float", default=60),
 )
 
 

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documents the option group PROGRAM of plugins/module_utils/_options.py: what is loaded and
+how its versions are kept (bpf_program, and bpf_deployment's program part)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  name:
+    description:
+      - The deployment. Its pins live under O(bpffs_root)/O(name)/.
+      - Letters, digits, V(_) and V(-) only (the bpffs refuses dots).
+    type: str
+    required: true
+  programs:
+    description:
+      - Names of the programs of the object to load and pin. Default is every program.
+      - A name that the object does not contain is an error.
+    type: list
+    elements: str
+  program_type:
+    description:
+      - Program type to use when the ELF section name does not say, or to override it, as libbpf names
+        it (V(xdp), V(sched_cls), V(raw_tracepoint), ...) or as a section prefix (V(tc)).
+      - Part of the version digest.
+    type: str
+  keep_versions:
+    description:
+      - How many versions besides the current one stay pinned for an instant rollback.
+      - Older ones are unpinned after a successful switch (by M(ebpf.deploy.bpf_deployment) only once
+        the switch is committed); the current version never is.
+    type: int
+    default: 1
+  map_conflict:
+    description:
+      - What to do when a pinned map's spec (type, key size, value size, max_entries, flags) differs
+        from the object's.
+      - V(fail) refuses, naming every field that differs with both values.
+      - V(recreate) replaces the pinned map with a new empty one (its contents are lost, which the diff
+        says) and unpins older versions that still use the old map.
+    type: str
+    choices: [fail, recreate]
+    default: fail
+  verifier_log_level:
+    description:
+      - V(0) asks for a verifier log only when a program is rejected (it is then always returned).
+      - V(1) or V(2) keep the verifier log on success too and return it with the statistics, as
+        RV(ebpf.deploy.bpf_program#module:verifier).
+    type: int
+    choices: [0, 1, 2]
+    default: 0
+  version:
+    description:
+      - Switch V(current) to this already pinned version without loading anything (an instant
+        rollback); M(ebpf.deploy.bpf_deployment) then converges its attachments and maps to it.
+        Without O(src) the version must still be pinned.
+      - V(previous) names the version that was current before the current one (see RV(previous_version));
+        it cannot be combined with O(src).
+      - With O(src), the object must be this version.
+      - With O(state=present), O(src) or O(version) is required.
+    type: str
+"""

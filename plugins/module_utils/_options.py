@@ -1,0 +1,127 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to ebpf.deploy
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to ebpf.deploy: every option that more than one module takes, declared once.
+
+Each group below is the argument spec of one concept, with its types, choices and defaults; the
+modules build their ``ARGUMENT_SPEC`` from the groups with ``compose()`` and add only the options
+that are theirs alone (``state``, ``create``, the hooks of bpf_attach, ...). Each group is
+documented by the doc fragment of the same name in ``plugins/doc_fragments/`` (the sub-options of
+bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``xdp_attachment`` and
+``map_entries``), and ``make sanity`` (validate-modules) holds every module's docs to its spec.
+
+    group            modules                                  doc fragment
+    PINS             every module                             ebpf.deploy.pins
+    LOCK             bpf_program, bpf_deployment, xdp_attach, ebpf.deploy.lock
+                     bpf_map, bpf_attach
+    RECORD           bpf_deployment, bpf_facts                ebpf.deploy.record
+    OBJECT           bpf_program, bpf_deployment, bpf_preflight  ebpf.deploy.object
+    PROGRAM          bpf_program, bpf_deployment              ebpf.deploy.program
+    XDP_ATTACHMENT   xdp_attach; bpf_deployment's attach[]    ebpf.deploy.xdp_attachment
+    MAP_ENTRIES      bpf_map; bpf_deployment's maps[]         ebpf.deploy.map_entries
+
+Every module imports this file, so it imports nothing of the collection: the choices are written
+out here (tests/unit/plugins/module_utils/test_options.py holds them equal to the constants the
+managers validate with), and a module's payload stays what it was.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, Tuple
+
+Spec = Dict[str, dict]
+
+# the encodings of keys and values (what _codec.TYPE_NAMES can write)
+VALUE_TYPES = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "be16", "be32", "be64",
+               "ipv4", "ipv6", "mac", "hex", "btf"]
+
+PINS: Spec = dict(
+    bpffs_root=dict(type="path", default="/sys/fs/bpf/ebpf_deploy"),
+)
+
+LOCK: Spec = dict(
+    lock_timeout=dict(type="float", default=60),
+)
+
+RECORD: Spec = dict(
+    state_dir=dict(type="path", default="/var/lib/ebpf_deploy"),
+)
+
+# where the object comes from; the action plugin reads src on the controller and fills content
+OBJECT: Spec = dict(
+    src=dict(type="path"),
+    remote_src=dict(type="bool", default=False),
+    content=dict(type="str", no_log=True),
+    checksum=dict(type="str"),
+)
+
+# what is loaded and how its versions are kept
+PROGRAM: Spec = dict(
+    name=dict(type="str", required=True),
+    programs=dict(type="list", elements="str"),
+    program_type=dict(type="str"),
+    keep_versions=dict(type="int", default=1),
+    map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
+    verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
+    version=dict(type="str"),
+)
+
+# one XDP program on one interface
+XDP_ATTACHMENT: Spec = dict(
+    interface=dict(type="str", required=True),
+    netns=dict(type="str"),
+    mode=dict(type="str", choices=["native", "generic", "offload"]),
+    method=dict(type="str", choices=["link", "netlink"], default="link"),
+    force=dict(type="bool", default=False),
+)
+
+# how a map's entries are written
+MAP_ENTRIES: Spec = dict(
+    key_type=dict(type="str", choices=VALUE_TYPES),
+    value_type=dict(type="str", choices=VALUE_TYPES),
+    purge=dict(type="bool", default=False),
+    overwrite=dict(type="bool", default=True),
+    value_deployment=dict(type="str"),
+)
+
+# bpf_map: omitted, the map is only read; each entry is checked to have a key and a value
+MAP_ENTRY_LIST: Spec = dict(
+    entries=dict(type="list", elements="dict", options=dict(
+        key=dict(type="raw", required=True, no_log=False),   # a map key, not a secret
+        value=dict(type="raw", required=True),
+    )),
+)
+
+
+def compose(*groups: Spec, **own: dict) -> Spec:
+    """One argument spec from ``groups`` and a module's ``own`` options (deep copies, so that no
+    spec shares a dict with another). An option declared twice is a mistake and refused."""
+    spec: Spec = {}
+    for group in groups + (own,):
+        twice = sorted(set(spec) & set(group))
+        if twice:
+            raise ValueError(f"option(s) declared twice: {', '.join(twice)}")
+        spec.update(copy.deepcopy(group))
+    return spec
+
+
+def require(group: Spec, *required: str) -> Spec:
+    """A copy of ``group`` in which the options ``required`` must be given."""
+    spec = copy.deepcopy(group)
+    for name in required:
+        spec[name]["required"] = True
+    return spec
+
+
+def names(*groups: Spec) -> Tuple[str, ...]:
+    """The option names of ``groups``, in order."""
+    return tuple(name for group in groups for name in group)
+
+
+# bpf_deployment's attach[] and maps[]: an attachment or a map's entries of this deployment
+DEPLOYMENT_ATTACH: Spec = compose(XDP_ATTACHMENT, program=dict(type="str", required=True))
+DEPLOYMENT_MAP: Spec = compose(
+    MAP_ENTRIES,
+    map=dict(type="str", required=True),
+    entries=dict(type="list", elements="dict", default=[]),   # checked by the map manager
+)

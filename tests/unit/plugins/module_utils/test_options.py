@@ -1,0 +1,57 @@
+"""The option groups: composed without a name declared twice, and offering exactly what the
+managers behind them accept (the groups write their choices out, to keep module payloads small)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.ebpf.deploy.plugins.module_utils import _options as options
+from ansible_collections.ebpf.deploy.plugins.module_utils._codec import TYPE_NAMES
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import DEFAULT_BPFFS_ROOT
+from ansible_collections.ebpf.deploy.plugins.module_utils._program import MAP_CONFLICT_CHOICES
+from ansible_collections.ebpf.deploy.plugins.module_utils._record import DEFAULT_STATE_DIR
+from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import METHODS, MODES
+
+SOURCE = Path(options.__file__)
+
+
+def test_compose_refuses_an_option_declared_twice():
+    with pytest.raises(ValueError, match="declared twice: interface"):
+        options.compose(options.XDP_ATTACHMENT, interface=dict(type="str"))
+    with pytest.raises(ValueError, match="declared twice: bpffs_root"):
+        options.compose(options.PINS, options.PINS)
+
+
+def test_compose_and_require_copy_so_no_module_changes_a_group():
+    spec = options.compose(options.OBJECT, options.PINS)
+    spec["src"]["required"] = True
+    assert "required" not in options.OBJECT["src"]
+    assert options.require(options.OBJECT, "src")["src"]["required"] is True
+    assert "required" not in options.OBJECT["src"]
+
+
+def test_the_choices_are_the_ones_the_managers_accept():
+    assert set(options.VALUE_TYPES) == set(TYPE_NAMES)
+    assert len(options.VALUE_TYPES) == len(TYPE_NAMES)
+    assert options.XDP_ATTACHMENT["mode"]["choices"] == list(MODES)
+    assert options.XDP_ATTACHMENT["method"]["choices"] == list(METHODS)
+    assert options.PROGRAM["map_conflict"]["choices"] == list(MAP_CONFLICT_CHOICES)
+    assert options.PINS["bpffs_root"]["default"] == DEFAULT_BPFFS_ROOT
+    assert options.RECORD["state_dir"]["default"] == DEFAULT_STATE_DIR
+
+
+def test_deployment_parts_are_the_standalone_groups_plus_what_names_the_part():
+    assert set(options.DEPLOYMENT_ATTACH) == set(options.XDP_ATTACHMENT) | {"program"}
+    assert set(options.DEPLOYMENT_MAP) == set(options.MAP_ENTRIES) | {"map", "entries"}
+    # bpf_map checks each entry; bpf_deployment's entries go to the map manager as they are
+    assert options.DEPLOYMENT_MAP["entries"] == dict(type="list", elements="dict", default=[])
+
+
+def test_options_imports_nothing_of_the_collection():
+    """Every module imports _options: it must not pull another module_utils file into the payload."""
+    tree = ast.parse(SOURCE.read_text())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name and name.startswith("ansible_collections")], imported
