@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import MAP_TYPES
 
 ELF_MAGIC = b"\x7fELF"
 EM_BPF = 247
@@ -38,7 +39,6 @@ VERSION_LEN = 12
 
 # Map fields compared against a pinned map, in the order they are reported.
 MAP_SPEC_FIELDS = ("type", "key_size", "value_size", "max_entries", "map_flags")
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
 
 
 # --------------------------------------------------------------------------- ELF checks (pure)
@@ -193,11 +193,6 @@ class MapSpec:
     map_flags: int = 0
     internal: bool = False
 
-    @property
-    def size_bytes(self) -> int:
-        """A lower bound of the kernel memory: (key + value) x max_entries."""
-        return (self.key_size + self.value_size) * self.max_entries
-
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type_name, "key_size": self.key_size,
                 "value_size": self.value_size, "max_entries": self.max_entries,
@@ -255,7 +250,7 @@ def diff_map_spec(pinned: MapSpec, wanted: MapSpec) -> List[Tuple[str, str, str]
                 changes.append(("type", pinned.type_name, wanted.type_name))
             continue
         before, after = getattr(pinned, name), getattr(wanted, name)
-        if name == "max_entries" and wanted.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY and after == 0:
+        if name == "max_entries" and wanted.type == MAP_TYPES["perf_event_array"] and after == 0:
             continue
         if before != after:
             if name == "map_flags":

@@ -280,14 +280,6 @@ def check_map_limits(spec) -> List[Finding]:
     return out
 
 
-def estimate_map(m, possible_cpus: int) -> dict:
-    entries = m.max_entries
-    if m.type == _limits.PERF_EVENT_ARRAY and not entries:
-        entries = possible_cpus  # libbpf sizes it to the CPUs
-    return _limits.map_memory(map_type=m.type, key_size=m.key_size, value_size=m.value_size,
-                              max_entries=entries, flags=m.map_flags, possible_cpus=possible_cpus)
-
-
 def reused_maps(spec, host: HostState) -> set:
     """Maps that will reuse a pinned map of the deployment (same spec): they need no new memory."""
     from ansible_collections.ebpf.deploy.plugins.module_utils._objects import diff_map_spec
@@ -301,7 +293,7 @@ def memory_report(spec, host: HostState) -> dict:
     reused = reused_maps(spec, host)
     maps = []
     for m in spec.maps:
-        est = estimate_map(m, cpus)
+        est = _limits.map_spec_memory(m, cpus)
         maps.append({"name": m.name, "type": m.type_name, "bytes": est["bytes"], "formula": est["formula"],
                      "reused": m.name in reused})
     total = sum(m["bytes"] for m in maps if not m["reused"])

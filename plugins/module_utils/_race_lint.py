@@ -34,6 +34,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PERCPU_MAP_TYPES
+
 INSN_SIZE = 8
 
 # Instruction classes and fields (include/uapi/linux/bpf.h, bpf_common.h).
@@ -52,15 +54,6 @@ BPF_FUNC_map_lookup_elem = 1
 LD_IMM64 = BPF_LD | BPF_IMM | BPF_DW  # 0x18
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}  # BPF_W, BPF_H, BPF_B, BPF_DW
 ALU_OPS = {0x00: "add", 0x10: "sub", 0x20: "mul", 0x40: "or", 0x50: "and", 0xA0: "xor"}
-
-# Map types whose value is per CPU: a plain read-modify-write there is not a race.
-PERCPU_MAP_TYPES = frozenset({
-    5,   # BPF_MAP_TYPE_PERCPU_HASH
-    6,   # BPF_MAP_TYPE_PERCPU_ARRAY
-    10,  # BPF_MAP_TYPE_LRU_PERCPU_HASH
-    21,  # BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
-})
-MAP_TYPE_NAMES = {5: "percpu_hash", 6: "percpu_array", 10: "lru_percpu_hash"}
 
 RACE_FIX = ("use an atomic add (__sync_fetch_and_add(value, 1), which compiles to "
             "'lock *(u64 *)(rX + off) += rY') or a per-CPU map (BPF_MAP_TYPE_PERCPU_ARRAY / "
@@ -193,7 +186,7 @@ def find_races(insns: list[Insn], *, map_refs: Optional[dict] = None,
             for reg in range(6):
                 regs.pop(reg, None)
             if insn.is_helper_call and insn.imm == BPF_FUNC_map_lookup_elem and isinstance(target, _MapRef):
-                if map_types.get(target.map) not in PERCPU_MAP_TYPES:
+                if map_types.get(target.map) not in PERCPU_MAP_TYPES:  # per CPU: not shared, no race
                     regs[0] = _ValuePtr(target.map, insn.index)
         elif cls == BPF_ALU64 and insn.code == (BPF_ALU64 | BPF_MOV | BPF_X):
             if insn.src in regs:

@@ -98,10 +98,6 @@ def test_perf_event_array_with_zero_max_entries_is_not_a_conflict():
     assert diff_map_spec(pinned, _spec(type=4, type_name="perf_event_array", max_entries=0)) == []
 
 
-def test_map_size_estimate():
-    assert _spec(max_entries=1024).size_bytes == 12 * 1024
-
-
 def test_version_depends_on_bytes_and_load_options_only():
     data = make_elf()
     one = compute_version(data, {"programs": ["a"], "program_type": None})
