@@ -8,6 +8,7 @@
 * ``MapSpec``/``ProgramSpec``/``ObjectSpec`` are values read from the ELF by libbpf without
   loading; ``diff_map_spec`` compares a pinned map with the object's field by field and
   ``describe_map_conflict`` says it in one line ("map 'm': type array → hash, max_entries 1 → 4096").
+* ``read_source`` reads the object on the host (inline ``content`` or the file ``src``).
 * ``compute_version`` is the deployment version: 12 hex chars of sha256 over the object bytes and
   the canonical JSON of the options that change what gets loaded.
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -106,6 +109,26 @@ def decode_content(content: str, *, source: str = "object") -> bytes:
         return base64.b64decode(content, validate=True)
     except (ValueError, TypeError):
         raise InvalidInput(f"content of {source} is not base64") from None
+
+
+def read_source(src: Optional[str], content: Optional[str], *, label: str) -> bytes:
+    """The object's bytes on the host: ``content`` (base64, sent inline by the action plugin) when
+    given, else the file ``src``. Refused in one line: a missing file, a directory, or anything
+    that is not a regular file (a FIFO or a device would block, holding the deployment lock, or
+    never end)."""
+    if content is not None:
+        return decode_content(content, source=label)
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode) and not os.path.isdir(src):
+            raise InvalidInput(f"src {src} is not a regular file, not a BPF object")
+        with open(src, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise InvalidInput(f"src {src} does not exist on the host") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"src {src} is a directory, not a BPF object") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read src {src}: {exc.strerror}") from None
 
 
 def parse_checksum(checksum: str) -> Tuple[str, str]:

@@ -517,24 +517,13 @@ class PreflightManager:
         self.params = params
 
     def _read_object(self) -> bytes:
-        from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
-        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import decode_content, verify_checksum
+        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import read_source, verify_checksum
         from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path
 
         src = validate_path(self.params["src"], "src")
-        if self.params.get("content") is not None:  # sent inline by the action plugin
-            data = decode_content(self.params["content"], source=os.path.basename(src))
-            verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))
-            return data
-        try:
-            if os.path.exists(src) and not os.path.isfile(src):
-                # a FIFO or a device would block or never end
-                raise InvalidInput(f"cannot read src {src}: not a regular file")
-            with open(src, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read src {src}: {exc.strerror}") from None
-        verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))
+        label = os.path.basename(src)
+        data = read_source(src, self.params.get("content"), label=label)
+        verify_checksum(data, self.params.get("checksum"), source=label)
         return data
 
     def run(self) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,28 +366,11 @@ class ProgramManager:
                             program_names=[p["name"] for p in programs])
 
     # ---- state: present with an object
-    def _read_src(self) -> bytes:
-        if self.req.content is not None:
-            return objects.decode_content(self.req.content, source=self.req.label)
-        path = self.req.src
-        try:
-            if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
-                # a FIFO or a device would block (holding the deployment lock) or never end
-                raise InvalidInput(f"src {path} is not a regular file, not a BPF object")
-            with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise InvalidInput(f"src {path} does not exist on the host") from None
-        except IsADirectoryError:
-            raise InvalidInput(f"src {path} is a directory, not a BPF object") from None
-        except OSError as exc:
-            raise InvalidInput(f"cannot read src {path}: {exc.strerror}") from None
-
     def _present(self) -> dict:
         req = self.req
         label = req.label
         self.dep.check_ours()
-        data = self._read_src()
+        data = objects.read_source(req.src, req.content, label=label)
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self.object_data = data   # bpf_deployment keeps it in the host's record
         self._log_size: Optional[int] = None
