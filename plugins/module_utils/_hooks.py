@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
-from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (  # noqa: F401 (NF_*: bpf_attach's choices)
-    ATTACH_TYPES, NF_HOOKS, NF_PFS, PROG_TYPE_NAMES, PROG_TYPES,
-)
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import ATTACH_TYPES, PROG_TYPE_NAMES, PROG_TYPES
+# bpf_attach takes its pf/hooknum choices from here, with the hooks
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import NF_HOOKS, NF_PFS  # noqa: F401 pylint: disable=unused-import
 
 # Program and attach types by their uapi name (enum bpf_prog_type, enum bpf_attach_type)
 PT, AT = PROG_TYPES, ATTACH_TYPES

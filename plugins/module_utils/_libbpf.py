@@ -28,10 +28,13 @@ from typing import Iterator, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 from ansible_collections.ebpf.deploy.plugins.module_utils._procfs import read_fdinfo
-from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (  # noqa: F401 (callers use them as libbpf.X)
-    ATTACH_TYPES, BPF_ANY, BPF_EXIST, BPF_F_AFTER, BPF_F_BEFORE, BPF_F_ID, BPF_F_REPLACE, BPF_LINK_CREATE,
-    BPF_NOEXIST, BPF_OBJ_NAME_LEN, BPF_PROG_QUERY, BPF_RAW_TRACEPOINT_OPEN, BPF_STATS_RUN_TIME, BPF_TAG_SIZE,
-    LINK_TYPES, PERCPU_MAP_TYPES, PROG_TYPES,
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (
+    ATTACH_TYPES, BPF_ANY, BPF_F_REPLACE, BPF_LINK_CREATE, BPF_OBJ_NAME_LEN, BPF_PROG_QUERY, BPF_RAW_TRACEPOINT_OPEN,
+    BPF_STATS_RUN_TIME, BPF_TAG_SIZE, LINK_TYPES, PERCPU_MAP_TYPES, PROG_TYPES,
+)
+# the hook families use these as self.lib.X (a fake lib in the unit tests)
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (  # noqa: F401 pylint: disable=unused-import
+    BPF_F_AFTER, BPF_F_BEFORE, BPF_F_ID,
 )
 
 LIBBPF_SONAME = "libbpf.so.1"

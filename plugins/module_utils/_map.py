@@ -61,6 +61,7 @@ MAP_FLAGS = {name: uapi.MAP_FLAGS[name] for name in (
 IMPLIED_FLAGS = {MAP_DEVMAP: MAP_FLAGS["rdonly_prog"], MAP_DEVMAP_HASH: MAP_FLAGS["rdonly_prog"]}
 MAP_NAME_RE = re.compile(r"[^A-Za-z0-9_.]")
 
+
 # --- the plan (pure) ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Desired:
@@ -560,8 +561,8 @@ class MapManager:
     def _check_create(self, spec: dict) -> None:
         ncpus = libbpf.num_possible_cpus()
         estimate = _limits.map_memory(map_type=spec["map_type"], key_size=spec["key_size"],
-                                     value_size=spec["value_size"], max_entries=spec["max_entries"],
-                                     flags=spec["flags"], possible_cpus=ncpus)["bytes"]
+                                      value_size=spec["value_size"], max_entries=spec["max_entries"],
+                                      flags=spec["flags"], possible_cpus=ncpus)["bytes"]
         check_memory(spec, estimate, _limits.memory_limits())
         self.result["memory_estimate"] = estimate
 
