@@ -7,7 +7,8 @@ Every number here is the kernel's own, from include/uapi/linux/bpf.h (``/usr/inc
 on a host with the kernel headers; the enums below run to Linux 6.18, whose BTF they were read
 from). The names are the enum's without its prefix, in lower case: the names libbpf gives them
 (``libbpf_bpf_prog_type_str``), bpftool prints and the modules accept. Every other file takes
-its program, map, attach and link types, flags and helper ids from here.
+its program, map, attach and link types, their flags and the helper ids from here (the instruction
+encoding stays with _race_lint, the one file that decodes instructions).
 """
 from __future__ import annotations
 
