@@ -39,6 +39,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     UnsupportedFeature,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, Target
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 STATE_DIR = "/run/ebpf_deploy/attach"
@@ -367,7 +368,7 @@ class AttachManager:
         if kind != "prog":
             raise InvalidInput(f"{path} is not a pinned program", pin=path)
         hooks.check_prog_type(hook_row, info.type, prog_label=f"{info.name!r} (id {info.id}) at {path}",
-                              type_name=hooks.PROG_TYPE_NAMES.get(info.type, f"type {info.type}"))
+                              type_name=PROG_TYPE_NAMES.get(info.type, f"type {info.type}"))
         return Prog(id=info.id, name=info.name, type=info.type, pin=path)
 
     def resolve_anchor(self, hook_row: hooks.Hook, target: Target) -> Optional[Anchor]:

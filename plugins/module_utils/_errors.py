@@ -16,6 +16,8 @@ import errno as _errno
 import os
 from typing import Any, Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils._limits import charged_to
+
 
 class EbpfDeployError(Exception):
     """Base error: ``msg`` is one line; ``details`` are extra keys of the failed result."""
@@ -76,13 +78,12 @@ class LockTimeout(EbpfDeployError):
 # errno -> what usually causes it in bpf()/netlink work, and what to do about it.
 ERRNO_HINTS: dict = {
     _errno.EPERM: "not permitted: run as root (CAP_BPF + CAP_PERFMON, CAP_NET_ADMIN for XDP, "
-                  "or CAP_SYS_ADMIN), and on kernels before 5.11 raise RLIMIT_MEMLOCK "
-                  "(ulimit -l unlimited)",
+                  "or CAP_SYS_ADMIN), or the memory limit is reached: {memory}",
     _errno.EACCES: "access denied: the verifier or an LSM refused the operation",
-    _errno.ENOMEM: "out of memory for BPF: check the map size (max_entries x (key + value)), "
-                   "RLIMIT_MEMLOCK and the memory cgroup limit of this process",
+    _errno.ENOMEM: "out of memory for BPF: check the map size (max_entries x (key + value)) and "
+                   "{memory}",
     _errno.E2BIG: "too big: a map size (max_entries x (key + value)) or the program exceeds what the "
-                  "kernel accepts, or the memory limits (RLIMIT_MEMLOCK, memory cgroup)",
+                  "kernel accepts, or the memory limit: {memory}",
     _errno.EBUSY: "busy: a program is already attached there; detach it or replace it explicitly",
     _errno.ENOENT: "not found: the pin path, map entry or interface does not exist",
     _errno.ENODEV: "no such device: the interface does not exist (in this network namespace)",
@@ -97,7 +98,7 @@ ERRNO_HINTS: dict = {
 
 # What an EPERM with an empty verifier log means: never the verifier, always privileges/limits.
 EPERM_EMPTY_LOG_HINT = ("not permitted and the verifier said nothing: missing capability "
-                        "(CAP_BPF/CAP_SYS_ADMIN) or RLIMIT_MEMLOCK too low (ulimit -l unlimited)")
+                        "(CAP_BPF/CAP_SYS_ADMIN) or the memory limit is reached: {memory}")
 
 
 def errno_name(err: int) -> str:
@@ -106,10 +107,10 @@ def errno_name(err: int) -> str:
 
 
 def errno_hint(err: int, *, log: Optional[str] = None) -> str:
-    """The hint for an errno; EPERM with an empty log points at capabilities and memlock."""
-    if err == _errno.EPERM and not (log or "").strip():
-        return EPERM_EMPTY_LOG_HINT
-    return ERRNO_HINTS.get(err, "")
+    """The hint for an errno; EPERM with an empty log points at capabilities and the memory limit."""
+    hint = EPERM_EMPTY_LOG_HINT if err == _errno.EPERM and not (log or "").strip() else ERRNO_HINTS.get(err, "")
+    # the memory limit that applies depends on the kernel (_limits says which)
+    return hint.format(memory=charged_to()) if "{memory}" in hint else hint
 
 
 class SyscallError(EbpfDeployError):

@@ -41,6 +41,7 @@ from typing import Iterable, Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg, _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
+from ansible_collections.ebpf.deploy.plugins.module_utils._procfs import read_fdinfo, read_int, read_text
 
 SUBSETS = ("kernel", "features", "programs", "maps", "links", "xdp", "interfaces", "limits", "dmesg", "record")
 DEFAULT_SUBSETS = tuple(s for s in SUBSETS if s != "features")
@@ -73,23 +74,6 @@ def resolve_subsets(requested: Optional[Iterable[str]]) -> list:
     return [s for s in SUBSETS if s in chosen and s not in excluded]
 
 
-# --- small readers -------------------------------------------------------------------------------
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def _read_int(path: str) -> Optional[int]:
-    text = _read(path)
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def parse_lockdown(text: Optional[str]) -> Optional[str]:
     """``none [integrity] confidentiality`` → ``integrity``."""
     if not text:
@@ -103,7 +87,7 @@ def parse_lockdown(text: Optional[str]) -> Optional[str]:
 def bpffs_mounts(mounts_text: Optional[str] = None) -> list:
     """Mount points of every bpf filesystem, in /proc/self/mounts order."""
     if mounts_text is None:
-        mounts_text = _read("/proc/self/mounts") or ""
+        mounts_text = read_text("/proc/self/mounts") or ""
     out = []
     for line in mounts_text.splitlines():
         fields = line.split()
@@ -111,15 +95,6 @@ def bpffs_mounts(mounts_text: Optional[str] = None) -> list:
             path = fields[1].replace("\\040", " ")
             if path not in out:
                 out.append(path)
-    return out
-
-
-def _fdinfo(fd: int) -> dict:
-    out = {}
-    for line in (_read(f"/proc/self/fdinfo/{fd}") or "").splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key.strip()] = value.strip()
     return out
 
 
@@ -131,19 +106,19 @@ def _boot_epoch() -> float:
 # --- kernel --------------------------------------------------------------------------------------
 def gather_kernel() -> dict:
     uname = os.uname()
-    lockdown_raw = _read("/sys/kernel/security/lockdown")
+    lockdown_raw = read_text("/sys/kernel/security/lockdown")
     return {
         "release": uname.release,
         "version": uname.version,
         "machine": uname.machine,
-        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "boot_id": read_text("/proc/sys/kernel/random/boot_id"),
         "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
-        "jit_enable": _read_int("/proc/sys/net/core/bpf_jit_enable"),
-        "jit_harden": _read_int("/proc/sys/net/core/bpf_jit_harden"),
-        "jit_kallsyms": _read_int("/proc/sys/net/core/bpf_jit_kallsyms"),
-        "jit_limit": _read_int("/proc/sys/net/core/bpf_jit_limit"),
-        "unprivileged_bpf_disabled": _read_int("/proc/sys/kernel/unprivileged_bpf_disabled"),
-        "bpf_stats_enabled": bool(_read_int("/proc/sys/kernel/bpf_stats_enabled")),
+        "jit_enable": read_int("/proc/sys/net/core/bpf_jit_enable"),
+        "jit_harden": read_int("/proc/sys/net/core/bpf_jit_harden"),
+        "jit_kallsyms": read_int("/proc/sys/net/core/bpf_jit_kallsyms"),
+        "jit_limit": read_int("/proc/sys/net/core/bpf_jit_limit"),
+        "unprivileged_bpf_disabled": read_int("/proc/sys/kernel/unprivileged_bpf_disabled"),
+        "bpf_stats_enabled": bool(read_int("/proc/sys/kernel/bpf_stats_enabled")),
         "lockdown": parse_lockdown(lockdown_raw) if lockdown_raw is not None else None,
         "bpffs": bpffs_mounts(),
         "tracefs": _mounts_of_type("tracefs"),
@@ -152,7 +127,7 @@ def gather_kernel() -> dict:
 
 def _mounts_of_type(fstype: str) -> list:
     out = []
-    for line in (_read("/proc/self/mounts") or "").splitlines():
+    for line in (read_text("/proc/self/mounts") or "").splitlines():
         fields = line.split()
         if len(fields) >= 3 and fields[2] == fstype:
             out.append(fields[1])
@@ -281,7 +256,7 @@ def _read_by_id(obj_id: int, open_by_id, read_info) -> Optional[tuple]:
     except SyscallError:
         return None
     try:
-        return read_info(fd), _fdinfo(fd)
+        return read_info(fd), read_fdinfo(fd)
     finally:
         os.close(fd)
 

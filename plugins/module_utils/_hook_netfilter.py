@@ -16,8 +16,8 @@ from typing import Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, HookFamily, Target
-from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import NF_HOOKS, NF_PFS
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import encode_component
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import NF_HOOKS, NF_PFS
 
 PRIORITY_MIN, PRIORITY_MAX = -(2 ** 31) + 1, 2 ** 31 - 2   # NF_IP_PRI_FIRST/LAST are refused
 

@@ -21,31 +21,12 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import ATTACH_TYPES, PROG_TYPE_NAMES, PROG_TYPES
+# bpf_attach takes its pf/hooknum choices from here, with the hooks
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import NF_HOOKS, NF_PFS  # noqa: F401 pylint: disable=unused-import
 
-# enum bpf_prog_type (include/uapi/linux/bpf.h)
-PT_SOCKET_FILTER, PT_KPROBE, PT_SCHED_CLS, PT_SCHED_ACT, PT_TRACEPOINT, PT_XDP = 1, 2, 3, 4, 5, 6
-PT_CGROUP_SKB, PT_CGROUP_SOCK, PT_SOCK_OPS, PT_CGROUP_DEVICE = 8, 9, 13, 15
-PT_RAW_TRACEPOINT, PT_CGROUP_SOCK_ADDR, PT_RAW_TRACEPOINT_WRITABLE = 17, 18, 24
-PT_CGROUP_SYSCTL, PT_CGROUP_SOCKOPT, PT_TRACING, PT_LSM, PT_NETFILTER = 23, 25, 26, 29, 32
-
-# enum bpf_attach_type
-AT = {
-    "cgroup_inet_ingress": 0, "cgroup_inet_egress": 1, "cgroup_inet_sock_create": 2,
-    "cgroup_sock_ops": 3, "cgroup_device": 6, "cgroup_inet4_bind": 8, "cgroup_inet6_bind": 9,
-    "cgroup_inet4_connect": 10, "cgroup_inet6_connect": 11, "cgroup_inet4_post_bind": 12,
-    "cgroup_inet6_post_bind": 13, "cgroup_udp4_sendmsg": 14, "cgroup_udp6_sendmsg": 15,
-    "cgroup_sysctl": 18, "cgroup_udp4_recvmsg": 19, "cgroup_udp6_recvmsg": 20,
-    "cgroup_getsockopt": 21, "cgroup_setsockopt": 22, "trace_raw_tp": 23, "trace_fentry": 24,
-    "trace_fexit": 25, "lsm_mac": 27, "cgroup_inet4_getpeername": 29, "cgroup_inet6_getpeername": 30,
-    "cgroup_inet4_getsockname": 31, "cgroup_inet6_getsockname": 32, "cgroup_inet_sock_release": 34,
-    "xdp": 37, "perf_event": 41, "netfilter": 45, "tcx_ingress": 46, "tcx_egress": 47,
-    "cgroup_unix_connect": 49, "cgroup_unix_sendmsg": 50, "cgroup_unix_recvmsg": 51,
-    "cgroup_unix_getpeername": 52, "cgroup_unix_getsockname": 53,
-}
-
-# enum bpf_link_type
-LINK_RAW_TRACEPOINT, LINK_TRACING, LINK_CGROUP, LINK_XDP, LINK_PERF_EVENT = 1, 2, 3, 6, 7
-LINK_NETFILTER, LINK_TCX = 10, 11
+# Program and attach types by their uapi name (enum bpf_prog_type, enum bpf_attach_type)
+PT, AT = PROG_TYPES, ATTACH_TYPES
 
 TARGET_KINDS = ("interface", "cgroup", "tracepoint", "function", "uprobe", "lsm_hook", "netfilter")
 
@@ -75,51 +56,51 @@ def _cgroup(name: str, attach: str, prog_type: int, kernel: str = "5.7") -> Hook
 
 
 HOOKS: Dict[str, Hook] = {hook.name: hook for hook in (
-    Hook("xdp", "xdp", AT["xdp"], (PT_XDP,), "interface", "5.9", True,
+    Hook("xdp", "xdp", AT["xdp"], (PT["xdp"],), "interface", "5.9", True,
          note="use ebpf.deploy.xdp_attach (modes, netlink method)"),
-    Hook("tcx_ingress", "tcx", AT["tcx_ingress"], (PT_SCHED_CLS,), "interface", "6.6", True, libbpf="1.3"),
-    Hook("tcx_egress", "tcx", AT["tcx_egress"], (PT_SCHED_CLS,), "interface", "6.6", True, libbpf="1.3"),
-    Hook("tc_ingress", "tc", None, (PT_SCHED_CLS,), "interface", "4.1", False),
-    Hook("tc_egress", "tc", None, (PT_SCHED_CLS,), "interface", "4.1", False),
-    _cgroup("cgroup_skb_ingress", "cgroup_inet_ingress", PT_CGROUP_SKB),
-    _cgroup("cgroup_skb_egress", "cgroup_inet_egress", PT_CGROUP_SKB),
-    _cgroup("cgroup_sock_create", "cgroup_inet_sock_create", PT_CGROUP_SOCK),
-    _cgroup("cgroup_sock_release", "cgroup_inet_sock_release", PT_CGROUP_SOCK),
-    _cgroup("cgroup_post_bind4", "cgroup_inet4_post_bind", PT_CGROUP_SOCK),
-    _cgroup("cgroup_post_bind6", "cgroup_inet6_post_bind", PT_CGROUP_SOCK),
-    _cgroup("cgroup_sock_ops", "cgroup_sock_ops", PT_SOCK_OPS),
-    _cgroup("cgroup_device", "cgroup_device", PT_CGROUP_DEVICE),
-    _cgroup("cgroup_bind4", "cgroup_inet4_bind", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_bind6", "cgroup_inet6_bind", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_connect4", "cgroup_inet4_connect", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_connect6", "cgroup_inet6_connect", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_sendmsg4", "cgroup_udp4_sendmsg", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_sendmsg6", "cgroup_udp6_sendmsg", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_recvmsg4", "cgroup_udp4_recvmsg", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_recvmsg6", "cgroup_udp6_recvmsg", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_getpeername4", "cgroup_inet4_getpeername", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_getpeername6", "cgroup_inet6_getpeername", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_getsockname4", "cgroup_inet4_getsockname", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_getsockname6", "cgroup_inet6_getsockname", PT_CGROUP_SOCK_ADDR),
-    _cgroup("cgroup_connect_unix", "cgroup_unix_connect", PT_CGROUP_SOCK_ADDR, "6.7"),
-    _cgroup("cgroup_sendmsg_unix", "cgroup_unix_sendmsg", PT_CGROUP_SOCK_ADDR, "6.7"),
-    _cgroup("cgroup_recvmsg_unix", "cgroup_unix_recvmsg", PT_CGROUP_SOCK_ADDR, "6.7"),
-    _cgroup("cgroup_getpeername_unix", "cgroup_unix_getpeername", PT_CGROUP_SOCK_ADDR, "6.7"),
-    _cgroup("cgroup_getsockname_unix", "cgroup_unix_getsockname", PT_CGROUP_SOCK_ADDR, "6.7"),
-    _cgroup("cgroup_sysctl", "cgroup_sysctl", PT_CGROUP_SYSCTL),
-    _cgroup("cgroup_getsockopt", "cgroup_getsockopt", PT_CGROUP_SOCKOPT),
-    _cgroup("cgroup_setsockopt", "cgroup_setsockopt", PT_CGROUP_SOCKOPT),
-    Hook("tracepoint", "tracing", AT["perf_event"], (PT_TRACEPOINT,), "tracepoint", "5.15", False),
-    Hook("raw_tracepoint", "tracing", None, (PT_RAW_TRACEPOINT, PT_RAW_TRACEPOINT_WRITABLE),
+    Hook("tcx_ingress", "tcx", AT["tcx_ingress"], (PT["sched_cls"],), "interface", "6.6", True, libbpf="1.3"),
+    Hook("tcx_egress", "tcx", AT["tcx_egress"], (PT["sched_cls"],), "interface", "6.6", True, libbpf="1.3"),
+    Hook("tc_ingress", "tc", None, (PT["sched_cls"],), "interface", "4.1", False),
+    Hook("tc_egress", "tc", None, (PT["sched_cls"],), "interface", "4.1", False),
+    _cgroup("cgroup_skb_ingress", "cgroup_inet_ingress", PT["cgroup_skb"]),
+    _cgroup("cgroup_skb_egress", "cgroup_inet_egress", PT["cgroup_skb"]),
+    _cgroup("cgroup_sock_create", "cgroup_inet_sock_create", PT["cgroup_sock"]),
+    _cgroup("cgroup_sock_release", "cgroup_inet_sock_release", PT["cgroup_sock"]),
+    _cgroup("cgroup_post_bind4", "cgroup_inet4_post_bind", PT["cgroup_sock"]),
+    _cgroup("cgroup_post_bind6", "cgroup_inet6_post_bind", PT["cgroup_sock"]),
+    _cgroup("cgroup_sock_ops", "cgroup_sock_ops", PT["sock_ops"]),
+    _cgroup("cgroup_device", "cgroup_device", PT["cgroup_device"]),
+    _cgroup("cgroup_bind4", "cgroup_inet4_bind", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_bind6", "cgroup_inet6_bind", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_connect4", "cgroup_inet4_connect", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_connect6", "cgroup_inet6_connect", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_sendmsg4", "cgroup_udp4_sendmsg", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_sendmsg6", "cgroup_udp6_sendmsg", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_recvmsg4", "cgroup_udp4_recvmsg", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_recvmsg6", "cgroup_udp6_recvmsg", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_getpeername4", "cgroup_inet4_getpeername", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_getpeername6", "cgroup_inet6_getpeername", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_getsockname4", "cgroup_inet4_getsockname", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_getsockname6", "cgroup_inet6_getsockname", PT["cgroup_sock_addr"]),
+    _cgroup("cgroup_connect_unix", "cgroup_unix_connect", PT["cgroup_sock_addr"], "6.7"),
+    _cgroup("cgroup_sendmsg_unix", "cgroup_unix_sendmsg", PT["cgroup_sock_addr"], "6.7"),
+    _cgroup("cgroup_recvmsg_unix", "cgroup_unix_recvmsg", PT["cgroup_sock_addr"], "6.7"),
+    _cgroup("cgroup_getpeername_unix", "cgroup_unix_getpeername", PT["cgroup_sock_addr"], "6.7"),
+    _cgroup("cgroup_getsockname_unix", "cgroup_unix_getsockname", PT["cgroup_sock_addr"], "6.7"),
+    _cgroup("cgroup_sysctl", "cgroup_sysctl", PT["cgroup_sysctl"]),
+    _cgroup("cgroup_getsockopt", "cgroup_getsockopt", PT["cgroup_sockopt"]),
+    _cgroup("cgroup_setsockopt", "cgroup_setsockopt", PT["cgroup_sockopt"]),
+    Hook("tracepoint", "tracing", AT["perf_event"], (PT["tracepoint"],), "tracepoint", "5.15", False),
+    Hook("raw_tracepoint", "tracing", None, (PT["raw_tracepoint"], PT["raw_tracepoint_writable"]),
          "tracepoint", "5.7", False),
-    Hook("kprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "function", "5.15", False),
-    Hook("kretprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "function", "5.15", False),
-    Hook("uprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "uprobe", "5.15", False),
-    Hook("uretprobe", "tracing", AT["perf_event"], (PT_KPROBE,), "uprobe", "5.15", False),
-    Hook("fentry", "tracing", AT["trace_fentry"], (PT_TRACING,), "function", "5.5", False),
-    Hook("fexit", "tracing", AT["trace_fexit"], (PT_TRACING,), "function", "5.5", False),
-    Hook("lsm", "tracing", AT["lsm_mac"], (PT_LSM,), "lsm_hook", "5.7", False),
-    Hook("netfilter", "netfilter", AT["netfilter"], (PT_NETFILTER,), "netfilter", "6.4", False, libbpf="1.2",
+    Hook("kprobe", "tracing", AT["perf_event"], (PT["kprobe"],), "function", "5.15", False),
+    Hook("kretprobe", "tracing", AT["perf_event"], (PT["kprobe"],), "function", "5.15", False),
+    Hook("uprobe", "tracing", AT["perf_event"], (PT["kprobe"],), "uprobe", "5.15", False),
+    Hook("uretprobe", "tracing", AT["perf_event"], (PT["kprobe"],), "uprobe", "5.15", False),
+    Hook("fentry", "tracing", AT["trace_fentry"], (PT["tracing"],), "function", "5.5", False),
+    Hook("fexit", "tracing", AT["trace_fexit"], (PT["tracing"],), "function", "5.5", False),
+    Hook("lsm", "tracing", AT["lsm_mac"], (PT["lsm"],), "lsm_hook", "5.7", False),
+    Hook("netfilter", "netfilter", AT["netfilter"], (PT["netfilter"],), "netfilter", "6.4", False, libbpf="1.2",
          note="netfilter links cannot swap their program (BPF_LINK_UPDATE: EOPNOTSUPP) and the kernel takes one "
               "link per pf, hook and priority (EBUSY)", overlap=False),
 )}
@@ -240,17 +221,3 @@ def kernel_at_least(release: str, wanted: str) -> bool:
             out.append(int(digits))
         return tuple(out)
     return numbers(release) >= numbers(wanted)
-
-
-PROG_TYPE_NAMES = {
-    PT_SOCKET_FILTER: "socket_filter", PT_KPROBE: "kprobe", PT_SCHED_CLS: "sched_cls", PT_SCHED_ACT: "sched_act",
-    PT_TRACEPOINT: "tracepoint", PT_XDP: "xdp", PT_CGROUP_SKB: "cgroup_skb", PT_CGROUP_SOCK: "cgroup_sock",
-    PT_SOCK_OPS: "sock_ops", PT_CGROUP_DEVICE: "cgroup_device", PT_RAW_TRACEPOINT: "raw_tracepoint",
-    PT_CGROUP_SOCK_ADDR: "cgroup_sock_addr", PT_RAW_TRACEPOINT_WRITABLE: "raw_tracepoint_writable",
-    PT_CGROUP_SYSCTL: "cgroup_sysctl", PT_CGROUP_SOCKOPT: "cgroup_sockopt", PT_TRACING: "tracing",
-    PT_LSM: "lsm", PT_NETFILTER: "netfilter",
-}
-
-# netfilter: enum nf_inet_hooks and the protocol families bpf netfilter links take
-NF_HOOKS = {"prerouting": 0, "local_in": 1, "forward": 2, "local_out": 3, "postrouting": 4}
-NF_PFS = {"ipv4": 2, "ipv6": 10}

@@ -27,23 +27,25 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
+from ansible_collections.ebpf.deploy.plugins.module_utils._procfs import read_fdinfo
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (
+    ATTACH_TYPES, BPF_ANY, BPF_F_REPLACE, BPF_LINK_CREATE, BPF_OBJ_NAME_LEN, BPF_PROG_QUERY, BPF_RAW_TRACEPOINT_OPEN,
+    BPF_STATS_RUN_TIME, BPF_TAG_SIZE, LINK_TYPES, PERCPU_MAP_TYPES, PROG_TYPES,
+)
+# the hook families use these as self.lib.X (a fake lib in the unit tests)
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import (  # noqa: F401 pylint: disable=unused-import
+    BPF_F_AFTER, BPF_F_BEFORE, BPF_F_ID,
+)
 
 LIBBPF_SONAME = "libbpf.so.1"
 
-# include/uapi/linux/bpf.h
-BPF_OBJ_NAME_LEN = 16
-BPF_TAG_SIZE = 8
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
-BPF_F_REPLACE = 1 << 2
-BPF_XDP = 37
-BPF_STATS_RUN_TIME = 0
-BPF_LINK_TYPE_XDP = 6
-BPF_LINK_TYPE_TCX = 11
-BPF_LINK_TYPE_NETKIT = 13
-BPF_PROG_TYPE_UNSPEC = 0
-PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+# The kernel's constants live in _uapi; these names are what callers (and their fakes) use here.
+BPF_XDP = ATTACH_TYPES["xdp"]
+BPF_PERF_EVENT = ATTACH_TYPES["perf_event"]
+BPF_LINK_TYPE_XDP = LINK_TYPES["xdp"]
+BPF_LINK_TYPE_TCX = LINK_TYPES["tcx"]
+BPF_LINK_TYPE_NETKIT = LINK_TYPES["netkit"]
+BPF_PROG_TYPE_UNSPEC = PROG_TYPES["unspec"]
 
 # the ranges of the C integer arguments (ctypes keeps only the low bits of a bigger Python int)
 U32_MAX = (1 << 32) - 1
@@ -688,15 +690,8 @@ def obj_get(path: str) -> int:
 
 def fd_kind(fd: int) -> str:
     """``prog``, ``map``, ``link`` or ``other``: from /proc/self/fdinfo (works for any pin)."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", encoding="utf-8") as fdinfo:
-            text = fdinfo.read()
-    except OSError:
-        return "other"
-    for kind in ("link", "prog", "map"):
-        if f"\n{kind}_type:" in text or text.startswith(f"{kind}_type:"):
-            return kind
-    return "other"
+    info = read_fdinfo(fd)
+    return next((kind for kind in ("link", "prog", "map") if f"{kind}_type" in info), "other")
 
 
 def _get_info(fd: int, info: ctypes.Structure, call_target: str) -> None:
@@ -1147,13 +1142,6 @@ def btf_raw(btf_id: int) -> bytes:
 # union bpf_attr layout: the same calls libbpf >= 1.3 makes, working with any libbpf. The kernel
 # refuses what it does not know with EINVAL; the callers turn that into "requires kernel >= X"
 # from _hooks. perf_event_open(2) (tracepoints, kprobes) is here too: it is a syscall as well.
-_BPF_PROG_QUERY = 16
-_BPF_RAW_TRACEPOINT_OPEN = 17
-_BPF_LINK_CREATE = 28
-BPF_F_BEFORE = 1 << 3
-BPF_F_AFTER = 1 << 4
-BPF_F_ID = 1 << 5
-BPF_PERF_EVENT = 41
 PERF_TYPE_TRACEPOINT = 2
 _PERF_FLAG_FD_CLOEXEC = 1 << 3
 _PERF_EVENT_IOC_ENABLE = 0x2400
@@ -1228,7 +1216,7 @@ def link_create_hook(prog_fd: int, target: int, attach_type: int, *, flags: int 
     else:
         attr.u[0] = relative
         attr.u[2], attr.u[3] = expected_revision & 0xFFFFFFFF, expected_revision >> 32
-    return _sys_bpf(_BPF_LINK_CREATE, attr, "BPF_LINK_CREATE", target_label)
+    return _sys_bpf(BPF_LINK_CREATE, attr, "BPF_LINK_CREATE", target_label)
 
 
 @dataclass(frozen=True)
@@ -1246,7 +1234,7 @@ def prog_query(target: int, attach_type: int, *, target_label: Optional[str] = N
     attr = _ProgQueryAttr(target=target, attach_type=attach_type, count=capacity)
     attr.prog_ids = ctypes.addressof(progs)
     attr.link_ids = ctypes.addressof(links)
-    _sys_bpf(_BPF_PROG_QUERY, attr, "BPF_PROG_QUERY", target_label)
+    _sys_bpf(BPF_PROG_QUERY, attr, "BPF_PROG_QUERY", target_label)
     count = min(attr.count, capacity)
     return HookQuery(prog_ids=tuple(progs[:count]), link_ids=tuple(links[:count]), revision=attr.revision)
 
@@ -1255,7 +1243,7 @@ def raw_tracepoint_open(name: str, prog_fd: int) -> int:
     """BPF_RAW_TRACEPOINT_OPEN: a raw_tp link for ``name`` (e.g. ``sys_enter``); returns the link fd."""
     raw = ctypes.create_string_buffer(name.encode())
     attr = _RawTpAttr(name=ctypes.addressof(raw), prog_fd=prog_fd)
-    return _sys_bpf(_BPF_RAW_TRACEPOINT_OPEN, attr, "BPF_RAW_TRACEPOINT_OPEN", f"raw tracepoint {name}")
+    return _sys_bpf(BPF_RAW_TRACEPOINT_OPEN, attr, "BPF_RAW_TRACEPOINT_OPEN", f"raw tracepoint {name}")
 
 
 def perf_event_open_tracepoint(tracepoint_id: int, *, label: str) -> int:

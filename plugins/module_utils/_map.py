@@ -9,7 +9,7 @@ program types, capacity, memory) → plan add/change/remove → write only the d
 check mode), restoring the snapshot if a write fails midway → report.
 
 The pure parts (``Desired``, ``Plan``, ``plan_entries``, ``check_capacity``, ``apply_plan``,
-``estimate_map_memory``) take bytes and plain values so they are unit tested without a kernel;
+``check_memory``) take bytes and plain values so they are unit tested without a kernel;
 ``MapManager`` does the kernel work through ``_libbpf``. No Ansible here: ``run()`` returns the
 result dict and raises ``EbpfDeployError`` for the module to turn into ``fail_json``.
 """
@@ -19,12 +19,12 @@ import errno as _errno
 import hashlib
 import os
 import re
-import resource
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils import _limits
+from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
 from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError
 from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
     Codec, TYPE_NAMES, decode_percpu, encode_percpu, make_codec, round_up8, split_percpu,
@@ -36,40 +36,30 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deploymen
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     DEFAULT_BPFFS_ROOT, Deployment, is_bpffs, validate_path,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._procfs import read_fdinfo
 
-# include/uapi/linux/bpf.h: enum bpf_map_type
-MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY = 1, 2, 3
-MAP_PERCPU_HASH, MAP_PERCPU_ARRAY = 5, 6
-MAP_LRU_HASH, MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE = 9, 10, 11
-MAP_DEVMAP, MAP_DEVMAP_HASH = 14, 25
-MAP_TYPES = {
-    "hash": MAP_HASH, "array": MAP_ARRAY, "prog_array": MAP_PROG_ARRAY,
-    "percpu_hash": MAP_PERCPU_HASH, "percpu_array": MAP_PERCPU_ARRAY,
-    "lru_hash": MAP_LRU_HASH, "lru_percpu_hash": MAP_LRU_PERCPU_HASH, "lpm_trie": MAP_LPM_TRIE,
-    "devmap": MAP_DEVMAP, "devmap_hash": MAP_DEVMAP_HASH,
-}
+# The map types bpf_map manages (numbers: _uapi), by the names its ``create.type`` takes.
+MAP_TYPES = {name: uapi.MAP_TYPES[name] for name in (
+    "hash", "array", "prog_array", "percpu_hash", "percpu_array", "lru_hash", "lru_percpu_hash", "lpm_trie",
+    "devmap", "devmap_hash")}
+MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY = MAP_TYPES["hash"], MAP_TYPES["array"], MAP_TYPES["prog_array"]
+MAP_PERCPU_HASH, MAP_PERCPU_ARRAY = MAP_TYPES["percpu_hash"], MAP_TYPES["percpu_array"]
+MAP_LRU_HASH, MAP_LRU_PERCPU_HASH = MAP_TYPES["lru_hash"], MAP_TYPES["lru_percpu_hash"]
+MAP_LPM_TRIE, MAP_DEVMAP, MAP_DEVMAP_HASH = MAP_TYPES["lpm_trie"], MAP_TYPES["devmap"], MAP_TYPES["devmap_hash"]
 # Maps whose every key exists (0..max_entries-1) and cannot be deleted: "removing" writes zeros.
 ZEROED_ON_REMOVE = frozenset({MAP_ARRAY, MAP_PERCPU_ARRAY})
 INDEXED = frozenset({MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_PROG_ARRAY, MAP_DEVMAP})
-PERCPU = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_PERCPU_HASH})
+PERCPU = uapi.PERCPU_MAP_TYPES
 HASHES = frozenset({MAP_HASH, MAP_PERCPU_HASH, MAP_LRU_HASH, MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE,
                     MAP_DEVMAP_HASH})
 
-MAP_FLAGS = {
-    "no_prealloc": 1 << 0, "no_common_lru": 1 << 1, "rdonly": 1 << 3, "wronly": 1 << 4,
-    "zero_seed": 1 << 6, "rdonly_prog": 1 << 7, "wronly_prog": 1 << 8, "mmapable": 1 << 10,
-    "preserve_elems": 1 << 11,
-}
+# The flags ``create.flags`` takes (values: _uapi).
+MAP_FLAGS = {name: uapi.MAP_FLAGS[name] for name in (
+    "no_prealloc", "no_common_lru", "rdonly", "wronly", "zero_seed", "rdonly_prog", "wronly_prog", "mmapable",
+    "preserve_elems")}
 # Flags the kernel adds by itself (kernel/bpf/devmap.c: lookups return a pointer into the entry).
 IMPLIED_FLAGS = {MAP_DEVMAP: MAP_FLAGS["rdonly_prog"], MAP_DEVMAP_HASH: MAP_FLAGS["rdonly_prog"]}
-BPF_OBJ_NAME_LEN = 16
 MAP_NAME_RE = re.compile(r"[^A-Za-z0-9_.]")
-
-# Kernel bookkeeping, for estimates only (kernel/bpf/hashtab.c, arraymap.c, lpm_trie.c).
-HTAB_ELEM_OVERHEAD = 48
-HTAB_BUCKET = 16
-LPM_NODE_OVERHEAD = 48
-MAP_OVERHEAD = 4096
 
 
 # --- the plan (pure) ------------------------------------------------------------------------------
@@ -201,84 +191,7 @@ def apply_plan(plan: Plan, writer: Writer) -> int:
     return len(done)
 
 
-# --- memory (pure estimate + host limits) -------------------------------------------------------
-def estimate_map_memory(map_type: int, key_size: int, value_size: int, max_entries: int, *,
-                        ncpus: int, flags: int = 0) -> int:
-    """Bytes the kernel allocates for a full map, roughly (the kernel's own per-element layout)."""
-    key8, value8 = round_up8(key_size), round_up8(value_size)
-    if map_type in (MAP_ARRAY,):
-        return MAP_OVERHEAD + value8 * max_entries
-    if map_type == MAP_PERCPU_ARRAY:
-        return MAP_OVERHEAD + (8 + value8 * ncpus) * max_entries
-    if map_type in (MAP_PROG_ARRAY, MAP_DEVMAP):
-        return MAP_OVERHEAD + 8 * max_entries + (64 * max_entries if map_type == MAP_DEVMAP else 0)
-    if map_type in (MAP_HASH, MAP_LRU_HASH, MAP_DEVMAP_HASH):
-        buckets = 1 << max(max_entries - 1, 0).bit_length()
-        return MAP_OVERHEAD + HTAB_BUCKET * buckets + (HTAB_ELEM_OVERHEAD + key8 + value8) * max_entries
-    if map_type in (MAP_PERCPU_HASH, MAP_LRU_PERCPU_HASH):
-        buckets = 1 << max(max_entries - 1, 0).bit_length()
-        return (MAP_OVERHEAD + HTAB_BUCKET * buckets
-                + (HTAB_ELEM_OVERHEAD + key8 + 8 + value8 * ncpus) * max_entries)
-    if map_type == MAP_LPM_TRIE:
-        return MAP_OVERHEAD + (LPM_NODE_OVERHEAD + key_size + value_size) * max_entries
-    return MAP_OVERHEAD + (key8 + value8 + 64) * max_entries
-
-
-def _kernel_version() -> Tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return (int(match[1]), int(match[2])) if match else (0, 0)
-
-
-def _read_int(path: Path) -> Optional[int]:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def memory_limits() -> List[Tuple[str, int]]:
-    """What bounds BPF memory for this process: (description, bytes available), tightest first.
-
-    RLIMIT_MEMLOCK counts only before Linux 5.11; since then the memory cgroup does.
-    """
-    limits: List[Tuple[str, int]] = []
-    if _kernel_version() < (5, 11):
-        soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        if soft != resource.RLIM_INFINITY:
-            limits.append((f"RLIMIT_MEMLOCK ({soft} bytes)", soft))
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-        rel = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), None)
-    except OSError:
-        rel = None
-    if rel is not None:
-        node = Path("/sys/fs/cgroup") / rel.lstrip("/")
-        root = Path("/sys/fs/cgroup")
-        while True:
-            high = None
-            max_path = node / "memory.max"
-            if max_path.exists():
-                high = _read_int(max_path)
-            if high is not None:
-                used = _read_int(node / "memory.current") or 0
-                limits.append((f"memory cgroup {'/' + str(node.relative_to(root)) if node != root else '/'} "
-                               f"(memory.max {high}, memory.current {used})", max(high - used, 0)))
-            if node == root or node.parent == node:
-                break
-            node = node.parent
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    limits.append(("MemAvailable in /proc/meminfo", int(line.split()[1]) * 1024))
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    return sorted(limits, key=lambda item: item[1])
-
-
+# --- memory (the figure and the host's limits: _limits) ------------------------------------------
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
@@ -348,8 +261,8 @@ class KernelWriter(Writer):
             return InvalidInput(
                 f"map {self.name} refused key {shown!r}: {os.strerror(err.errno)} ({errno_name(err.errno)}); "
                 f"the map holds at most {info.max_entries} entries (max_entries) of key {info.key_size} + "
-                f"value {info.value_size} bytes, or the memory limits (memory cgroup, RLIMIT_MEMLOCK) "
-                "are reached", errno=err.errno, max_entries=info.max_entries, syscall=err.syscall)
+                f"value {info.value_size} bytes, or the memory limit is reached: {_limits.charged_to()}",
+                errno=err.errno, max_entries=info.max_entries, syscall=err.syscall)
         return SyscallError(err.syscall, err.errno, f"map {self.name} ({self.handle.pin}), key {shown!r}")
 
 
@@ -428,19 +341,6 @@ def merge_percpu(compact: bytes, given: Any, codec: Codec, size: int, ncpus: int
     if isinstance(given, list) and len(given) == ncpus:
         return [merge_fields(old, new) if isinstance(new, dict) else new for old, new in zip(olds, given)]
     return given
-
-
-def read_fdinfo(fd: int) -> Dict[str, str]:
-    """/proc/self/fdinfo of a map fd (owner_prog_type of a PROG_ARRAY lives there)."""
-    out: Dict[str, str] = {}
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", encoding="utf-8") as handle:
-            for line in handle:
-                name, _sep, value = line.partition(":")
-                out[name.strip()] = value.strip()
-    except OSError:
-        pass
-    return out
 
 
 class MapManager:
@@ -655,14 +555,15 @@ class MapManager:
         if spec["map_type"] == MAP_LPM_TRIE and not flags & MAP_FLAGS["no_prealloc"]:
             raise InvalidInput("an lpm_trie map needs flags: [no_prealloc]")
         name = create.get("name") or os.path.basename(self.pin)
-        spec["name"] = MAP_NAME_RE.sub("_", name)[:BPF_OBJ_NAME_LEN - 1]
+        spec["name"] = MAP_NAME_RE.sub("_", name)[:uapi.BPF_OBJ_NAME_LEN - 1]
         return spec
 
     def _check_create(self, spec: dict) -> None:
         ncpus = libbpf.num_possible_cpus()
-        estimate = estimate_map_memory(spec["map_type"], spec["key_size"], spec["value_size"],
-                                       spec["max_entries"], ncpus=ncpus, flags=spec["flags"])
-        check_memory(spec, estimate, memory_limits())
+        estimate = _limits.map_memory(map_type=spec["map_type"], key_size=spec["key_size"],
+                                      value_size=spec["value_size"], max_entries=spec["max_entries"],
+                                      flags=spec["flags"], possible_cpus=ncpus)["bytes"]
+        check_memory(spec, estimate, _limits.memory_limits())
         self.result["memory_estimate"] = estimate
 
     def _compare_spec(self, handle: MapHandle, spec: dict) -> None:

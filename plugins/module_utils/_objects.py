@@ -8,6 +8,7 @@
 * ``MapSpec``/``ProgramSpec``/``ObjectSpec`` are values read from the ELF by libbpf without
   loading; ``diff_map_spec`` compares a pinned map with the object's field by field and
   ``describe_map_conflict`` says it in one line ("map 'm': type array → hash, max_entries 1 → 4096").
+* ``read_source`` reads the object on the host (inline ``content`` or the file ``src``).
 * ``compute_version`` is the deployment version: 12 hex chars of sha256 over the object bytes and
   the canonical JSON of the options that change what gets loaded.
 
@@ -18,109 +19,60 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import struct
+import os
+import stat
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _elf as elf
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import MAP_TYPES
 
-ELF_MAGIC = b"\x7fELF"
-EM_BPF = 247
-ET_REL = 1
-SHT_NOBITS = 8
-SHDR_SIZE_32, SHDR_SIZE_64 = 40, 64  # sizeof(Elf32_Shdr), sizeof(Elf64_Shdr)
-_MACHINES = {
-    0: "no machine", 3: "x86 (i386)", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "s390",
-    40: "ARM", 62: "x86-64", 183: "AArch64", 243: "RISC-V", 258: "LoongArch", 247: "BPF",
-}
-_ELF_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 VERSION_LEN = 12
 
 # Map fields compared against a pinned map, in the order they are reported.
 MAP_SPEC_FIELDS = ("type", "key_size", "value_size", "max_entries", "map_flags")
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
 
 
 # --------------------------------------------------------------------------- ELF checks (pure)
-def _elf_layout(data: bytes) -> tuple:
-    """(endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx) of an ELF header."""
-    endian = "<" if data[5] == 1 else ">"
-    is64 = data[4] == 2
-    if is64:
-        if len(data) < 64:
-            raise InvalidInput(f"truncated object: {len(data)} bytes, shorter than the 64-byte ELF header")
-        e_type, e_machine = struct.unpack_from(endian + "HH", data, 16)
-        (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
-        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x3A)
-    else:
-        if len(data) < 52:
-            raise InvalidInput(f"truncated object: {len(data)} bytes, shorter than the 52-byte ELF header")
-        e_type, e_machine = struct.unpack_from(endian + "HH", data, 16)
-        (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
-        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x2E)
-    return endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx
-
-
 def check_bpf_elf(data: bytes, *, source: str = "object") -> None:
     """Raise InvalidInput (one line) unless ``data`` is a complete ELF relocatable for BPF."""
-    if len(data) < 16 or data[:4] != ELF_MAGIC:
+    if len(data) < 16 or data[:4] != elf.ELF_MAGIC:
         head = data[:8].hex(" ") if data else "empty"
         raise InvalidInput(f"{source} is not an ELF file (first bytes: {head}); "
                            "expected a BPF object built with clang -target bpf")
     if data[4] not in (1, 2) or data[5] not in (1, 2):
         raise InvalidInput(f"{source} has an invalid ELF class/byte order ({data[4]}/{data[5]})")
-    endian, is64, e_type, e_machine, shoff, shentsize, shnum, shstrndx = _elf_layout(data)
-    if e_machine != EM_BPF:
-        machine = _MACHINES.get(e_machine, "unknown")
-        raise InvalidInput(f"{source} is an ELF for {machine} (e_machine {e_machine}), not a BPF "
-                           f"object (e_machine {EM_BPF}); build it with clang -target bpf")
-    if e_type != ET_REL:
-        raise InvalidInput(f"{source} is a BPF ELF of type {_ELF_TYPES.get(e_type, e_type)}, "
+    try:
+        header = elf.read_header(data)
+    except elf.ElfError as exc:
+        raise InvalidInput(str(exc)) from None
+    if header.e_machine != elf.EM_BPF:
+        machine = elf.MACHINES.get(header.e_machine, "unknown")
+        raise InvalidInput(f"{source} is an ELF for {machine} (e_machine {header.e_machine}), not a BPF "
+                           f"object (e_machine {elf.EM_BPF}); build it with clang -target bpf")
+    if header.e_type != elf.ET_REL:
+        raise InvalidInput(f"{source} is a BPF ELF of type {elf.ELF_TYPES.get(header.e_type, header.e_type)}, "
                            "not a relocatable object (ET_REL) as clang -c produces")
-    header_size = SHDR_SIZE_64 if is64 else SHDR_SIZE_32
+    is64, shentsize, shnum = header.is64, header.shentsize, header.shnum
+    header_size = elf.SHDR_SIZE_64 if is64 else elf.SHDR_SIZE_32
     if shnum and shentsize < header_size:
         raise InvalidInput(f"malformed object: {source} declares {shentsize}-byte section headers "
                            f"(e_shentsize), but an ELF{64 if is64 else 32} section header is "
                            f"{header_size} bytes")
-    table_end = shoff + shentsize * shnum
+    table_end = header.shoff + shentsize * shnum
     if shnum == 0 or table_end > len(data):
         raise InvalidInput(f"truncated object: {source} has {len(data)} bytes but its section "
                            f"header table ends at byte {table_end}")
-    for index in range(shnum):
-        base = shoff + index * shentsize
-        if is64:
-            sh_type, = struct.unpack_from(endian + "I", data, base + 4)
-            sh_offset, sh_size = struct.unpack_from(endian + "QQ", data, base + 0x18)
-        else:
-            sh_type, = struct.unpack_from(endian + "I", data, base + 4)
-            sh_offset, sh_size = struct.unpack_from(endian + "II", data, base + 0x10)
-        if sh_type != SHT_NOBITS and sh_offset + sh_size > len(data):
+    for index, sh in enumerate(elf.section_headers(data, header)):
+        if sh.type != elf.SHT_NOBITS and sh.offset + sh.size > len(data):
             raise InvalidInput(f"truncated object: {source} section {index} ends at byte "
-                               f"{sh_offset + sh_size}, past the end of the file ({len(data)} bytes)")
+                               f"{sh.offset + sh.size}, past the end of the file ({len(data)} bytes)")
 
 
 def elf_sections(data: bytes) -> Dict[str, bytes]:
     """Section name -> contents of a checked ELF (NOBITS sections are empty)."""
-    endian, is64, _t, _m, shoff, shentsize, shnum, shstrndx = _elf_layout(data)
-    headers = []
-    for index in range(shnum):
-        base = shoff + index * shentsize
-        name_off, sh_type = struct.unpack_from(endian + "II", data, base)
-        if is64:
-            sh_offset, sh_size = struct.unpack_from(endian + "QQ", data, base + 0x18)
-        else:
-            sh_offset, sh_size = struct.unpack_from(endian + "II", data, base + 0x10)
-        headers.append((name_off, sh_type, sh_offset, sh_size))
-    if shstrndx >= len(headers):
-        return {}
-    _n, _t, str_off, str_size = headers[shstrndx]
-    strtab = data[str_off:str_off + str_size]
-    sections = {}
-    for name_off, sh_type, sh_offset, sh_size in headers:
-        end = strtab.find(b"\0", name_off)
-        name = strtab[name_off:end if end >= 0 else None].decode("utf-8", "replace")
-        sections[name] = b"" if sh_type == SHT_NOBITS else data[sh_offset:sh_offset + sh_size]
-    return sections
+    return {section.name: section.data for section in elf.read_sections(data)}
 
 
 def object_license(data: bytes) -> Optional[str]:
@@ -159,6 +111,26 @@ def decode_content(content: str, *, source: str = "object") -> bytes:
         raise InvalidInput(f"content of {source} is not base64") from None
 
 
+def read_source(src: Optional[str], content: Optional[str], *, label: str) -> bytes:
+    """The object's bytes on the host: ``content`` (base64, sent inline by the action plugin) when
+    given, else the file ``src``. Refused in one line: a missing file, a directory, or anything
+    that is not a regular file (a FIFO or a device would block, holding the deployment lock, or
+    never end)."""
+    if content is not None:
+        return decode_content(content, source=label)
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode) and not os.path.isdir(src):
+            raise InvalidInput(f"src {src} is not a regular file, not a BPF object")
+        with open(src, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise InvalidInput(f"src {src} does not exist on the host") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"src {src} is a directory, not a BPF object") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read src {src}: {exc.strerror}") from None
+
+
 def parse_checksum(checksum: str) -> Tuple[str, str]:
     """``sha256:<hex>`` (or bare hex) -> (algorithm, lowercase hex); only sha256 is accepted."""
     algo, _sep, value = checksum.strip().rpartition(":")
@@ -192,11 +164,6 @@ class MapSpec:
     max_entries: int
     map_flags: int = 0
     internal: bool = False
-
-    @property
-    def size_bytes(self) -> int:
-        """A lower bound of the kernel memory: (key + value) x max_entries."""
-        return (self.key_size + self.value_size) * self.max_entries
 
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type_name, "key_size": self.key_size,
@@ -255,7 +222,7 @@ def diff_map_spec(pinned: MapSpec, wanted: MapSpec) -> List[Tuple[str, str, str]
                 changes.append(("type", pinned.type_name, wanted.type_name))
             continue
         before, after = getattr(pinned, name), getattr(wanted, name)
-        if name == "max_entries" and wanted.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY and after == 0:
+        if name == "max_entries" and wanted.type == MAP_TYPES["perf_event_array"] and after == 0:
             continue
         if before != after:
             if name == "map_flags":

@@ -280,14 +280,6 @@ def check_map_limits(spec) -> List[Finding]:
     return out
 
 
-def estimate_map(m, possible_cpus: int) -> dict:
-    entries = m.max_entries
-    if m.type == _limits.PERF_EVENT_ARRAY and not entries:
-        entries = possible_cpus  # libbpf sizes it to the CPUs
-    return _limits.map_memory(map_type=m.type, key_size=m.key_size, value_size=m.value_size,
-                              max_entries=entries, flags=m.map_flags, possible_cpus=possible_cpus)
-
-
 def reused_maps(spec, host: HostState) -> set:
     """Maps that will reuse a pinned map of the deployment (same spec): they need no new memory."""
     from ansible_collections.ebpf.deploy.plugins.module_utils._objects import diff_map_spec
@@ -301,7 +293,7 @@ def memory_report(spec, host: HostState) -> dict:
     reused = reused_maps(spec, host)
     maps = []
     for m in spec.maps:
-        est = estimate_map(m, cpus)
+        est = _limits.map_spec_memory(m, cpus)
         maps.append({"name": m.name, "type": m.type_name, "bytes": est["bytes"], "formula": est["formula"],
                      "reused": m.name in reused})
     total = sum(m["bytes"] for m in maps if not m["reused"])
@@ -525,24 +517,13 @@ class PreflightManager:
         self.params = params
 
     def _read_object(self) -> bytes:
-        from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
-        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import decode_content, verify_checksum
+        from ansible_collections.ebpf.deploy.plugins.module_utils._objects import read_source, verify_checksum
         from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path
 
         src = validate_path(self.params["src"], "src")
-        if self.params.get("content") is not None:  # sent inline by the action plugin
-            data = decode_content(self.params["content"], source=os.path.basename(src))
-            verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))
-            return data
-        try:
-            if os.path.exists(src) and not os.path.isfile(src):
-                # a FIFO or a device would block or never end
-                raise InvalidInput(f"cannot read src {src}: not a regular file")
-            with open(src, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read src {src}: {exc.strerror}") from None
-        verify_checksum(data, self.params.get("checksum"), source=os.path.basename(src))
+        label = os.path.basename(src)
+        data = read_source(src, self.params.get("content"), label=label)
+        verify_checksum(data, self.params.get("checksum"), source=label)
         return data
 
     def run(self) -> dict:

@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
-import resource
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils import _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
@@ -228,64 +227,6 @@ def state_view(version: Optional[str], programs: List[str], maps: Dict[str, dict
     return {"version": version, "programs": sorted(programs), "maps": maps, "versions": versions}
 
 
-# --------------------------------------------------------------------------- host limits
-def _read_int(path: Path) -> Optional[int]:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except OSError:
-        return None
-    if text == "max":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        return None
-    return None if value >= (1 << 62) else value
-
-
-def memory_limits() -> dict:
-    """RLIMIT_MEMLOCK and the tightest memory cgroup limit of this process (None = unlimited)."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    limits = {"memlock": None if soft == resource.RLIM_INFINITY else soft,
-              "cgroup": None, "cgroup_memory_limit": None}
-    try:
-        lines = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        lines = []
-    candidates = []
-    for line in lines:
-        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if "memory" in controllers.split(","):
-            candidates.append((Path("/sys/fs/cgroup/memory"), path, "memory.limit_in_bytes"))
-        elif hid == "0" and controllers == "":
-            for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-                if (base / "cgroup.controllers").exists():
-                    candidates.append((base, path, "memory.max"))
-                    break
-    for base, cgpath, filename in candidates:
-        best = None
-        rel = Path(cgpath.lstrip("/"))
-        for parent in [rel, *rel.parents]:
-            value = _read_int(base / parent / filename)
-            if value is not None and (best is None or value < best):
-                best = value
-        if best is not None:
-            limits["cgroup"] = f"{base / rel}"
-            limits["cgroup_memory_limit"] = best
-            break
-    return limits
-
-
-def _human(size: Optional[int]) -> str:
-    if size is None:
-        return "unlimited"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
-
-
 # --------------------------------------------------------------------------- the manager
 class ProgramManager:
     """Plan, act and report one ``bpf_program`` task."""
@@ -425,28 +366,11 @@ class ProgramManager:
                             program_names=[p["name"] for p in programs])
 
     # ---- state: present with an object
-    def _read_src(self) -> bytes:
-        if self.req.content is not None:
-            return objects.decode_content(self.req.content, source=self.req.label)
-        path = self.req.src
-        try:
-            if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
-                # a FIFO or a device would block (holding the deployment lock) or never end
-                raise InvalidInput(f"src {path} is not a regular file, not a BPF object")
-            with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise InvalidInput(f"src {path} does not exist on the host") from None
-        except IsADirectoryError:
-            raise InvalidInput(f"src {path} is a directory, not a BPF object") from None
-        except OSError as exc:
-            raise InvalidInput(f"cannot read src {path}: {exc.strerror}") from None
-
     def _present(self) -> dict:
         req = self.req
         label = req.label
         self.dep.check_ours()
-        data = self._read_src()
+        data = objects.read_source(req.src, req.content, label=label)
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self.object_data = data   # bpf_deployment keeps it in the host's record
         self._log_size: Optional[int] = None
@@ -624,16 +548,16 @@ class ProgramManager:
                 object=label)
         if exc.map_name and exc.errno in (_errno.ENOMEM, _errno.E2BIG, _errno.EPERM):
             plan = next((p for p in map_plans if p.name == exc.map_name), None)
-            limits = memory_limits()
-            size = plan.wanted.size_bytes if plan else None
+            estimate = _limits.map_spec_memory(plan.wanted, _limits.possible_cpus()) if plan else None
+            size = estimate["bytes"] if estimate else None
             what = ""
             if plan:
-                spec = plan.wanted
-                what = (f"{spec.type_name} map needs about {size} bytes ({_human(size)}: (key {spec.key_size} + "
-                        f"value {spec.value_size}) x {spec.max_entries} entries); ")
-            limit_text = (f"host limits: RLIMIT_MEMLOCK {_human(limits['memlock'])}, memory cgroup "
-                          f"{_human(limits['cgroup_memory_limit'])}"
-                          + (f" ({limits['cgroup']})" if limits["cgroup"] else ""))
+                what = (f"{plan.wanted.type_name} map needs about {size} bytes ({_limits.human_bytes(size)}: "
+                        f"{estimate['formula']}); ")
+            cgroup = _limits.memory_cgroup()
+            limits = {"memlock": _limits.memlock()["soft"], "memlock_applies": _limits.memlock_applies(),
+                      "cgroup": cgroup["path"], "cgroup_memory_limit": cgroup["limit"]}
+            limit_text = "host limits: " + ", ".join(name for name, _bytes in _limits.memory_limits())
             return SyscallError("BPF_MAP_CREATE", exc.errno, f"map '{exc.map_name}'", detail=what + limit_text,
                                 map=exc.map_name, map_size_bytes=size, limits=limits,
                                 libbpf_messages=exc.messages)

@@ -5,8 +5,8 @@
 
 Pure Python (stdlib only, runs on the controller and on hosts):
 
-- ``read_object_code(data)`` reads the ELF itself: each program's instructions (bytes), its
-  section, and the relocations that say which map an ``ld_imm64`` instruction refers to. libbpf
+- ``read_object_code(data)`` reads the ELF (through _elf): each program's instructions (bytes),
+  its section, and the relocations that say which map an ``ld_imm64`` instruction refers to. libbpf
   cannot give us that last part before a load (it applies map relocations only when loading).
 - ``decode(insns)`` turns 8-byte instructions into ``Insn`` (opcode, dst/src registers, offset,
   immediate); ``ld_imm64`` takes two slots and keeps the index of its first one, so indexes match
@@ -34,6 +34,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _elf as elf
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PERCPU_MAP_TYPES
+
 INSN_SIZE = 8
 
 # Instruction classes and fields (include/uapi/linux/bpf.h, bpf_common.h).
@@ -52,15 +55,6 @@ BPF_FUNC_map_lookup_elem = 1
 LD_IMM64 = BPF_LD | BPF_IMM | BPF_DW  # 0x18
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}  # BPF_W, BPF_H, BPF_B, BPF_DW
 ALU_OPS = {0x00: "add", 0x10: "sub", 0x20: "mul", 0x40: "or", 0x50: "and", 0xA0: "xor"}
-
-# Map types whose value is per CPU: a plain read-modify-write there is not a race.
-PERCPU_MAP_TYPES = frozenset({
-    5,   # BPF_MAP_TYPE_PERCPU_HASH
-    6,   # BPF_MAP_TYPE_PERCPU_ARRAY
-    10,  # BPF_MAP_TYPE_LRU_PERCPU_HASH
-    21,  # BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
-})
-MAP_TYPE_NAMES = {5: "percpu_hash", 6: "percpu_array", 10: "lru_percpu_hash"}
 
 RACE_FIX = ("use an atomic add (__sync_fetch_and_add(value, 1), which compiles to "
             "'lock *(u64 *)(rX + off) += rY') or a per-CPU map (BPF_MAP_TYPE_PERCPU_ARRAY / "
@@ -193,7 +187,7 @@ def find_races(insns: list[Insn], *, map_refs: Optional[dict] = None,
             for reg in range(6):
                 regs.pop(reg, None)
             if insn.is_helper_call and insn.imm == BPF_FUNC_map_lookup_elem and isinstance(target, _MapRef):
-                if map_types.get(target.map) not in PERCPU_MAP_TYPES:
+                if map_types.get(target.map) not in PERCPU_MAP_TYPES:  # per CPU: not shared, no race
                     regs[0] = _ValuePtr(target.map, insn.index)
         elif cls == BPF_ALU64 and insn.code == (BPF_ALU64 | BPF_MOV | BPF_X):
             if insn.src in regs:
@@ -243,14 +237,7 @@ def _alu(regs: dict, insn: Insn) -> None:
         regs.pop(insn.dst, None)
 
 
-# --- a minimal ELF64 reader for BPF objects ---------------------------------------------------
-SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_REL = 1, 2, 3, 9
-SHF_EXECINSTR = 0x4
-STT_FUNC = 2
-STB_GLOBAL, STB_WEAK = 1, 2
-EM_BPF = 247
-
-
+# --- the programs of an object, read from its ELF (_elf) ---------------------------------------
 @dataclass
 class ProgramCode:
     """One program as the ELF holds it (before libbpf relocates anything)."""
@@ -279,75 +266,40 @@ class NotABpfObject(ValueError):
 
 def read_object_code(data: bytes) -> ObjectCode:
     """Programs (name, section, instruction bytes, map references) and license of a BPF ELF."""
-    if data[:4] != b"\x7fELF" or len(data) < 64:
+    if data[:4] != elf.ELF_MAGIC or len(data) < elf.HEADER_SIZE_64:
         raise NotABpfObject("not an ELF file")
-    if data[4] != 2:
+    if data[4] != elf.ELFCLASS64:
         raise NotABpfObject("not a 64-bit ELF file (BPF objects are ELF64)")
-    big = data[5] == 2
-    end = ">" if big else "<"
-    machine = struct.unpack_from(end + "H", data, 18)[0]
-    if machine != EM_BPF:
-        raise NotABpfObject(f"ELF machine {machine} is not BPF ({EM_BPF})")
-    shoff, = struct.unpack_from(end + "Q", data, 40)
-    shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 58)
-    sections = []
-    for i in range(shnum):
-        (name, stype, flags, _addr, offset, size, link, info, _align,
-         entsize) = struct.unpack_from(end + "IIQQQQIIQQ", data, shoff + i * shentsize)
-        sections.append({"name_off": name, "type": stype, "flags": flags, "offset": offset,
-                         "size": size, "link": link, "info": info, "entsize": entsize})
-    shstr = sections[shstrndx]
+    header = elf.read_header(data)
+    if header.e_machine != elf.EM_BPF:
+        raise NotABpfObject(f"ELF machine {header.e_machine} is not BPF ({elf.EM_BPF})")
+    sections = elf.read_sections(data, header)
+    symbols = elf.read_symbols(sections, header)
+    relocs = elf.read_relocations(sections, symbols, header)
 
-    def cstr(table: dict, off: int) -> str:
-        start = table["offset"] + off
-        return data[start:data.index(b"\0", start)].decode("utf-8", "replace")
-
-    for sec in sections:
-        sec["name"] = cstr(shstr, sec["name_off"])
-        sec["data"] = data[sec["offset"]:sec["offset"] + sec["size"]] if sec["type"] != 8 else b""
-
-    symbols = []
-    symtab = next((s for s in sections if s["type"] == SHT_SYMTAB), None)
-    if symtab is not None:
-        strtab = sections[symtab["link"]]
-        for off in range(0, symtab["size"], 24):
-            name, info, _other, shndx, value, size = struct.unpack_from(end + "IBBHQQ", symtab["data"], off)
-            symbols.append({"name": cstr(strtab, name) if name else "", "type": info & 0xF,
-                            "bind": info >> 4, "shndx": shndx, "value": value, "size": size})
-
-    # Relocations: target section index → {byte offset: symbol}
-    relocs: dict[int, dict[int, dict]] = {}
-    for sec in sections:
-        if sec["type"] == SHT_REL and symbols:
-            table = relocs.setdefault(sec["info"], {})
-            for off in range(0, sec["size"], 16):
-                r_offset, r_info = struct.unpack_from(end + "QQ", sec["data"], off)
-                table[r_offset] = symbols[r_info >> 32]
-
-    map_sections = {i for i, s in enumerate(sections) if s["name"] in (".maps", "maps") or s["name"].startswith("maps/")}
-    text_idx = next((i for i, s in enumerate(sections) if s["name"] == ".text"), None)
-    subprogs = sections[text_idx]["data"] if text_idx is not None else b""
+    map_sections = {s.index for s in sections if s.name in (".maps", "maps") or s.name.startswith("maps/")}
+    text_idx = next((s.index for s in sections if s.name == ".text"), None)
+    subprogs = sections[text_idx].data if text_idx is not None else b""
 
     programs = []
     for sym in symbols:
-        if sym["type"] != STT_FUNC or sym["bind"] not in (STB_GLOBAL, STB_WEAK):
+        if sym.type != elf.STT_FUNC or sym.bind not in (elf.STB_GLOBAL, elf.STB_WEAK):
             continue
-        if sym["shndx"] >= len(sections) or sym["shndx"] == text_idx:
+        if sym.shndx >= len(sections) or sym.shndx == text_idx:
             continue
-        sec = sections[sym["shndx"]]
-        if not sec["flags"] & SHF_EXECINSTR:
+        sec = sections[sym.shndx]
+        if not sec.header.flags & elf.SHF_EXECINSTR:
             continue
-        start, size = sym["value"], sym["size"] or (sec["size"] - sym["value"])
+        start, size = sym.value, sym.size or (sec.header.size - sym.value)
         map_refs = {}
-        for r_off, target in relocs.get(sym["shndx"], {}).items():
-            if start <= r_off < start + size and target["shndx"] in map_sections:
-                map_refs[(r_off - start) // INSN_SIZE] = target["name"]
-        programs.append(ProgramCode(name=sym["name"], section=sec["name"],
-                                    insns=sec["data"][start:start + size], map_refs=map_refs,
-                                    subprogram_insns=subprogs))
-    license_sec = next((s for s in sections if s["name"] == "license"), None)
-    license = license_sec["data"].split(b"\0", 1)[0].decode("ascii", "replace") if license_sec else None
-    return ObjectCode(programs=programs, license=license, big_endian=big)
+        for r_off, target in relocs.get(sym.shndx, {}).items():
+            if start <= r_off < start + size and target.shndx in map_sections:
+                map_refs[(r_off - start) // INSN_SIZE] = target.name
+        programs.append(ProgramCode(name=sym.name, section=sec.name, insns=sec.data[start:start + size],
+                                    map_refs=map_refs, subprogram_insns=subprogs))
+    license_sec = next((s for s in sections if s.name == "license"), None)
+    license = license_sec.data.split(b"\0", 1)[0].decode("ascii", "replace") if license_sec else None
+    return ObjectCode(programs=programs, license=license, big_endian=header.big_endian)
 
 
 def lint_program(prog: ProgramCode, *, map_types: Optional[dict] = None,

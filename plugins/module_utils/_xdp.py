@@ -33,21 +33,12 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     SyscallError,
     UnsupportedFeature,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES, PROG_TYPES
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 MODES = ("native", "generic", "offload")
 METHODS = ("link", "netlink")
-BPF_PROG_TYPE_XDP = 6
-# Names for the program types a user may point us at by mistake (enum bpf_prog_type).
-PROG_TYPE_NAMES = {
-    1: "socket_filter", 2: "kprobe", 3: "sched_cls", 4: "sched_act", 5: "tracepoint", 6: "xdp",
-    7: "perf_event", 8: "cgroup_skb", 9: "cgroup_sock", 10: "lwt_in", 11: "lwt_out", 12: "lwt_xmit",
-    13: "sock_ops", 14: "sk_skb", 15: "cgroup_device", 16: "sk_msg", 17: "raw_tracepoint",
-    18: "cgroup_sock_addr", 19: "lwt_seg6local", 20: "lirc_mode2", 21: "sk_reuseport",
-    22: "flow_dissector", 23: "cgroup_sysctl", 24: "raw_tracepoint_writable", 25: "cgroup_sockopt",
-    26: "tracing", 27: "struct_ops", 28: "ext", 29: "lsm", 30: "sk_lookup", 31: "syscall",
-    32: "netfilter",
-}
+BPF_PROG_TYPE_XDP = PROG_TYPES["xdp"]
 # Where a run leaves a note of what it attached, so a later run can call a difference "drift".
 # Like the bpffs it is cleared on reboot.
 STATE_DIR = "/run/ebpf_deploy/xdp"

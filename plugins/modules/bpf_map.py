@@ -301,10 +301,10 @@ removed:
   elements: raw
   sample: [203.0.113.5]
 memory_estimate:
-  description: The estimated bytes of a standalone map to create.
+  description: The bytes the kernel takes for a standalone map to create (as it accounts them).
   returned: when O(create) creates a map
   type: int
-  sample: 86016
+  sample: 83024
 diff:
   description: The entries touched by the run, before and after (decoded).
   returned: in diff mode

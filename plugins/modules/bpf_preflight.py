@@ -75,8 +75,9 @@ notes:
   - The race check follows registers through one linear pass; it finds the load/add/store clang
     emits for C(*value += 1) on a value from C(bpf_map_lookup_elem) of a map that is not per-CPU.
     It does not prove that an object is free of races.
-  - The memory figures are upper-bound estimates from the map types' allocators (see C(formula)
-    in RV(memory)), not the kernel's exact accounting.
+  - The memory figures follow the kernel's own accounting of each map type (see C(formula) in
+    RV(memory)), what M(ebpf.deploy.bpf_facts) reports as C(bytes_memlock) on Linux 6.4 and later;
+    for a map that allocates on demand they are the most it can take.
 seealso:
   - module: ebpf.deploy.bpf_program
   - module: ebpf.deploy.bpf_facts
@@ -163,8 +164,8 @@ memory:
       would be reused), their C(total), and the C(budget) with what C(limited_by) it.
   returned: always
   type: dict
-  sample: {total: 8, budget: 24890355712, limited_by: mem_available,
-           maps: [{name: pkt_count, type: array, bytes: 8, formula: "round_up(8, 8) * 1", reused: false}]}
+  sample: {total: 320, budget: 24890355712, limited_by: mem_available,
+           maps: [{name: pkt_count, type: array, bytes: 320, formula: "312 + round_up(8, 8) * 1", reused: false}]}
 license:
   description: The object's license string.
   returned: always

@@ -18,6 +18,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._hook_cgroup import ( 
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_netfilter import netfilter_target  # noqa: E402
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import (  # noqa: E402
     btf_has_raw_tracepoint, parse_tracepoint)
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES  # noqa: E402
 
 
 @pytest.mark.parametrize("section, hook, target", [
@@ -98,9 +99,9 @@ def test_kernel_at_least(release, wanted, ok):
 
 def test_wrong_program_type_is_named():
     with pytest.raises(InvalidInput) as err:
-        hooks.check_prog_type(hooks.HOOKS["tcx_ingress"], hooks.PT_XDP, prog_label="'x' (id 3)", type_name="xdp")
+        hooks.check_prog_type(hooks.HOOKS["tcx_ingress"], PROG_TYPES["xdp"], prog_label="'x' (id 3)", type_name="xdp")
     assert err.value.msg == "program 'x' (id 3) is a xdp program; hook tcx_ingress takes sched_cls programs"
-    hooks.check_prog_type(hooks.HOOKS["raw_tracepoint"], hooks.PT_RAW_TRACEPOINT_WRITABLE, prog_label="y",
+    hooks.check_prog_type(hooks.HOOKS["raw_tracepoint"], PROG_TYPES["raw_tracepoint_writable"], prog_label="y",
                           type_name="raw_tracepoint_writable")
 
 

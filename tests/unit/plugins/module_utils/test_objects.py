@@ -1,6 +1,7 @@
 """Pure object checks: ELF refusals in one line, map spec diffs, digests and versions."""
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -13,8 +14,10 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
     describe_map_conflict,
     diff_map_spec,
     elf_sections,
+    encode_content,
     object_license,
     parse_checksum,
+    read_source,
     verify_checksum,
 )
 
@@ -98,10 +101,6 @@ def test_perf_event_array_with_zero_max_entries_is_not_a_conflict():
     assert diff_map_spec(pinned, _spec(type=4, type_name="perf_event_array", max_entries=0)) == []
 
 
-def test_map_size_estimate():
-    assert _spec(max_entries=1024).size_bytes == 12 * 1024
-
-
 def test_version_depends_on_bytes_and_load_options_only():
     data = make_elf()
     one = compute_version(data, {"programs": ["a"], "program_type": None})
@@ -121,3 +120,18 @@ def test_checksums():
     for bad in ("md5:abc", "sha256:xyz", "sha256:" + "0" * 63):
         with pytest.raises(InvalidInput, match="checksum must be"):
             parse_checksum(bad)
+
+
+def test_the_object_is_read_from_content_or_a_regular_file_only(tmp_path):
+    data = make_elf()
+    assert read_source(None, encode_content(data), label="x.bpf.o") == data
+    (tmp_path / "x.bpf.o").write_bytes(data)
+    assert read_source(str(tmp_path / "x.bpf.o"), None, label="x.bpf.o") == data
+    with pytest.raises(InvalidInput, match="does not exist on the host"):
+        read_source(str(tmp_path / "missing.bpf.o"), None, label="missing.bpf.o")
+    with pytest.raises(InvalidInput, match="is a directory, not a BPF object"):
+        read_source(str(tmp_path), None, label="dir")
+    fifo = tmp_path / "fifo.bpf.o"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidInput, match="is not a regular file"):   # and does not block on open
+        read_source(str(fifo), None, label="fifo.bpf.o")
