@@ -362,44 +362,55 @@ def prior_entries(plan: Plan) -> List[dict]:
     return prior
 
 
+def empty_array_value(info, ncpus: int) -> Optional[bytes]:
+    """What an emptied entry of an array map holds, as compared (None: its entries can be deleted)."""
+    if info.type not in ZEROED_ON_REMOVE:
+        return None
+    return bytes(info.value_size * ncpus if info.type in PERCPU else info.value_size)
+
+
+def value_to_write(info, own: Callable[[int], int]) -> Callable[[bytes], bytes]:
+    """Bytes as read/compared -> bytes to write: per-CPU slots padded, PROG_ARRAY ids as fds
+    (each fd is handed to ``own``, whose caller closes it after the writes)."""
+    if info.type in PERCPU:
+        return lambda old: pad_percpu(old, info.value_size)
+    if info.type != MAP_PROG_ARRAY:
+        return lambda old: old
+
+    def program_fd(old: bytes) -> bytes:
+        fd = own(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
+        return fd.to_bytes(4, "little")
+    return program_fd
+
+
 def restore_entries(pin: str, prior: List[dict]) -> int:
     """Write back what ``prior_entries`` recorded (newest first); returns the entries restored."""
     fd = libbpf.obj_get(pin)
+    held: List[int] = []
     try:
         if libbpf.fd_kind(fd) != "map":
             raise InvalidInput(f"{pin} is not a map: its entries cannot be restored")
         info = libbpf.map_info(fd)
-        ncpus = libbpf.num_possible_cpus()
-        held: List[int] = []
-        if info.type in PERCPU:
-            def restore(old: bytes) -> bytes:
-                return pad_percpu(old, info.value_size)
-        elif info.type == MAP_PROG_ARRAY:
-            def restore(old: bytes) -> bytes:
-                held.append(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
-                return held[-1].to_bytes(4, "little")
-        else:
-            def restore(old: bytes) -> bytes:
-                return old
-        zero = None
-        if info.type in ZEROED_ON_REMOVE:
-            zero = restore(bytes(info.value_size * ncpus if info.type in PERCPU else info.value_size))
-        writer = KernelWriter(MapHandle(fd=fd, pin=pin, info=info), zero, name=info.name,
-                              restore_value=restore, show_key=bytes.hex)
-        try:
-            for item in reversed(prior):
-                key = bytes.fromhex(item["key"])
-                old = bytes.fromhex(item["old"]) if item.get("old") is not None else None
-                try:
-                    writer.restore(key, old)
-                except SyscallError as err:
-                    if old is not None or err.errno != _errno.ENOENT:
-                        raise
-        finally:
-            for prog_fd in held:
-                libbpf.close(prog_fd)
+
+        def own(prog_fd: int) -> int:
+            held.append(prog_fd)
+            return prog_fd
+        restore = value_to_write(info, own)
+        zero = empty_array_value(info, libbpf.num_possible_cpus())
+        writer = KernelWriter(MapHandle(fd=fd, pin=pin, info=info), restore(zero) if zero is not None else None,
+                              name=info.name, restore_value=restore, show_key=bytes.hex)
+        for item in reversed(prior):
+            key = bytes.fromhex(item["key"])
+            old = bytes.fromhex(item["old"]) if item.get("old") is not None else None
+            try:
+                writer.restore(key, old)
+            except SyscallError as err:
+                if old is not None or err.errno != _errno.ENOENT:
+                    raise
         return len(prior)
     finally:
+        for prog_fd in held:
+            libbpf.close(prog_fd)
         libbpf.close(fd)
 
 
@@ -544,7 +555,7 @@ class MapManager:
             raise UnsupportedFeature(f"map {name} is a {libbpf.map_type_name(map_type)} map: bpf_map writes "
                                      f"entries of {', '.join(MAP_TYPES)} maps")
         key_codec, value_codec = self._codecs(handle, info)
-        zero = self._zero_value(info, ncpus)
+        zero = empty_array_value(info, ncpus)
         if self.p.get("entries") is None and self.p.get("purge"):
             raise InvalidInput("purge needs entries (use entries: [] to empty the map)")
 
@@ -566,7 +577,7 @@ class MapManager:
             if plan.changed:
                 if self.before_write is not None:
                     self.before_write(self.pin, prior_entries(plan))
-                restore = self._restore_value(info, ncpus)
+                restore = value_to_write(info, self._own)
                 zero_write = restore(zero) if zero is not None else None
                 writer = KernelWriter(handle, zero_write, name=name, restore_value=restore,
                                       show_key=key_codec.decode)
@@ -735,12 +746,6 @@ class MapManager:
                 pass
         return "hex"
 
-    def _zero_value(self, info, ncpus: int) -> Optional[bytes]:
-        if info.type not in ZEROED_ON_REMOVE:
-            return None
-        size = info.value_size * ncpus if info.type in PERCPU else info.value_size
-        return bytes(size)
-
     # ---- reading
     def _read(self, handle: MapHandle, info, ncpus: int) -> Dict[bytes, bytes]:
         """key -> value as compared: per-CPU values without slot padding, PROG_ARRAY as program id."""
@@ -860,18 +865,6 @@ class MapManager:
         this = {"type": pinfo.type, "type_name": pinfo.type_name,
                 "source": f"program {value!r} earlier in entries"}
         return pinfo.id.to_bytes(4, "little"), fd.to_bytes(4, "little"), this
-
-    def _restore_value(self, info, ncpus: int) -> Callable[[bytes], bytes]:
-        """Bytes as read/compared -> bytes to write: per-CPU slots padded, PROG_ARRAY ids as fds."""
-        if info.type in PERCPU:
-            return lambda old: pad_percpu(old, info.value_size)
-        if info.type != MAP_PROG_ARRAY:
-            return lambda old: old
-
-        def program_fd(old: bytes) -> bytes:
-            fd = self._own(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
-            return fd.to_bytes(4, "little")
-        return program_fd
 
     # ---- reporting
     def _decoder(self, info, key_codec: Codec, value_codec: Codec, ncpus: int) -> "_Decoder":

@@ -256,3 +256,24 @@ def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
     (listed,) = manager._desired([{"key": 0, "value": [{"burst": 1}, {"burst": 2}, {"burst": 3}]}], current, info,
                                  key_codec, value_codec, ncpus)
     assert [value_codec.decode(listed.value[c * 16:(c + 1) * 16])["bytes"] for c in range(ncpus)] == [100, 200, 300]
+
+
+# --- the bytes a write and a restore use (one helper for bpf_map and the deployment's undo) --------
+def test_an_emptied_array_entry_is_zeros_of_every_cpu_and_a_hash_entry_has_none():
+    from types import SimpleNamespace
+    array = SimpleNamespace(type=m.MAP_ARRAY, value_size=6)
+    percpu = SimpleNamespace(type=m.MAP_PERCPU_ARRAY, value_size=6)
+    hashed = SimpleNamespace(type=m.MAP_HASH, value_size=6)
+    assert m.empty_array_value(array, 4) == bytes(6)
+    assert m.empty_array_value(percpu, 4) == bytes(24)
+    assert m.empty_array_value(hashed, 4) is None
+
+
+def test_values_as_read_are_written_back_padded_per_cpu_and_unchanged_otherwise():
+    from types import SimpleNamespace
+    owned = []
+    percpu = m.value_to_write(SimpleNamespace(type=m.MAP_PERCPU_HASH, value_size=4), owned.append)
+    plain = m.value_to_write(SimpleNamespace(type=m.MAP_HASH, value_size=4), owned.append)
+    assert percpu(b"\x01\x00\x00\x00\x02\x00\x00\x00") == b"\x01" + bytes(7) + b"\x02" + bytes(7)
+    assert plain(b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04"
+    assert owned == []
