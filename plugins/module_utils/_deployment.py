@@ -208,10 +208,8 @@ class DeploymentManager:
         self.record.write_state(new_state)
         self.state = new_state
         self.txn = None
-        if self.watcher_token != pending.get("token"):
-            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        self._end_switch(pending)
         dep = Deployment(self.root, self.name)
-        remove_tree(dep.path / REPLACED_DIR)
         keep = int(self.p.get("keep_versions") if self.p.get("keep_versions") is not None else 1)
         removed = program.prune_versions(dep, keep=keep, current=version, previous=previous_committed,
                                          protect=(version,))
@@ -378,17 +376,23 @@ class DeploymentManager:
         """The record as it was before this run (its watcher stopped, its kept programs unpinned)."""
         if self.txn is None:
             return
-        pending = self.txn["pending"]
-        watcher.cancel(pending.get("watcher"), pending.get("token") or "")
         before = self._state_at_start
-        if before.get("pending") is None:
-            remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
+        # an earlier pending switch still needs what it kept under replaced/
+        self._end_switch(self.txn["pending"], drop_kept=before.get("pending") is None)
         if before.get("committed") or before.get("history") or before.get("pending"):
             self.record.write_state(before)
         else:
             self.record.remove()
         self.txn = None
         self.state = before
+
+    def _end_switch(self, pending: dict, *, drop_kept: bool = True) -> None:
+        """A pending switch is over (committed, rolled back or dropped): its watcher stops, unless
+        it is the watcher running this, and the programs kept under ``replaced/`` go."""
+        if self.watcher_token != pending.get("token"):
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        if drop_kept:
+            remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
 
     def _unpin_new(self, version: str) -> List[str]:
         """Unpin the version this run loaded and the maps it created (no older version uses them)."""
@@ -457,8 +461,11 @@ class DeploymentManager:
             raise InvalidInput(f"the pending switch of deployment {self.name!r} did not finish (version "
                                f"{pending['version']} was never recorded); roll it back or deploy it again")
         before = record.summary(self.state)
-        after_state = record.committed(self.state, pending["version"], by="controller")
-        removed = [] if self.check_mode else self._commit_state(self.state, by="controller")
+        if self.check_mode:
+            after_state, removed = record.committed(self.state, pending["version"], by="controller"), []
+        else:
+            removed = self._commit_state(self.state, by="controller")
+            after_state = self.state   # what _commit_state wrote
         result = self._record_result(changed=True, version=pending["version"], action="commit",
                                      removed_versions=removed)
         result["record"] = record.summary(after_state)
@@ -550,9 +557,7 @@ class DeploymentManager:
             self.record.write_state(new_state)
             self.state = new_state
         # after the record: a run killed before it finds the kept programs to give back again
-        remove_tree(dep.path / REPLACED_DIR)
-        if self.watcher_token != pending.get("token"):
-            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        self._end_switch(pending)
         return steps
 
     def _ensure_version(self, version: str) -> None:
@@ -624,7 +629,7 @@ class DeploymentManager:
 
     def _result(self, prog: dict, attached: List[dict], written: List[dict]) -> dict:
         changed = (prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
-                   or getattr(self, "_record_changed", False))
+                   or self._record_changed)
         prog_diff = prog.pop("diff", None)
         for entry in attached:
             entry.setdefault("diff", {})
