@@ -214,7 +214,7 @@ class DeploymentManager:
         removed = program.prune_versions(dep, keep=keep, current=version, previous=previous_committed,
                                          protect=(version,))
         self.record.forget_versions(list(new_state.get("history") or []) + [version])
-        watcher.install_runtime(str(self.record.state_dir))   # what the restore at boot runs
+        watcher.ensure_runtime(str(self.record.state_dir))   # what the restore at boot runs
         return removed
 
     # ---- state: present
