@@ -417,8 +417,8 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
-from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager
+from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager, Request
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 from ansible_collections.ebpf.deploy.plugins.module_utils._codec import TYPE_NAMES
 
 ARGUMENT_SPEC = dict(
@@ -457,11 +457,8 @@ def main() -> None:
         required_by={"deployment": "map", "create": "path"},
         supports_check_mode=True,
     )
-    try:
-        result = MapManager(module.params, check_mode=module.check_mode, diff=module._diff).run()
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    exit_with(module, lambda: MapManager(Request.from_params(module.params), check_mode=module.check_mode,
+                                         diff_mode=module._diff).run())
 
 
 if __name__ == "__main__":

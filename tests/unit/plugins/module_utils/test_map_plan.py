@@ -195,7 +195,7 @@ def test_memory_limits_are_read_from_this_host():
 def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
     """c_uint32(2**32 + 1) is 1: `max_entries: 4294967297` made a one-entry map."""
     create = {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 16, item: 2 ** 32 + 1}
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x", "create": create})
+    manager = m.MapManager(m.Request.from_params({"path": "/sys/fs/bpf/ebpfd_x", "create": create}))
     manager.pin = "/sys/fs/bpf/ebpfd_x"
     with pytest.raises(InvalidInput) as err:
         manager._create_spec()
@@ -204,7 +204,7 @@ def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
 
 def test_a_prog_array_program_id_beyond_u32_is_refused_before_any_kernel_call():
     """A PROG_ARRAY value 4294967301 wrote program 5 (the id's low 32 bits)."""
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    manager = m.MapManager(m.Request(path="/sys/fs/bpf/ebpfd_x"))
     with pytest.raises(InvalidInput) as err:
         manager._program_fd(2 ** 32 + 5)
     assert err.value.msg == "PROG_ARRAY value (a program id) 4294967301 is out of range (1..4294967295)"
@@ -242,7 +242,7 @@ def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
     ncpus = 3
     per_cpu = [{"rate": 1000, "burst": 32, "flags": [1, 2], "bytes": 100 * (cpu + 1)} for cpu in range(ncpus)]
     current = {k(0): b"".join(value_codec.encode(v) for v in per_cpu)}
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    manager = m.MapManager(m.Request(path="/sys/fs/bpf/ebpfd_x"))
 
     (same,) = manager._desired([{"key": 0, "value": {"rate": 1000}}], current, info, key_codec, value_codec, ncpus)
     assert same.value == current[k(0)], "a field not listed changed"
