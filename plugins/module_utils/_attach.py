@@ -39,6 +39,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     UnsupportedFeature,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, Target
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
@@ -249,8 +250,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        values = {key: value for key, value in params.items() if key in names and value is not None}
+        values = known_params(cls, params)
         for key in ("before", "after"):
             if key in values:
                 values[key] = str(values[key])

@@ -50,6 +50,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as wat
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     REPLACED_DIR,
     Deployment,
@@ -95,8 +96,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in params.items() if key in names and value is not None})
+        return cls(**known_params(cls, params))
 
     def program_params(self, **changes) -> dict:
         """What the program manager is given (PROGRAM_KEYS), with ``changes`` over it."""

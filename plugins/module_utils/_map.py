@@ -32,6 +32,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
@@ -475,8 +476,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in params.items() if key in names and value is not None})
+        return cls(**known_params(cls, params))
 
     def validate(self) -> None:
         if bool(self.deployment) == bool(self.path):

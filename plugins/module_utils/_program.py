@@ -52,6 +52,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     validate_path,
     validate_version,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 MAP_CONFLICT_CHOICES = ("fail", "recreate")
@@ -92,8 +93,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        known = {k: params.get(k) for k in cls.__dataclass_fields__ if params.get(k) is not None}
-        req = cls(**known)
+        req = cls(**known_params(cls, params))
         req.validate()
         return req
 

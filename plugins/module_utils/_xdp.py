@@ -33,6 +33,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     SyscallError,
     UnsupportedFeature,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
@@ -759,8 +760,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in params.items() if key in names and value is not None})
+        return cls(**known_params(cls, params))
 
     def validate(self) -> None:
         from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path  # pylint: disable=import-outside-toplevel
