@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Private to ebpf.deploy: the attachment manager behind bpf_attach, for every hook but XDP.
 
-``AttachManager(request, check_mode=...).run() -> dict`` is read → plan → act → report, like
+``AttachManager(request, check_mode=..., diff_mode=...).run() -> AttachResult`` is read → plan → act → report, like
 ``XdpManager``; the hook decides the family (``_hook_tcx``, ``_hook_cgroup``, ``_hook_tracing``,
 ``_hook_netfilter``) that talks to the kernel, everything else is shared:
 
@@ -40,6 +40,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, Target
 from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 STATE_DIR = "/run/ebpf_deploy/attach"
@@ -249,8 +251,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        values = {key: value for key, value in params.items() if key in names and value is not None}
+        values = known_params(cls, params)
         for key in ("before", "after"):
             if key in values:
                 values[key] = str(values[key])
@@ -296,13 +297,23 @@ def family_for(hook_row: hooks.Hook):
 
 
 # --- the manager ---------------------------------------------------------------------------------
+@dataclass
+class AttachResult(Result):
+    """One bpf_attach run; ``extra`` holds hook, target, prog_id, link_pin, link_id, chain and drift."""
+    action: str = "none"
+    previous_prog_id: Optional[int] = None
+
+    keep_none = ("previous_prog_id",)
+
+
 class AttachManager:
     """read → plan → act → report for one hook and target."""
 
-    def __init__(self, request: Request, *, check_mode: bool = False, bpf=None):
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False, bpf=None):
         request.validate()
         self.request = request
         self.check_mode = check_mode
+        self.diff_mode = diff_mode   # the diff is returned either way: Ansible shows it in diff mode
         self._bpf = bpf
         self.warnings: list = []
 
@@ -446,7 +457,7 @@ class AttachManager:
         return ids
 
     # --- run ---------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> AttachResult:
         hook_row, target_opt = self.resolve_hook()
         family = family_for(hook_row)(hook_row, _WithTarget(self.request, target_opt))
         family.check_kernel()
@@ -460,7 +471,7 @@ class AttachManager:
                                                       for ch in f"{hook_row.name}-{req.pin}")[-120:])
         return deployment_lock(name, req.lock_timeout)
 
-    def _run(self, hook_row: hooks.Hook, family) -> dict:
+    def _run(self, hook_row: hooks.Hook, family) -> AttachResult:
         req = self.request
         if (req.before or req.after) and hook_row.family != "tcx":
             raise InvalidInput(f"before/after order programs on tcx hooks only, not on {hook_row.name}")
@@ -567,7 +578,7 @@ class AttachManager:
             self.bpf.close(link_fd)
 
     def _report(self, the_plan: Plan, family, target: Target, desired: Desired, current: Current,
-                link_id: Optional[int]) -> dict:
+                link_id: Optional[int]) -> AttachResult:
         req = self.request
         after = the_plan.after
         chain = current.chain
@@ -580,23 +591,17 @@ class AttachManager:
         elif req.state == "present" and not self.check_mode and current.pin_state == "live" and current.last is None:
             write_note(req.bpffs_root, desired.link_pin, {"prog_id": current.prog_id, "link_id": link_id})
         present = req.state == "present"
-        result = {
-            "changed": the_plan.changed,
-            "hook": after["hook"],
-            "target": target.describe(),
-            "prog_id": after.get("prog_id"),
-            "previous_prog_id": current.prog_id if current.pin_state == "live" else None,
-            "link_pin": desired.link_pin if present else None,
-            "link_id": link_id if present else None,
-            "action": the_plan.action,
-            "chain": list(chain) if chain is not None else None,
-            "diff": {"before": the_plan.before, "after": after},
-        }
+        result = AttachResult(changed=the_plan.changed, action=the_plan.action,
+                              previous_prog_id=current.prog_id if current.pin_state == "live" else None,
+                              diff={"before": the_plan.before, "after": after}, warnings=list(self.warnings),
+                              extra={"hook": after["hook"], "target": target.describe(),
+                                     "prog_id": after.get("prog_id"),
+                                     "link_pin": desired.link_pin if present else None,
+                                     "link_id": link_id if present else None,
+                                     "chain": list(chain) if chain is not None else None})
         if the_plan.drift:
-            result["drift"] = the_plan.drift
-            result["diff"]["before_header"] = f"drift: {the_plan.drift}"
-        if self.warnings:
-            result["warnings"] = list(self.warnings)
+            result.extra["drift"] = the_plan.drift
+            result.diff["before_header"] = f"drift: {the_plan.drift}"
         return result
 
 
@@ -611,4 +616,4 @@ class _WithTarget:
         return getattr(self._request, name)
 
 
-__all__ = ["AttachManager", "Request", "plan", "Current", "Desired", "Plan", "Prog", "SyscallError"]
+__all__ = ["AttachManager", "AttachResult", "Request", "plan", "Current", "Desired", "Plan", "Prog", "SyscallError"]

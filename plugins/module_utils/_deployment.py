@@ -28,14 +28,20 @@ nothing changes, and it is the committed one with nothing pending.
 In check mode a version that is not pinned yet cannot be attached, so its attachments are
 predicted from what the interface holds now (``predicted: true``).
 
-No Ansible here: the module passes its params in and gets a result dict back.
+The parts are composed through their typed results (``ProgramResult``, ``XdpResult``,
+``MapResult``); the managers themselves come from ``Parts``, which a unit test replaces with fakes.
+A failed run undoes what it did newest first: map entries written, interfaces given back to their
+holders, ``current`` back and the version it loaded unpinned (by the program manager), the record.
+
+No Ansible here: the module passes its request in and gets a result dict back.
 """
 from __future__ import annotations
 
 import base64
 import secrets
 import time
-from typing import Callable, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
 from ansible_collections.ebpf.deploy.plugins.module_utils import _options as options
@@ -45,6 +51,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as wat
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     REPLACED_DIR,
     Deployment,
@@ -54,7 +61,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
 
 # what bpf_deployment passes on to each manager (the option groups of _options; the program
 # manager takes the fields of its request and leaves remote_src, the action plugin's, alone)
-PROGRAM_KEYS = options.names(options.PROGRAM, options.OBJECT, options.PINS, options.LOCK) + ("state", "preflight_fail_on")
+PROGRAM_KEYS = tuple(key for key in options.names(options.PROGRAM, options.OBJECT, options.PINS, options.LOCK)
+                     if key != "remote_src") + ("state", "preflight_fail_on")
 ATTACH_KEYS = options.names(options.DEPLOYMENT_ATTACH)
 MAP_KEYS = options.names(options.DEPLOYMENT_MAP)
 STATES = ("present", "absent", "committed", "rolled_back")
@@ -63,6 +71,86 @@ ROLLBACK_TARGETS = ("committed", "previous")
 
 def _attach_label(spec: dict) -> str:
     return f"{spec['netns']}@{spec['interface']}" if spec.get("netns") else spec["interface"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """bpf_deployment's parameters (None given = the default each use says)."""
+    name: str
+    state: Optional[str] = None
+    src: Optional[str] = None
+    content: Optional[str] = None
+    programs: Optional[List[str]] = None
+    bpffs_root: Optional[str] = None
+    checksum: Optional[str] = None
+    program_type: Optional[str] = None
+    keep_versions: Optional[int] = None
+    map_conflict: Optional[str] = None
+    verifier_log_level: Optional[int] = None
+    version: Optional[str] = None
+    lock_timeout: Optional[float] = None
+    preflight_fail_on: Optional[str] = None
+    attach: List[dict] = field(default_factory=list)
+    maps: List[dict] = field(default_factory=list)
+    confirm_timeout: Optional[float] = None
+    state_dir: Optional[str] = None
+    rollback_to: Optional[str] = None
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Request":
+        return cls(**known_params(cls, params))
+
+    def program_params(self, **changes) -> dict:
+        """What the program manager is given (PROGRAM_KEYS), with ``changes`` over it."""
+        values = {key: getattr(self, key) for key in PROGRAM_KEYS}
+        values.update(changes)
+        return values
+
+
+class Parts:
+    """The managers a deployment composes, and the few kernel steps its undo takes alone.
+    Each manager takes its own request; a unit test gives fakes."""
+
+    @staticmethod
+    def program(request: "program.Request", **options) -> "program.ProgramManager":
+        return program.ProgramManager(request, **options)
+
+    @staticmethod
+    def xdp(request: "xdp.Request", **options) -> "xdp.XdpManager":
+        return xdp.XdpManager(request, **options)
+
+    @staticmethod
+    def map(request, **options):
+        return _maps().MapManager(request, **options)
+
+    @staticmethod
+    def map_request(params: dict):
+        return _maps().Request.from_params(params)
+
+    @staticmethod
+    def check_interface(spec: dict) -> None:
+        """The attachment's network namespace and interface exist (before anything changes)."""
+        if spec.get("netns") and not netlink.netns_exists(spec["netns"]):
+            raise InvalidInput(f"network namespace {spec['netns']!r} does not exist "
+                               f"(/run/netns/{spec['netns']})", netns=spec["netns"])
+        try:
+            with netlink.Netlink(spec.get("netns")) as nl:
+                nl.interface(spec["interface"])
+        except netlink.NoSuchInterface as exc:
+            raise InvalidInput(str(exc), interface=spec["interface"], netns=spec.get("netns")) from None
+
+    @staticmethod
+    def keep_program(bpf: "xdp.Bpf", prog_id: int, path: str) -> None:
+        xdp.keep_program(bpf, prog_id, path)
+
+    @staticmethod
+    def give_back(root: str, held: dict, *, our_link_pin: str) -> str:
+        return xdp.give_back(root, held["interface"], held.get("netns"), held=held, prog_pin=held.get("kept_pin"),
+                             our_link_pin=our_link_pin)
+
+    @staticmethod
+    def restore_entries(pin: str, prior: List[dict]) -> int:
+        return _maps().restore_entries(pin, prior)
 
 
 def _as_error(err: Exception) -> EbpfDeployError:
@@ -76,19 +164,20 @@ def _as_error(err: Exception) -> EbpfDeployError:
 
 
 class DeploymentManager:
-    """One bpf_deployment task: ``DeploymentManager(params, check_mode=..., diff_mode=...).run()``."""
+    """One bpf_deployment task: ``DeploymentManager(request, check_mode=..., diff_mode=...).run()``."""
 
-    def __init__(self, params: dict, *, check_mode: bool = False, diff_mode: bool = False,
-                 watcher_token: Optional[str] = None, keep_record: bool = True) -> None:
-        self.p = params
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
+                 watcher_token: Optional[str] = None, keep_record: bool = True, parts: Optional[Parts] = None) -> None:
+        self.req = request
         self.check_mode = check_mode
         self.diff_mode = diff_mode
-        self.name = params["name"]
-        self.root = params.get("bpffs_root") or program.DEFAULT_BPFFS_ROOT
-        self.attach: List[dict] = [dict(a) for a in params.get("attach") or []]
-        self.maps: List[dict] = [dict(m) for m in params.get("maps") or []]
+        self.parts = parts or Parts()
+        self.name = request.name
+        self.root = request.bpffs_root or program.DEFAULT_BPFFS_ROOT
+        self.attach: List[dict] = [dict(a) for a in request.attach or []]
+        self.maps: List[dict] = [dict(m) for m in request.maps or []]
         self.warnings: List[str] = []
-        self.record = record.Record(params.get("state_dir") or record.DEFAULT_STATE_DIR, self.root, self.name)
+        self.record = record.Record(request.state_dir or record.DEFAULT_STATE_DIR, self.root, self.name)
         self.watcher_token = watcher_token   # set when the confirm watcher itself runs the rollback
         self.keep_record = keep_record       # False: converge the kernel only (a rollback or restore step)
         self.state: dict = {}
@@ -98,18 +187,22 @@ class DeploymentManager:
         self._state_at_start: dict = {}
         self._current_at_start: Optional[str] = None
         self._record_changed = False
+        # what this run changed, newest last: (what, undo) -> the lines the failure message says
+        self._done: List[Tuple[str, Callable[[], List[str]]]] = []
+        # attachments that go back only once `current` is back (no holder recorded to give back)
+        self._reattach: List[Callable[[], None]] = []
 
     # ---- entry point
     def run(self) -> dict:
-        state = self.p.get("state") or "present"
+        state = self.req.state or "present"
         if state not in STATES:
             raise InvalidInput(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        timeout = self.p.get("confirm_timeout")
+        timeout = self.req.confirm_timeout
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0 or timeout > 86400 * 7):
             raise InvalidInput(f"confirm_timeout must be between 0 and 604800 seconds, got {timeout!r}")
         if state in ("present", "absent"):
             self._validate()
-        with deployment_lock(self.name, float(self.p.get("lock_timeout") or 60)):
+        with deployment_lock(self.name, float(self.req.lock_timeout or 60)):
             self.state = self.record.state()   # a torn or foreign record refuses before anything changes
             self._state_at_start = self.state
             if not self.state.get("pending") and not self.check_mode:
@@ -131,14 +224,7 @@ class DeploymentManager:
                 raise InvalidInput(f"attach lists interface {_attach_label(spec)} twice")
             seen.add(key)
             xdp_request(self.root, self.name, spec).validate()
-            if spec.get("netns") and not netlink.netns_exists(spec["netns"]):
-                raise InvalidInput(f"network namespace {spec['netns']!r} does not exist "
-                                   f"(/run/netns/{spec['netns']})", netns=spec["netns"])
-            try:
-                with netlink.Netlink(spec.get("netns")) as nl:
-                    nl.interface(spec["interface"])
-            except netlink.NoSuchInterface as exc:
-                raise InvalidInput(str(exc), interface=spec["interface"], netns=spec.get("netns")) from None
+            self.parts.check_interface(spec)
         names = [m["map"] for m in self.maps]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -155,7 +241,7 @@ class DeploymentManager:
                 self.record.write_state(self.txn)
             return
         old = self.state.get("pending") or {}
-        timeout = self.p.get("confirm_timeout")
+        timeout = self.req.confirm_timeout
         deadline = time.time() + float(timeout) if timeout else None
         token = secrets.token_hex(8)
         txn = record.pending_begin(self.state, version=version or self._current_at_start,
@@ -170,8 +256,15 @@ class DeploymentManager:
             watcher.cancel(old["watcher"], old.get("token") or "")
         self.txn = txn
 
-    def _on_switch(self, version: str, _old: Optional[str]) -> None:
+    def _on_switch(self, version: str, old: Optional[str]) -> None:
         self._ensure_pending(version)
+        self._did_switch(version, old)
+
+    def _did_switch(self, version: str, old: Optional[str]) -> None:
+        """``current`` moves (or moved) from ``old`` to ``version``: its undo joins the journal once."""
+        if self._undoing or any(what == "program" for what, _undo in self._done):
+            return
+        self._done.append(("program", lambda: self._undo_switch(version, old)))
 
     def _before_attach(self, spec: dict) -> Callable[[dict, "xdp.Bpf"], None]:
         label = _attach_label(spec)
@@ -184,19 +277,21 @@ class DeploymentManager:
             if held.get("prog_id"):
                 kept = str(Deployment(self.root, self.name).path / REPLACED_DIR
                            / link_pin_name(spec["interface"], spec.get("netns")))
-                xdp.keep_program(bpf, held["prog_id"], kept)
-            record.remember_holder(self.txn["pending"], label,
-                                   dict(held, interface=spec["interface"], netns=spec.get("netns"), kept_pin=kept))
+                self.parts.keep_program(bpf, held["prog_id"], kept)
+            held = dict(held, interface=spec["interface"], netns=spec.get("netns"), kept_pin=kept)
+            record.remember_holder(self.txn["pending"], label, held)
             self.record.write_state(self.txn)
+            # recorded before the change: an attach that failed halfway is given back too
+            self._done.append((label, lambda: self._give_back_one(label, held)))
         return remember
 
     def _before_map_write(self, map_name: str) -> Callable[[str, List[dict]], None]:
         def remember(pin: str, prior: List[dict]) -> None:
             self._ensure_pending()
-            if self.txn is None:
-                return
-            record.remember_map_writes(self.txn["pending"], map_name, pin, prior)
-            self.record.write_state(self.txn)
+            if self.txn is not None:
+                record.remember_map_writes(self.txn["pending"], map_name, pin, prior)
+                self.record.write_state(self.txn)
+            self._done.append((f"map {map_name}", lambda: self._restore_map(map_name, pin, prior)))
         return remember
 
     def _commit_state(self, state: dict, *, by: str) -> List[str]:
@@ -209,15 +304,13 @@ class DeploymentManager:
         self.record.write_state(new_state)
         self.state = new_state
         self.txn = None
-        if self.watcher_token != pending.get("token"):
-            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        self._end_switch(pending)
         dep = Deployment(self.root, self.name)
-        remove_tree(dep.path / REPLACED_DIR)
-        keep = int(self.p.get("keep_versions") if self.p.get("keep_versions") is not None else 1)
+        keep = int(self.req.keep_versions if self.req.keep_versions is not None else 1)
         removed = program.prune_versions(dep, keep=keep, current=version, previous=previous_committed,
                                          protect=(version,))
         self.record.forget_versions(list(new_state.get("history") or []) + [version])
-        watcher.install_runtime(str(self.record.state_dir))   # what the restore at boot runs
+        watcher.ensure_runtime(str(self.record.state_dir))   # what the restore at boot runs
         return removed
 
     # ---- state: present
@@ -227,27 +320,27 @@ class DeploymentManager:
         self._current_at_start = old_version
         self._pinned_before = set(dep.pinned_versions()) if dep.exists() else set()
         self._maps_before = set(dep.pinned_maps()) if dep.exists() else set()
-        done: List[tuple] = []  # (label, undo step) for what this run switched, newest last
-        prog = {"action": "none", "changed": False}
         try:
-            prog = self._program(self.p)
-            attached = [self._attach_one(spec, prog, old_version, done) for spec in self.attach]
-            written = [self._map_one(spec) for spec in self.maps]
-            removed = self._settle(prog, attached, written)
+            prog = self._program(self.req.program_params())
+            if prog.action != "none":
+                self._did_switch(prog.version, old_version)
+            attached = [self._attach_one(spec, prog, old_version) for spec in self.attach]
+            written = [(spec["map"], self._map_one(spec)) for spec in self.maps]
+            removed = self._settle(prog, attached, [result for _name, result in written])
         except (EbpfDeployError, OSError, ValueError) as exc:
             err = _as_error(exc)
-            if self.check_mode or not (done or prog["action"] != "none" or self.txn is not None):
+            if self.check_mode or not (self._done or self._reattach or self.txn is not None):
                 raise err from None
-            raise self._undo(err, prog, old_version, done) from None
+            raise self._undo(err) from None
         if removed:
-            prog["removed_versions"] = sorted(set(prog.get("removed_versions") or []) | set(removed))
+            prog.removed_versions = sorted(set(prog.removed_versions or []) | set(removed))
         return self._result(prog, attached, written)
 
-    def _settle(self, prog: dict, attached: List[dict], written: List[dict]) -> List[str]:
+    def _settle(self, prog: "program.ProgramResult", attached: List["xdp.XdpResult"], written: list) -> List[str]:
         """After every part succeeded: keep the version in the record, then commit at once or
         leave it pending. Returns the versions unpinned by an immediate commit."""
-        version = prog["version"]
-        kernel_changed = prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
+        version = prog.version
+        kernel_changed = prog.changed or any(a.changed for a in attached) or any(m.changed for m in written)
         converged = (not kernel_changed and not self.state.get("pending")
                      and self.state.get("committed") == version)
         self._record_changed = not converged and self.keep_record
@@ -255,77 +348,82 @@ class DeploymentManager:
             return []
         self._ensure_pending(version)   # an unchanged kernel with an unconfirmed record: pending again
         self._store_version(version, prog)
-        if self.p.get("confirm_timeout") is None:
+        if self.req.confirm_timeout is None:
             return self._commit_state(self.txn, by="run")
         return []
 
-    def _store_version(self, version: str, prog: dict) -> None:
+    def _store_version(self, version: str, prog: "program.ProgramResult") -> None:
         data = self._program_manager.object_data if self._program_manager else None
         known = self.record.version_spec(version) or {}
         spec = {
-            "digest": prog.get("digest") or known.get("digest"),
+            "digest": prog.digest or known.get("digest"),
             "source": (self._program_manager.req.label if data is not None and self._program_manager else
                        known.get("source")),
-            "programs": [p["name"] for p in prog.get("programs") or []] or known.get("programs"),
-            "program_type": self.p.get("program_type") if data is not None else known.get("program_type"),
-            "map_conflict": self.p.get("map_conflict") or "fail",
+            "programs": [p["name"] for p in prog.programs or []] or known.get("programs"),
+            "program_type": self.req.program_type if data is not None else known.get("program_type"),
+            "map_conflict": self.req.map_conflict or "fail",
             "attach": [{k: a.get(k) for k in ATTACH_KEYS} for a in self.attach],
             "maps": [{k: m.get(k) for k in MAP_KEYS} for m in self.maps],
             "recorded_at": time.time(),
         }
         self.record.store_version(version, spec, data)
 
-    def _program(self, params: dict) -> dict:
+    def _program(self, params: dict) -> "program.ProgramResult":
         request = program.Request.from_params({k: params.get(k) for k in PROGRAM_KEYS})
-        manager = program.ProgramManager(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
-                                         on_switch=self._on_switch, defer_prune=True)
+        manager = self.parts.program(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
+                                     on_switch=self._on_switch, defer_prune=True)
         self._program_manager = manager
         return manager.run()
 
-    def _attach_one(self, spec: dict, prog: dict, old_version: Optional[str], done: List[tuple]) -> dict:
+    def _attach_one(self, spec: dict, prog: "program.ProgramResult", old_version: Optional[str]) -> "xdp.XdpResult":
         request = xdp_request(self.root, self.name, spec)
-        if self.check_mode and prog["action"] != "none":
+        if self.check_mode and prog.action != "none":
             return self._predict_attach(spec, request, prog, old_version)
-        result = xdp.XdpManager(request, check_mode=self.check_mode, before_change=self._before_attach(spec)).run()
-        self.warnings.extend(result.pop("warnings", []))
-        if result["changed"] and not self.check_mode:
-            previous = result.get("previous_prog_id")
-            done.append((_attach_label(spec), lambda: self._restore_attach(spec, had_program=previous is not None)))
-        return dict(result, program=spec["program"])
+        given_back = len(self._done)
+        result = self.parts.xdp(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
+                                before_change=self._before_attach(spec)).run()
+        self.warnings.extend(result.warnings)
+        result.warnings = []
+        if result.changed and not self.check_mode and len(self._done) == given_back:
+            # no holder recorded to give back (no record, or an earlier pending switch has it)
+            had_program = result.previous_prog_id is not None
+            self._reattach.append(lambda: self._restore_attach(spec, had_program=had_program))
+        result.extra["program"] = spec["program"]
+        return result
 
-    def _predict_attach(self, spec: dict, request: "xdp.Request", prog: dict, old_version: Optional[str]) -> dict:
+    def _predict_attach(self, spec: dict, request: "xdp.Request", prog: "program.ProgramResult",
+                        old_version: Optional[str]) -> "xdp.XdpResult":
         """Check mode with a version that is not current yet: the interface would get its program."""
         now = None
         if old_version is not None:
             try:
-                now = xdp.XdpManager(request, check_mode=True).run()
+                now = self.parts.xdp(request, check_mode=True).run()
             except InvalidInput:
                 now = None  # the running version lacks this program: the new one brings it
-        before = (now or {}).get("diff", {}).get("before") or {}
+        before = ((now.diff if now else None) or {}).get("before") or {}
         attached_now = bool(before.get("prog_id")) if now else False
-        after = {"program": spec["program"], "version": prog["version"], "mode": spec.get("mode"),
+        after = {"program": spec["program"], "version": prog.version, "mode": spec.get("mode"),
                  "method": spec.get("method") or "link"}
-        return {"changed": True, "predicted": True, "interface": spec["interface"], "netns": spec.get("netns"),
-                "program": spec["program"], "action": "replace" if attached_now else "attach",
-                "previous_prog_id": before.get("prog_id"), "prog_id": None, "mode": spec.get("mode"),
-                "method": spec.get("method") or "link", "diff": {"before": before, "after": after}}
+        return xdp.XdpResult(changed=True, action="replace" if attached_now else "attach",
+                             previous_prog_id=before.get("prog_id"), diff={"before": before, "after": after},
+                             extra={"predicted": True, "interface": spec["interface"], "netns": spec.get("netns"),
+                                    "program": spec["program"], "prog_id": None, "mode": spec.get("mode"),
+                                    "method": spec.get("method") or "link"})
 
-    def _map_one(self, spec: dict) -> dict:
+    def _map_one(self, spec: dict):
+        """The bpf_map manager's result for one maps[] entry (predicted for a map not pinned yet)."""
         params = {k: spec.get(k) for k in MAP_KEYS}
         params.update(deployment=self.name, bpffs_root=self.root, state="present",
-                      lock_timeout=self.p.get("lock_timeout"), dump=False)
+                      lock_timeout=self.req.lock_timeout, dump=False)
         if params.get("overwrite") is None:
             params["overwrite"] = True
         if self.check_mode and not Deployment(self.root, self.name).map_pin(spec["map"]).exists():
             # a new deployment's maps appear with its first load; their entries are all new
             entries = spec.get("entries") or []
-            return {"changed": bool(entries), "predicted": True, "map": spec["map"],
-                    "added": [e.get("key") for e in entries], "changed_keys": [], "removed": []}
-        maps = _maps()
-        result = maps.MapManager(params, check_mode=self.check_mode, diff=self.diff_mode,
-                                 before_write=self._before_map_write(spec["map"])).run()
-        result.pop("entries", None)
-        return dict(result, map=spec["map"], pin=(result.get("map") or {}).get("pin"))
+            return _maps().MapResult(changed=bool(entries), added=[e.get("key") for e in entries],
+                                     extra={"predicted": True})
+        return self.parts.map(self.parts.map_request(params), check_mode=self.check_mode, diff_mode=self.diff_mode,
+                              before_write=self._before_map_write(spec["map"])).run()
 
     # ---- undoing a run that failed after it changed something
     def _restore_attach(self, spec: dict, *, had_program: bool) -> None:
@@ -333,41 +431,22 @@ class DeploymentManager:
         state = "present" if had_program else "absent"
         request = xdp_request(self.root, self.name, dict(spec, state=state, force=True))
         try:
-            xdp.XdpManager(request).run()
+            self.parts.xdp(request).run()
         except InvalidInput:
             if state == "present":  # the old version lacks this program: leave the interface bare
-                xdp.XdpManager(xdp_request(self.root, self.name, dict(spec, state="absent"))).run()
+                self.parts.xdp(xdp_request(self.root, self.name, dict(spec, state="absent"))).run()
             else:
                 raise
 
-    def _undo(self, err: EbpfDeployError, prog: dict, old_version: Optional[str],
-              done: List[tuple]) -> EbpfDeployError:
+    def _undo(self, err: EbpfDeployError) -> EbpfDeployError:
+        """Undo what this run changed, newest first, then the record as it was before the run."""
         self._undoing = True
         steps: List[str] = []
         try:
-            given: List[str] = []
-            if self.txn is not None:
-                # interfaces this run took go back to exactly what held them (another deployment's too)
-                given = self._give_back(self.txn["pending"], only_new=True, steps=steps)
-            rest = [undo for label, undo in done if label not in given]
-            if prog["action"] != "none":
-                if old_version is None:
-                    for undo in reversed(rest):
-                        undo()
-                    self._program(dict(self.p, state="absent", src=None, content=None, version=None))
-                    steps.append(f"deployment {self.name!r} removed again")
-                else:
-                    self._program(dict(self.p, src=None, content=None, version=old_version, programs=None))
-                    for undo in reversed(rest):
-                        undo()
-                    steps.append(f"version {old_version} is current again")
-                    if prog["version"] not in self._pinned_before:
-                        steps.extend(self._unpin_new(prog["version"]))
-            else:
-                for undo in reversed(rest):
-                    undo()
-            if rest:
-                steps.append(f"{len(rest)} attachment(s) restored")
+            for _what, undo in reversed(self._done):
+                steps.extend(undo())
+            if not any(what == "program" for what, _undo in self._done):
+                steps.extend(self._reattach_all())
             self._drop_txn()
         except (EbpfDeployError, OSError) as exc:
             undo_err = _as_error(exc)
@@ -375,15 +454,46 @@ class DeploymentManager:
                                    **dict(err.details, undo_error=undo_err.msg))
         return EbpfDeployError(f"{err.msg} ({'; '.join(steps)})", **dict(err.details, undone=steps))
 
+    def _undo_switch(self, version: str, old_version: Optional[str]) -> List[str]:
+        """``current`` back to ``old_version`` (a new deployment removed), the attachments that
+        follow it put back, and the version this run loaded unpinned by the program manager."""
+        if old_version is None:
+            steps = self._reattach_all()
+            self._program(self.req.program_params(state="absent", src=None, content=None, version=None))
+            return steps + [f"deployment {self.name!r} removed again"]
+        self._program(self.req.program_params(src=None, content=None, version=old_version, programs=None))
+        steps = self._reattach_all()
+        steps.append(f"version {old_version} is current again")
+        if version not in self._pinned_before:
+            steps.extend(self._program_manager.unpin_new(version, maps_before=self._maps_before))
+        return steps
+
+    def _reattach_all(self) -> List[str]:
+        for undo in reversed(self._reattach):
+            undo()
+        return [f"{len(self._reattach)} attachment(s) restored"] if self._reattach else []
+
+    def _give_back_one(self, label: str, held: dict) -> List[str]:
+        action = self.parts.give_back(self.root, held, our_link_pin=str(
+            Deployment(self.root, self.name).link_pin(held["interface"], held.get("netns"))))
+        if action == "none":
+            return []
+        what = f"program id {held['prog_id']}" if held.get("prog_id") else "nothing"
+        return [f"{label} given back to {what}"]
+
+    def _restore_map(self, name: str, pin: str, prior: List[dict]) -> List[str]:
+        if not prior:
+            return []
+        self.parts.restore_entries(pin, prior)
+        return [f"map {name}: {len(prior)} entries restored"]
+
     def _drop_txn(self) -> None:
         """The record as it was before this run (its watcher stopped, its kept programs unpinned)."""
         if self.txn is None:
             return
-        pending = self.txn["pending"]
-        watcher.cancel(pending.get("watcher"), pending.get("token") or "")
         before = self._state_at_start
-        if before.get("pending") is None:
-            remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
+        # an earlier pending switch still needs what it kept under replaced/
+        self._end_switch(self.txn["pending"], drop_kept=before.get("pending") is None)
         if before.get("committed") or before.get("history") or before.get("pending"):
             self.record.write_state(before)
         else:
@@ -391,41 +501,25 @@ class DeploymentManager:
         self.txn = None
         self.state = before
 
-    def _unpin_new(self, version: str) -> List[str]:
-        """Unpin the version this run loaded and the maps it created (no older version uses them)."""
-        dep = Deployment(self.root, self.name)
-        dep.remove_version(version)
-        steps = [f"version {version} unpinned"]
-        for name, pin in sorted(dep.pinned_maps().items()):
-            if name not in self._maps_before:
-                pin.unlink()
-                steps.append(f"new map {name} unpinned")
-        return steps
+    def _end_switch(self, pending: dict, *, drop_kept: bool = True) -> None:
+        """A pending switch is over (committed, rolled back or dropped): its watcher stops, unless
+        it is the watcher running this, and the programs kept under ``replaced/`` go."""
+        if self.watcher_token != pending.get("token"):
+            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        if drop_kept:
+            remove_tree(Deployment(self.root, self.name).path / REPLACED_DIR)
 
-    def _give_back(self, pending: dict, *, only_new: bool = False, steps: List[str]) -> List[str]:
-        """Every interface the pending switch took goes back to what held it before (with
-        ``only_new``, those that an earlier pending run had not taken). Returns their labels."""
-        dep = Deployment(self.root, self.name)
-        earlier = ((self._state_at_start.get("pending") or {}).get("replaced") or {}).get("attach") or {}
-        labels = []
+    def _give_back(self, pending: dict, *, steps: List[str]) -> None:
+        """Every interface the pending switch took goes back to what held it before."""
         for label, held in sorted(pending["replaced"]["attach"].items()):
-            if only_new and label in earlier:
-                continue
-            action = xdp.give_back(self.root, held["interface"], held.get("netns"), held=held,
-                                   prog_pin=held.get("kept_pin"),
-                                   our_link_pin=str(dep.link_pin(held["interface"], held.get("netns"))))
-            labels.append(label)
-            if action != "none":
-                what = f"program id {held['prog_id']}" if held.get("prog_id") else "nothing"
-                steps.append(f"{label} given back to {what}")
-        return labels
+            steps.extend(self._give_back_one(label, held))
 
     # ---- state: committed
     def _commit(self) -> dict:
         dep = Deployment(self.root, self.name)
         current = dep.current_version()
         pending = self.state.get("pending")
-        wanted = self.p.get("version")
+        wanted = self.req.version
         last = self.state.get("last") or {}
         if wanted and not (pending and pending.get("version") == wanted):
             if self.state.get("committed") == wanted and not pending:
@@ -458,8 +552,11 @@ class DeploymentManager:
             raise InvalidInput(f"the pending switch of deployment {self.name!r} did not finish (version "
                                f"{pending['version']} was never recorded); roll it back or deploy it again")
         before = record.summary(self.state)
-        after_state = record.committed(self.state, pending["version"], by="controller")
-        removed = [] if self.check_mode else self._commit_state(self.state, by="controller")
+        if self.check_mode:
+            after_state, removed = record.committed(self.state, pending["version"], by="controller"), []
+        else:
+            removed = self._commit_state(self.state, by="controller")
+            after_state = self.state   # what _commit_state wrote
         result = self._record_result(changed=True, version=pending["version"], action="commit",
                                      removed_versions=removed)
         result["record"] = record.summary(after_state)
@@ -470,7 +567,7 @@ class DeploymentManager:
     # ---- state: rolled_back
     def _rollback(self) -> dict:
         self._undoing = True   # moving `current` back is no new pending switch
-        target = self.p.get("rollback_to") or "committed"
+        target = self.req.rollback_to or "committed"
         if target not in ROLLBACK_TARGETS:
             target = program.validate_version(target)
         pending = self.state.get("pending")
@@ -532,14 +629,12 @@ class DeploymentManager:
             self._ensure_version(previous)
             steps.append(f"version {previous} is current again")
         self._give_back(pending, steps=steps)
-        maps = _maps()
         for name, entry in sorted(pending["replaced"]["maps"].items()):
             if entry["entries"] and dep.map_pin(name).exists():
-                maps.restore_entries(entry["pin"], entry["entries"])
-                steps.append(f"map {name}: {len(entry['entries'])} entries restored")
+                steps.extend(self._restore_map(name, entry["pin"], entry["entries"]))
         if not previous:
             self._program({"name": self.name, "bpffs_root": self.root, "state": "absent",
-                           "lock_timeout": self.p.get("lock_timeout") or 60})
+                           "lock_timeout": self.req.lock_timeout or 60})
             steps.append(f"deployment {self.name!r} removed (it was new)")
         by = "watcher" if self.watcher_token else "controller"
         if not previous and not self.state.get("committed"):
@@ -551,15 +646,13 @@ class DeploymentManager:
             self.record.write_state(new_state)
             self.state = new_state
         # after the record: a run killed before it finds the kept programs to give back again
-        remove_tree(dep.path / REPLACED_DIR)
-        if self.watcher_token != pending.get("token"):
-            watcher.cancel(pending.get("watcher"), pending.get("token") or "")
+        self._end_switch(pending)
         return steps
 
     def _ensure_version(self, version: str) -> None:
         """``version`` current: switched to when pinned, loaded from the record's object otherwise."""
         dep = Deployment(self.root, self.name)
-        params = {"name": self.name, "bpffs_root": self.root, "lock_timeout": self.p.get("lock_timeout") or 60,
+        params = {"name": self.name, "bpffs_root": self.root, "lock_timeout": self.req.lock_timeout or 60,
                   "keep_versions": 1, "state": "present"}
         if version in dep.pinned_versions():
             self._program(dict(params, version=version))
@@ -582,34 +675,37 @@ class DeploymentManager:
         keep = {(a.get("netns"), a["interface"]) for a in spec.get("attach") or []}
         for gone in drop or []:
             if (gone.get("netns"), gone["interface"]) not in keep:
-                xdp.XdpManager(xdp_request(self.root, self.name, dict(gone, state="absent"))).run()
+                self.parts.xdp(xdp_request(self.root, self.name, dict(gone, state="absent"))).run()
         params = {"name": self.name, "bpffs_root": self.root, "state_dir": str(self.record.state_dir),
                   "version": version, "attach": [dict(a, force=True) for a in spec.get("attach") or []],
-                  "maps": spec.get("maps") or [], "lock_timeout": self.p.get("lock_timeout") or 60,
+                  "maps": spec.get("maps") or [], "lock_timeout": self.req.lock_timeout or 60,
                   "keep_versions": 1}
-        return DeploymentManager(params, keep_record=False).run()
+        return DeploymentManager(Request.from_params(params), keep_record=False, parts=self.parts).run()
 
     # ---- state: absent
     def _absent(self) -> dict:
         detached = []
         for spec in self.attach:
             request = xdp_request(self.root, self.name, dict(spec, state="absent"))
-            result = xdp.XdpManager(request, check_mode=self.check_mode).run()
-            self.warnings.extend(result.pop("warnings", []))
-            detached.append(dict(result, program=spec.get("program")))
-        prog = self._program(dict(self.p, state="absent"))
+            result = self.parts.xdp(request, check_mode=self.check_mode, diff_mode=self.diff_mode).run()
+            self.warnings.extend(result.warnings)
+            result.warnings = []
+            result.extra["program"] = spec.get("program")
+            detached.append(result)
+        prog = self._program(self.req.program_params(state="absent"))
         had_record = self.record.path.exists()
         if had_record and not self.check_mode:
             pending = self.state.get("pending") or {}
             watcher.cancel(pending.get("watcher"), pending.get("token") or "")
             self.record.remove()
-        changed = prog["changed"] or any(a["changed"] for a in detached) or had_record
-        result = {"changed": changed, "version": None, "previous_version": prog.get("previous_version"),
-                  "action": "remove" if prog["changed"] else "none", "program": prog, "attach": detached,
+        changed = prog.changed or any(a.changed for a in detached) or had_record
+        result = {"changed": changed, "version": None, "previous_version": prog.previous_version,
+                  "action": "remove" if prog.changed else "none", "program": prog.as_dict(),
+                  "attach": [a.as_dict() for a in detached],
                   "maps": [], "committed": None, "pending": False, "record": None}
         if self.diff_mode:
-            result["diff"] = {"before": {"version": prog.get("previous_version"),
-                                         "attach": {_attach_label(a): a["diff"]["before"] for a in detached},
+            result["diff"] = {"before": {"version": prog.previous_version,
+                                         "attach": {_attach_label(a.extra): a.diff["before"] for a in detached},
                                          "record": record.summary(self.state)},
                               "after": {}}
         return self._finish(result)
@@ -623,42 +719,48 @@ class DeploymentManager:
         result.update({k: v for k, v in extra.items() if v is not None})
         return result
 
-    def _result(self, prog: dict, attached: List[dict], written: List[dict]) -> dict:
-        changed = (prog["changed"] or any(a["changed"] for a in attached) or any(m["changed"] for m in written)
-                   or getattr(self, "_record_changed", False))
-        prog_diff = prog.pop("diff", None)
-        for entry in attached:
-            entry.setdefault("diff", {})
+    def _result(self, prog: "program.ProgramResult", attached: List["xdp.XdpResult"], written: list) -> dict:
+        """The module's result from the parts' typed results (``written``: (map name, MapResult))."""
+        changed = (prog.changed or any(a.changed for a in attached) or any(m.changed for _n, m in written)
+                   or self._record_changed)
         state = self.txn if self.txn is not None and not self.check_mode else self.state
         summary = record.summary(state)
         result = {
-            "changed": changed, "version": prog["version"], "previous_version": prog.get("previous_version"),
-            "action": prog["action"], "program": prog,
-            "attach": attached, "maps": written,
+            "changed": changed, "version": prog.version, "previous_version": prog.previous_version,
+            "action": prog.action, "program": prog.as_dict(with_diff=False),
+            "attach": [a.as_dict(with_diff=False) for a in attached],
+            "maps": [_map_entry(name, m) for name, m in written],
             "committed": summary["committed"], "pending": summary["pending"] is not None, "record": summary,
         }
-        if "preflight" in prog:
-            result["preflight"] = prog["preflight"]
+        if prog.preflight is not None:
+            result["preflight"] = prog.preflight
         if self.diff_mode:
-            before = {"program": (prog_diff or {}).get("before"),
-                      "attach": {_attach_label(a): a["diff"].get("before") for a in attached},
-                      "maps": {m["map"]: (m.get("diff") or {}).get("before") for m in written},
+            before = {"program": (prog.diff or {}).get("before"),
+                      "attach": {_attach_label(a.extra): (a.diff or {}).get("before") for a in attached},
+                      "maps": {name: (m.diff or {}).get("before") for name, m in written},
                       "record": record.summary(self._state_at_start)}
-            after = {"program": (prog_diff or {}).get("after"),
-                     "attach": {_attach_label(a): a["diff"].get("after") for a in attached},
-                     "maps": {m["map"]: (m.get("diff") or {}).get("after") for m in written},
+            after = {"program": (prog.diff or {}).get("after"),
+                     "attach": {_attach_label(a.extra): (a.diff or {}).get("after") for a in attached},
+                     "maps": {name: (m.diff or {}).get("after") for name, m in written},
                      "record": summary}
             result["diff"] = {"before": before, "after": after}
-        for entry in attached:
-            entry.pop("diff", None)
-        for entry in written:
-            entry.pop("diff", None)
         return self._finish(result)
 
     def _finish(self, result: dict) -> dict:
         if self.warnings:
             result["warnings"] = list(dict.fromkeys(self.warnings))
         return result
+
+
+def _map_entry(name: str, result) -> dict:
+    """One maps[] entry of the result: the bpf_map result under the map's name, with its pin
+    (none for a prediction), without the entries (a deployment run does not read them back)."""
+    entry = result.as_dict(with_diff=False)
+    entry.pop("entries", None)
+    entry["map"] = name
+    if result.map is not None:
+        entry["pin"] = result.pin
+    return entry
 
 
 def _maps():
@@ -684,8 +786,8 @@ def restore(rec: "record.Record") -> dict:
         state = rec.state()
         pending = state.get("pending")
         committed = state.get("committed")
-        manager = DeploymentManager({"name": rec.name, "bpffs_root": rec.bpffs_root,
-                                     "state_dir": str(rec.state_dir), "lock_timeout": 300})
+        manager = DeploymentManager(Request(name=rec.name, bpffs_root=rec.bpffs_root, state_dir=str(rec.state_dir),
+                                            lock_timeout=300))
         manager.state = state
         manager._undoing = True   # pylint: disable=protected-access
         result = {"version": None, "attach": []}
@@ -698,4 +800,4 @@ def restore(rec: "record.Record") -> dict:
 
 def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> dict:
     """The module's entry (raises EbpfDeployError on failure)."""
-    return DeploymentManager(params, check_mode=check_mode, diff_mode=diff_mode).run()
+    return DeploymentManager(Request.from_params(params), check_mode=check_mode, diff_mode=diff_mode).run()

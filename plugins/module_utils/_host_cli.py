@@ -61,7 +61,7 @@ def watch(args) -> int:
     params = {"name": args.deployment, "bpffs_root": args.bpffs_root, "state_dir": args.state_dir,
               "state": "rolled_back", "lock_timeout": 300}
     try:
-        result = deployment.DeploymentManager(params, watcher_token=args.token).run()
+        result = deployment.DeploymentManager(deployment.Request.from_params(params), watcher_token=args.token).run()
     except EbpfDeployError as err:
         _say(f"{args.deployment}: the confirm deadline passed, rolling back failed: {err.msg}")
         return 1

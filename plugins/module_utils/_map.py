@@ -10,8 +10,8 @@ check mode), restoring the snapshot if a write fails midway → report.
 
 The pure parts (``Desired``, ``Plan``, ``plan_entries``, ``check_capacity``, ``apply_plan``,
 ``check_memory``) take bytes and plain values so they are unit tested without a kernel;
-``MapManager`` does the kernel work through ``_libbpf``. No Ansible here: ``run()`` returns the
-result dict and raises ``EbpfDeployError`` for the module to turn into ``fail_json``.
+``MapManager`` does the kernel work through ``_libbpf``. No Ansible here: ``run()`` returns a
+``MapResult`` and raises ``EbpfDeployError`` for the module to turn into ``fail_json``.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     DEFAULT_BPFFS_ROOT, Deployment, is_bpffs, validate_path,
@@ -275,44 +277,55 @@ def prior_entries(plan: Plan) -> List[dict]:
     return prior
 
 
+def empty_array_value(info, ncpus: int) -> Optional[bytes]:
+    """What an emptied entry of an array map holds, as compared (None: its entries can be deleted)."""
+    if info.type not in ZEROED_ON_REMOVE:
+        return None
+    return bytes(info.value_size * ncpus if info.type in PERCPU else info.value_size)
+
+
+def value_to_write(info, own: Callable[[int], int]) -> Callable[[bytes], bytes]:
+    """Bytes as read/compared -> bytes to write: per-CPU slots padded, PROG_ARRAY ids as fds
+    (each fd is handed to ``own``, whose caller closes it after the writes)."""
+    if info.type in PERCPU:
+        return lambda old: pad_percpu(old, info.value_size)
+    if info.type != MAP_PROG_ARRAY:
+        return lambda old: old
+
+    def program_fd(old: bytes) -> bytes:
+        fd = own(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
+        return fd.to_bytes(4, "little")
+    return program_fd
+
+
 def restore_entries(pin: str, prior: List[dict]) -> int:
     """Write back what ``prior_entries`` recorded (newest first); returns the entries restored."""
     fd = libbpf.obj_get(pin)
+    held: List[int] = []
     try:
         if libbpf.fd_kind(fd) != "map":
             raise InvalidInput(f"{pin} is not a map: its entries cannot be restored")
         info = libbpf.map_info(fd)
-        ncpus = libbpf.num_possible_cpus()
-        held: List[int] = []
-        if info.type in PERCPU:
-            def restore(old: bytes) -> bytes:
-                return pad_percpu(old, info.value_size)
-        elif info.type == MAP_PROG_ARRAY:
-            def restore(old: bytes) -> bytes:
-                held.append(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
-                return held[-1].to_bytes(4, "little")
-        else:
-            def restore(old: bytes) -> bytes:
-                return old
-        zero = None
-        if info.type in ZEROED_ON_REMOVE:
-            zero = restore(bytes(info.value_size * ncpus if info.type in PERCPU else info.value_size))
-        writer = KernelWriter(MapHandle(fd=fd, pin=pin, info=info), zero, name=info.name,
-                              restore_value=restore, show_key=bytes.hex)
-        try:
-            for item in reversed(prior):
-                key = bytes.fromhex(item["key"])
-                old = bytes.fromhex(item["old"]) if item.get("old") is not None else None
-                try:
-                    writer.restore(key, old)
-                except SyscallError as err:
-                    if old is not None or err.errno != _errno.ENOENT:
-                        raise
-        finally:
-            for prog_fd in held:
-                libbpf.close(prog_fd)
+
+        def own(prog_fd: int) -> int:
+            held.append(prog_fd)
+            return prog_fd
+        restore = value_to_write(info, own)
+        zero = empty_array_value(info, libbpf.num_possible_cpus())
+        writer = KernelWriter(MapHandle(fd=fd, pin=pin, info=info), restore(zero) if zero is not None else None,
+                              name=info.name, restore_value=restore, show_key=bytes.hex)
+        for item in reversed(prior):
+            key = bytes.fromhex(item["key"])
+            old = bytes.fromhex(item["old"]) if item.get("old") is not None else None
+            try:
+                writer.restore(key, old)
+            except SyscallError as err:
+                if old is not None or err.errno != _errno.ENOENT:
+                    raise
         return len(prior)
     finally:
+        for prog_fd in held:
+            libbpf.close(prog_fd)
         libbpf.close(fd)
 
 
@@ -343,35 +356,116 @@ def merge_percpu(compact: bytes, given: Any, codec: Codec, size: int, ncpus: int
     return given
 
 
-class MapManager:
-    """One bpf_map task: ``MapManager(params, check_mode=..., diff=...).run() -> result``."""
+@dataclass(frozen=True)
+class Request:
+    """The bpf_map task's parameters (None given = the default)."""
+    deployment: Optional[str] = None
+    map: Optional[str] = None
+    path: Optional[str] = None
+    create: Optional[dict] = None
+    bpffs_root: str = DEFAULT_BPFFS_ROOT
+    key_type: Optional[str] = None
+    value_type: Optional[str] = None
+    entries: Optional[List[dict]] = None    # None: only read (and return) the entries
+    value_deployment: Optional[str] = None
+    overwrite: bool = True
+    purge: bool = False
+    dump: bool = False
+    state: str = "present"
+    lock_timeout: float = 60.0
 
-    def __init__(self, params: dict, *, check_mode: bool = False, diff: bool = False,
+    @classmethod
+    def from_params(cls, params: dict) -> "Request":
+        return cls(**known_params(cls, params))
+
+    def validate(self) -> None:
+        if bool(self.deployment) == bool(self.path):
+            raise InvalidInput("give either deployment (with map) or path")
+        if self.deployment and not self.map:
+            raise InvalidInput("deployment needs map: the name of one of its maps")
+        if self.create and not self.path:
+            raise InvalidInput("create needs path: where the standalone map is pinned")
+        if self.path:
+            validate_path(self.path, "path")
+        if self.path and not os.path.isabs(self.path):
+            raise InvalidInput(f"path must be absolute, got {self.path!r}")
+        for option in ("key_type", "value_type"):
+            value = getattr(self, option)
+            if value and value not in TYPE_NAMES:
+                raise InvalidInput(f"{option} {value!r} is not one of {', '.join(TYPE_NAMES)}")
+        if self.state == "absent" and self.deployment:
+            raise InvalidInput("state=absent unpins a standalone map (path); a deployment's maps are "
+                               "removed with its programs (ebpf.deploy.bpf_program state=absent)")
+        for index, entry in enumerate(self.entries or []):
+            if not isinstance(entry, dict) or "key" not in entry or entry.get("key") is None:
+                raise InvalidInput(f"entries[{index}] needs a key")
+            if entry.get("value") is None:
+                raise InvalidInput(f"entries[{index}] (key {entry['key']!r}) needs a value")
+
+
+@dataclass
+class MapResult(Result):
+    """One bpf_map run; ``extra`` holds entries (when read) and memory_estimate (a map created)."""
+    map: Optional[dict] = None
+    added: List[Any] = field(default_factory=list)
+    changed_keys: List[Any] = field(default_factory=list)
+    removed: List[Any] = field(default_factory=list)
+
+    keep_none = ("map",)
+
+    @property
+    def pin(self) -> Optional[str]:
+        return (self.map or {}).get("pin")
+
+
+@dataclass
+class EntriesPlan:
+    """What a present run read and decided before anything is written (``MapManager._plan``)."""
+    handle: Optional[MapHandle]     # None: the map is created (create, nothing pinned yet)
+    spec: Optional[dict]            # the map to create
+    info: Any                       # _libbpf.MapInfo, or _SpecInfo for a map to create
+    ncpus: int
+    key_codec: Codec
+    value_codec: Codec
+    zero: Optional[bytes]           # empty_array_value
+    current: Dict[bytes, bytes]
+    plan: Plan
+
+    @property
+    def created(self) -> bool:
+        return self.handle is None
+
+
+class MapManager:
+    """One bpf_map task: ``MapManager(request, check_mode=..., diff_mode=...).run() -> MapResult``."""
+
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
                  before_write: Optional[Callable[[str, List[dict]], None]] = None) -> None:
-        self.p = params
+        self.req = request
         self.check_mode = check_mode
-        self.want_diff = diff
+        self.diff_mode = diff_mode
         # bpf_deployment's transaction: told the prior bytes of every entry before it is written
         self.before_write = before_write
-        self.result: dict = {"changed": False}
+        self.result = MapResult()
         self.handle: Optional[MapHandle] = None
         self._fds: List[int] = []
 
     # ---- entry point
-    def run(self) -> dict:
+    def run(self) -> MapResult:
+        req = self.req
         try:
-            self._validate_params()
-            if self.p.get("deployment"):
-                dep = Deployment(self.p.get("bpffs_root") or DEFAULT_BPFFS_ROOT, self.p["deployment"])
+            req.validate()
+            if req.deployment:
+                dep = Deployment(req.bpffs_root or DEFAULT_BPFFS_ROOT, req.deployment)
                 self.deployment: Optional[Deployment] = dep
-                self.pin = str(dep.map_pin(self.p["map"]))
-                lock_name = self.p["deployment"]
+                self.pin = str(dep.map_pin(req.map))
+                lock_name = req.deployment
             else:
                 self.deployment = None
-                self.pin = os.path.normpath(self.p["path"])
+                self.pin = os.path.normpath(req.path)
                 lock_name = path_lock_name(self.pin)
-            with deployment_lock(lock_name, float(self.p.get("lock_timeout") or 60)):
-                if self.p.get("state") == "absent":
+            with deployment_lock(lock_name, float(req.lock_timeout or 60)):
+                if req.state == "absent":
                     return self._absent()
                 return self._present()
         finally:
@@ -386,35 +480,11 @@ class MapManager:
         self._fds.append(fd)
         return fd
 
-    def _validate_params(self) -> None:
-        p = self.p
-        if bool(p.get("deployment")) == bool(p.get("path")):
-            raise InvalidInput("give either deployment (with map) or path")
-        if p.get("deployment") and not p.get("map"):
-            raise InvalidInput("deployment needs map: the name of one of its maps")
-        if p.get("create") and not p.get("path"):
-            raise InvalidInput("create needs path: where the standalone map is pinned")
-        if p.get("path"):
-            validate_path(p["path"], "path")
-        if p.get("path") and not os.path.isabs(p["path"]):
-            raise InvalidInput(f"path must be absolute, got {p['path']!r}")
-        for option in ("key_type", "value_type"):
-            if p.get(option) and p[option] not in TYPE_NAMES:
-                raise InvalidInput(f"{option} {p[option]!r} is not one of {', '.join(TYPE_NAMES)}")
-        if p.get("state") == "absent" and p.get("deployment"):
-            raise InvalidInput("state=absent unpins a standalone map (path); a deployment's maps are "
-                               "removed with its programs (ebpf.deploy.bpf_program state=absent)")
-        for index, entry in enumerate(p.get("entries") or []):
-            if not isinstance(entry, dict) or "key" not in entry or entry.get("key") is None:
-                raise InvalidInput(f"entries[{index}] needs a key")
-            if entry.get("value") is None:
-                raise InvalidInput(f"entries[{index}] (key {entry['key']!r}) needs a value")
-
     # ---- state: absent
-    def _absent(self) -> dict:
+    def _absent(self) -> MapResult:
         pin = self.pin
         if not os.path.lexists(pin):
-            self.result.update(map=None, entries=None, added=[], changed_keys=[], removed=[])
+            self.result.extra["entries"] = None
             return self.result
         if os.path.islink(pin):
             # the checks below would read the map it points at, and unlink would remove the link only
@@ -424,98 +494,108 @@ class MapManager:
         if libbpf.fd_kind(fd) != "map":
             raise InvalidInput(f"{pin} is pinned but is not a map ({libbpf.fd_kind(fd)}): not removed")
         info = libbpf.map_info(fd)
-        self.result["map"] = self._map_result(MapHandle(fd=fd, pin=pin, info=info))
-        self.result.update(changed=True, added=[], changed_keys=[], removed=[])
-        if self.want_diff:
-            self.result["diff"] = {"before": {"pin": pin, "map_id": info.id}, "after": {"pin": None}}
+        self.result.map = self._map_result(MapHandle(fd=fd, pin=pin, info=info))
+        self.result.changed = True
+        if self.diff_mode:
+            self.result.diff = {"before": {"pin": pin, "map_id": info.id}, "after": {"pin": None}}
         if not self.check_mode:
             os.unlink(pin)
         return self.result
 
-    # ---- state: present
-    def _present(self) -> dict:
+    # ---- state: present: plan -> act -> report
+    def _present(self) -> MapResult:
+        planned = self._plan()
+        handle = planned.handle if self.check_mode else self._act(planned)
+        return self._report(planned, handle)
+
+    def _plan(self) -> EntriesPlan:
+        """Everything is read and validated before anything is written."""
+        req = self.req
         handle, spec = self._resolve()
         self.handle = handle
-        name = handle.info.name if handle else spec["name"]
         info = handle.info if handle else _SpecInfo(spec)
         ncpus = libbpf.num_possible_cpus()
-        map_type = info.type
-        if map_type not in MAP_TYPES.values():
-            raise UnsupportedFeature(f"map {name} is a {libbpf.map_type_name(map_type)} map: bpf_map writes "
+        if info.type not in MAP_TYPES.values():
+            raise UnsupportedFeature(f"map {info.name} is a {libbpf.map_type_name(info.type)} map: bpf_map writes "
                                      f"entries of {', '.join(MAP_TYPES)} maps")
         key_codec, value_codec = self._codecs(handle, info)
-        zero = self._zero_value(info, ncpus)
-        if self.p.get("entries") is None and self.p.get("purge"):
+        zero = empty_array_value(info, ncpus)
+        if req.entries is None and req.purge:
             raise InvalidInput("purge needs entries (use entries: [] to empty the map)")
-
-        # everything is read and validated before anything is written
         current = self._read(handle, info, ncpus) if handle else {}
-        entries = self.p.get("entries")
-        desired = self._desired(entries or [], current, info, key_codec, value_codec, ncpus)
-        plan = plan_entries(current, desired, purge=bool(self.p.get("purge")), zero_value=zero,
-                            overwrite=self.p.get("overwrite", True) is not False)
-        if map_type in HASHES:
+        desired = self._desired(req.entries or [], current, info, key_codec, value_codec, ncpus)
+        plan = plan_entries(current, desired, purge=bool(req.purge), zero_value=zero,
+                            overwrite=req.overwrite is not False)
+        if info.type in HASHES:
             check_capacity(plan, current_count=len(current), desired_count=len(desired),
-                           max_entries=info.max_entries, map_name=name)
+                           max_entries=info.max_entries, map_name=info.name)
+        return EntriesPlan(handle=handle, spec=spec, info=info, ncpus=ncpus, key_codec=key_codec,
+                           value_codec=value_codec, zero=zero, current=current, plan=plan)
 
-        decode = self._decoder(info, key_codec, value_codec, ncpus)
-        created = handle is None
-        if not self.check_mode:
-            if created:
-                handle = self._create(spec)
-            if plan.changed:
-                if self.before_write is not None:
-                    self.before_write(self.pin, prior_entries(plan))
-                restore = self._restore_value(info, ncpus)
-                zero_write = restore(zero) if zero is not None else None
-                writer = KernelWriter(handle, zero_write, name=name, restore_value=restore,
-                                      show_key=key_codec.decode)
-                try:
-                    apply_plan(plan, writer)
-                except EbpfDeployError as err:
-                    if created:  # the map did not exist before this run: leave none behind
-                        os.unlink(self.pin)
-                        err.msg += "; the new map was unpinned again"
-                        err.args = (err.msg,)
-                    raise
+    def _act(self, planned: EntriesPlan) -> MapHandle:
+        """Create the map if asked, then write the plan (restoring what was written if a write fails)."""
+        handle = planned.handle or self._create(planned.spec)
+        plan, info = planned.plan, planned.info
+        if not plan.changed:
+            return handle
+        if self.before_write is not None:
+            self.before_write(self.pin, prior_entries(plan))
+        restore = value_to_write(info, self._own)
+        zero_write = restore(planned.zero) if planned.zero is not None else None
+        writer = KernelWriter(handle, zero_write, name=info.name, restore_value=restore,
+                              show_key=planned.key_codec.decode)
+        try:
+            apply_plan(plan, writer)
+        except EbpfDeployError as err:
+            if planned.created:  # the map did not exist before this run: leave none behind
+                os.unlink(self.pin)
+                err.msg += "; the new map was unpinned again"
+                err.args = (err.msg,)
+            raise
+        return handle
 
-        self.result["changed"] = created or plan.changed
-        self.result["map"] = self._map_result(handle) if handle else dict(spec, id=None, pin=self.pin, btf=None)
-        self.result["map"]["key_type"] = key_codec.name
-        self.result["map"]["value_type"] = "program" if map_type == MAP_PROG_ARRAY else value_codec.name
-        self.result["added"] = [decode.key(item.key) for item in plan.add]
-        self.result["changed_keys"] = [decode.key(item.key) for item, _old in plan.change]
-        self.result["removed"] = [decode.key(key) for key, _old in plan.remove]
-        if self.want_diff:
-            self.result["diff"] = self._diff(plan, decode, created, spec)
-        if entries is None or self.p.get("dump"):
+    def _report(self, planned: EntriesPlan, handle: Optional[MapHandle]) -> MapResult:
+        plan, info, spec = planned.plan, planned.info, planned.spec
+        key_codec, value_codec = planned.key_codec, planned.value_codec
+        decode = self._decoder(info, key_codec, value_codec, planned.ncpus)
+        result = self.result
+        result.changed = planned.created or plan.changed
+        result.map = self._map_result(handle) if handle else dict(spec, id=None, pin=self.pin, btf=None)
+        result.map["key_type"] = key_codec.name
+        result.map["value_type"] = "program" if info.type == MAP_PROG_ARRAY else value_codec.name
+        result.added = [decode.key(item.key) for item in plan.add]
+        result.changed_keys = [decode.key(item.key) for item, _old in plan.change]
+        result.removed = [decode.key(key) for key, _old in plan.remove]
+        if self.diff_mode:
+            result.diff = self._diff(plan, decode, planned.created, spec)
+        if self.req.entries is None or self.req.dump:
             if handle and not self.check_mode:
-                final = self._read(handle, info, ncpus)
+                final = self._read(handle, info, planned.ncpus)
             else:
-                final = dict(current)
+                final = dict(planned.current)
                 for key, _old in plan.remove:
-                    if zero is None:
+                    if planned.zero is None:
                         final.pop(key, None)
                     else:
-                        final[key] = zero
+                        final[key] = planned.zero
                 for item, _old in plan.change:
                     final[item.key] = item.value
                 for item in plan.add:
                     final[item.key] = item.value
-            self.result["entries"] = [decode.entry(key, final[key])
-                                      for key in sorted(final, key=key_codec.sort_key)]
-        return self.result
+            result.extra["entries"] = [decode.entry(key, final[key])
+                                       for key in sorted(final, key=key_codec.sort_key)]
+        return result
 
     # ---- resolving the map
     def _resolve(self) -> Tuple[Optional[MapHandle], Optional[dict]]:
         """(handle of the pinned map, None) or (None, spec to create) in check mode/creation."""
-        spec = self._create_spec() if self.p.get("create") else None
+        spec = self._create_spec() if self.req.create else None
         pin = self.pin
         if not os.path.lexists(pin):
             if self.deployment is not None:
                 maps = ", ".join(self.deployment.pinned_maps()) or "none"
                 raise InvalidInput(f"deployment '{self.deployment.name}' has no pinned map "
-                                   f"'{self.p['map']}' under {self.deployment.maps_dir} (pinned maps: {maps})")
+                                   f"'{self.req.map}' under {self.deployment.maps_dir} (pinned maps: {maps})")
             if spec is None:
                 raise InvalidInput(f"no map is pinned at {pin}: give create to make a standalone map")
             if not is_bpffs(os.path.dirname(pin) or "/"):
@@ -533,7 +613,7 @@ class MapManager:
         return handle, None
 
     def _create_spec(self) -> dict:
-        create = self.p["create"]
+        create = self.req.create
         type_name = str(create.get("type") or "").lower()
         if type_name not in MAP_TYPES:
             raise InvalidInput(f"create.type {create.get('type')!r} is not one of {', '.join(MAP_TYPES)}")
@@ -564,7 +644,7 @@ class MapManager:
                                       value_size=spec["value_size"], max_entries=spec["max_entries"],
                                       flags=spec["flags"], possible_cpus=ncpus)["bytes"]
         check_memory(spec, estimate, _limits.memory_limits())
-        self.result["memory_estimate"] = estimate
+        self.result.extra["memory_estimate"] = estimate
 
     def _compare_spec(self, handle: MapHandle, spec: dict) -> None:
         info = handle.info
@@ -586,7 +666,7 @@ class MapManager:
                                              spec["value_size"], spec["max_entries"], flags=spec["flags"]))
         except SyscallError as err:
             if err.errno in (_errno.ENOMEM, _errno.E2BIG):
-                estimate = self.result.get("memory_estimate") or 0
+                estimate = self.result.extra.get("memory_estimate") or 0
                 raise InvalidInput(
                     f"the kernel refused to create map {spec['name']} ({spec['type']}, key "
                     f"{spec['key_size']} + value {spec['value_size']} bytes x {spec['max_entries']} "
@@ -606,7 +686,7 @@ class MapManager:
         try:
             handle.btf = Btf(libbpf.btf_raw(btf_id))
         except BtfError as err:
-            if "btf" in (self.p.get("key_type"), self.p.get("value_type")):
+            if "btf" in (self.req.key_type, self.req.value_type):
                 raise InvalidInput(f"the BTF of map {handle.info.name} (btf id {btf_id}) cannot be read: {err}") from None
             handle.btf = None
 
@@ -615,9 +695,9 @@ class MapManager:
         btf = handle.btf if handle else None
         key_id = handle.key_type_id if handle else 0
         value_id = handle.value_type_id if handle else 0
-        key_type = self.p.get("key_type") or self._default_type(info, btf, key_id, info.key_size, is_key=True)
-        value_type = self.p.get("value_type") or self._default_type(info, btf, value_id, info.value_size,
-                                                                    is_key=False)
+        key_type = self.req.key_type or self._default_type(info, btf, key_id, info.key_size, is_key=True)
+        value_type = self.req.value_type or self._default_type(info, btf, value_id, info.value_size,
+                                                               is_key=False)
         key_codec = make_codec(key_type, info.key_size, btf=btf, type_id=key_id, what="key")
         if info.type in (MAP_PROG_ARRAY,):
             value_type = "u32"
@@ -635,12 +715,6 @@ class MapManager:
             except BtfError:
                 pass
         return "hex"
-
-    def _zero_value(self, info, ncpus: int) -> Optional[bytes]:
-        if info.type not in ZEROED_ON_REMOVE:
-            return None
-        size = info.value_size * ncpus if info.type in PERCPU else info.value_size
-        return bytes(size)
 
     # ---- reading
     def _read(self, handle: MapHandle, info, ncpus: int) -> Dict[bytes, bytes]:
@@ -731,11 +805,11 @@ class MapManager:
         if value.startswith("/"):
             path = value
         else:
-            dep_name = self.p.get("value_deployment") or self.p.get("deployment")
+            dep_name = self.req.value_deployment or self.req.deployment
             if not dep_name:
                 raise InvalidInput(f"program {value!r}: give value_deployment (or a pinned path) to say "
                                    "which deployment's program it is")
-            dep = Deployment(self.p.get("bpffs_root") or DEFAULT_BPFFS_ROOT, dep_name)
+            dep = Deployment(self.req.bpffs_root or DEFAULT_BPFFS_ROOT, dep_name)
             path = str(dep.program_pin(value))
             if not os.path.lexists(path):
                 progs = ", ".join(dep.pinned_programs(dep.current_version() or "")) if dep.current_version() else "none"
@@ -761,18 +835,6 @@ class MapManager:
         this = {"type": pinfo.type, "type_name": pinfo.type_name,
                 "source": f"program {value!r} earlier in entries"}
         return pinfo.id.to_bytes(4, "little"), fd.to_bytes(4, "little"), this
-
-    def _restore_value(self, info, ncpus: int) -> Callable[[bytes], bytes]:
-        """Bytes as read/compared -> bytes to write: per-CPU slots padded, PROG_ARRAY ids as fds."""
-        if info.type in PERCPU:
-            return lambda old: pad_percpu(old, info.value_size)
-        if info.type != MAP_PROG_ARRAY:
-            return lambda old: old
-
-        def program_fd(old: bytes) -> bytes:
-            fd = self._own(libbpf.prog_fd_by_id(int.from_bytes(old, "little")))
-            return fd.to_bytes(4, "little")
-        return program_fd
 
     # ---- reporting
     def _decoder(self, info, key_codec: Codec, value_codec: Codec, ncpus: int) -> "_Decoder":

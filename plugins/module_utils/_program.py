@@ -51,6 +51,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
     validate_path,
     validate_version,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 MAP_CONFLICT_CHOICES = ("fail", "recreate")
 MAX_LOG_SIZE = 256 << 20
@@ -90,8 +92,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        known = {k: params.get(k) for k in cls.__dataclass_fields__ if params.get(k) is not None}
-        req = cls(**known)
+        req = cls(**known_params(cls, params))
         req.validate()
         return req
 
@@ -196,6 +197,20 @@ def decide(*, wanted_version: str, wanted_programs: List[str], current_version: 
     return "load"
 
 
+@dataclass
+class LoadPlan:
+    """What a run with an object decided before anything changes (``_plan_load``)."""
+    version: str
+    current: Optional[str]
+    action: str                      # none | switch | load (``decide``)
+    programs: List[str]              # the programs wanted from the object
+    options: dict                    # the load options, as part of the version digest
+    map_plans: List[MapPlan]
+    pinned_programs: Dict[str, List[str]]
+    prune: List[str]                 # versions to unpin after the switch
+    before: dict                     # the diff's before side
+
+
 def versions_to_prune(by_activation: List[str], *, new_current: str, old_current: Optional[str],
                       keep: int) -> List[str]:
     """Versions to unpin so that ``keep`` besides the current one stay (most recently current)."""
@@ -227,6 +242,27 @@ def state_view(version: Optional[str], programs: List[str], maps: Dict[str, dict
     return {"version": version, "programs": sorted(programs), "maps": maps, "versions": versions}
 
 
+# --------------------------------------------------------------------------- the result
+@dataclass
+class ProgramResult(Result):
+    """One bpf_program run; ``extra`` holds maps, versions and verifier."""
+    version: Optional[str] = None
+    previous_version: Optional[str] = None
+    action: Optional[str] = None               # none | switch | load; None for state=absent
+    digest: Optional[str] = None
+    programs: List[dict] = field(default_factory=list)
+    removed_versions: Optional[List[str]] = None
+    preflight: Optional[dict] = None
+
+    keep_none = ("version", "previous_version", "digest")
+
+    def as_dict(self, *, with_diff: bool = True) -> dict:
+        out = super().as_dict(with_diff=with_diff)
+        if self.action is None:   # state=absent returns neither an action nor a digest
+            out.pop("digest", None)
+        return out
+
+
 # --------------------------------------------------------------------------- the manager
 class ProgramManager:
     """Plan, act and report one ``bpf_program`` task."""
@@ -246,7 +282,7 @@ class ProgramManager:
         self.preflight_report: Optional[dict] = None
 
     # ---- entry point
-    def run(self) -> dict:
+    def run(self) -> ProgramResult:
         if not is_bpffs(self.dep.root):
             # pins cannot live there, and state=absent would delete an ordinary directory
             raise InvalidInput(f"bpffs_root {self.dep.root} is not on a bpf filesystem "
@@ -325,21 +361,19 @@ class ProgramManager:
         return state_view(current, programs, maps, self.dep.versions())
 
     # ---- state: absent
-    def _absent(self) -> dict:
+    def _absent(self) -> ProgramResult:
         self.dep.check_ours()
         before = self._current_view()
         exists = (self.dep.exists() or self.dep.meta_dir.exists() or self.dep.pointer_file.exists())
         changed = bool(exists)
         if changed and not self.check_mode:
             self.dep.remove_all()
-        result = {"changed": changed, "version": None, "previous_version": before.get("version"),
-                  "programs": [], "maps": [], "versions": []}
-        if self.diff_mode:
-            result["diff"] = {"before": before, "after": {}}
-        return result
+        return ProgramResult(changed=changed, version=None, previous_version=before.get("version"), programs=[],
+                             extra={"maps": [], "versions": []},
+                             diff={"before": before, "after": {}} if self.diff_mode else None)
 
     # ---- state: present, switch to a pinned version only
-    def _switch_only(self, version: str) -> dict:
+    def _switch_only(self, version: str) -> ProgramResult:
         pinned = self.dep.pinned_versions()
         if version not in pinned:
             raise InvalidInput(f"version {version} of deployment '{self.req.name}' is not pinned "
@@ -366,7 +400,7 @@ class ProgramManager:
                             program_names=[p["name"] for p in programs])
 
     # ---- state: present with an object
-    def _present(self) -> dict:
+    def _present(self) -> ProgramResult:
         req = self.req
         label = req.label
         self.dep.check_ours()
@@ -395,7 +429,19 @@ class ProgramManager:
             validate_name(name, "program name")
         return wanted
 
-    def _present_with(self, obj, spec: objects.ObjectSpec, data: bytes, digest: str, label: str) -> dict:
+    def _present_with(self, obj, spec: objects.ObjectSpec, data: bytes, digest: str, label: str) -> "ProgramResult":
+        the_plan = self._plan_load(obj, spec, data, label)
+        programs, verifier_stats = self._act_load(obj, spec, data, digest, label, the_plan)
+        if not programs:
+            programs = self._program_results(the_plan.version, the_plan.programs)
+        return self._result(action=the_plan.action, version=the_plan.version, old=the_plan.current,
+                            before=the_plan.before, prune=the_plan.prune, programs=programs,
+                            maps=self._map_results(the_plan.map_plans), digest=digest,
+                            program_names=the_plan.programs, map_plans=the_plan.map_plans,
+                            verifier_stats=verifier_stats)
+
+    def _plan_load(self, obj, spec: objects.ObjectSpec, data: bytes, label: str) -> "LoadPlan":
+        """Read what is pinned and decide (none | switch | load), the maps and the versions to prune."""
         req = self.req
         wanted_programs = self._select_programs(spec, label)
         options = dict(req.load_options, programs=sorted(wanted_programs))
@@ -424,40 +470,55 @@ class ProgramManager:
             stale = self._versions_using(pinned_programs, {p.pinned_id for p in map_plans if p.action == "recreate"},
                                          exclude=version)
             prune = sorted(set(prune) | set(stale), key=lambda v: (v not in stale, v))
+        return LoadPlan(version=version, current=current, action=action, programs=wanted_programs,
+                        options=options, map_plans=map_plans, pinned_programs=pinned_programs, prune=prune,
+                        before=before)
 
+    def _act_load(self, obj, spec: objects.ObjectSpec, data: bytes, digest: str, label: str,
+                  the_plan: "LoadPlan") -> Tuple[List[dict], Dict[str, dict]]:
+        """Load (in check mode too: the verifier's verdict), pin, switch ``current``, prune.
+        Returns the programs as a check-mode load saw them ([] otherwise) and the verifier stats."""
+        req = self.req
+        version, action = the_plan.version, the_plan.action
         verifier_stats: Dict[str, dict] = {}
         programs: List[dict] = []
         if action == "load" and req.preflight_fail_on:
             self._preflight(data, spec, label)
         if action == "load":
-            self._load(obj, map_plans, label)
-            verifier_stats = self._verifier_stats(obj, wanted_programs)
+            self._load(obj, the_plan.map_plans, label)
+            verifier_stats = self._verifier_stats(obj, the_plan.programs)
             if self.check_mode:
                 programs = [self._program_result(info=libbpf.prog_info(obj.program(n).fd), name=n,
                                                  pin=str(self.dep.progs_dir(version) / n), dry_run=True)
-                            for n in wanted_programs]
+                            for n in the_plan.programs]
             else:
-                self._pin_and_commit(obj, version, wanted_programs, map_plans, pinned_programs.get(version, []))
-        if not self.check_mode and action != "none":
-            if action in ("switch", "load"):
-                self._before_switch(version, current)
-                self.dep.set_current(version)
-                meta = self.dep.read_metadata(version)
-                meta.update(digest=digest, source=label, options=options, object_size=len(data),
-                            programs=wanted_programs, license=spec.license)
-                meta.setdefault("deployed_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                self.dep.write_metadata(version, meta)
+                self._pin_and_commit(obj, version, the_plan.programs, the_plan.map_plans,
+                                     the_plan.pinned_programs.get(version, []))
+        if not self.check_mode and action in ("switch", "load"):
+            self._before_switch(version, the_plan.current)
+            self.dep.set_current(version)
+            meta = self.dep.read_metadata(version)
+            meta.update(digest=digest, source=label, options=the_plan.options, object_size=len(data),
+                        programs=the_plan.programs, license=spec.license)
+            meta.setdefault("deployed_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            self.dep.write_metadata(version, meta)
         if not self.check_mode:
-            for stale_version in prune:
+            for stale_version in the_plan.prune:
                 if stale_version != self.dep.current_version():
                     self.dep.remove_version(stale_version)
             self.dep.mark()
-        if not programs:
-            programs = self._program_results(version, wanted_programs)
-        return self._result(action=action, version=version, old=current, before=before, prune=prune,
-                            programs=programs, maps=self._map_results(map_plans), digest=digest,
-                            program_names=wanted_programs, map_plans=map_plans,
-                            verifier_stats=verifier_stats)
+        return programs, verifier_stats
+
+    def unpin_new(self, version: str, *, maps_before: set) -> List[str]:
+        """bpf_deployment's undo of a load: unpin ``version`` and the maps pinned since
+        ``maps_before`` (no older version uses them). Returns what was done, a line each."""
+        self.dep.remove_version(version)
+        steps = [f"version {version} unpinned"]
+        for name, pin in sorted(self.dep.pinned_maps().items()):
+            if name not in maps_before:
+                pin.unlink()
+                steps.append(f"new map {name} unpinned")
+        return steps
 
     def _before_switch(self, version: str, old: Optional[str]) -> None:
         if self.on_switch is not None and version != old:
@@ -665,7 +726,7 @@ class ProgramManager:
 
     def _result(self, *, action: str, version: str, old: Optional[str], before: dict, prune: List[str],
                 programs: List[dict], maps: List[dict], digest: Optional[str], program_names: List[str],
-                map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None) -> dict:
+                map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None) -> "ProgramResult":
         changed = action != "none" or bool(prune)
         if self.check_mode or action == "none":
             previous = old if action != "none" else self.dep.previous_version()
@@ -675,15 +736,11 @@ class ProgramManager:
         else:
             previous = self.dep.previous_version()
             pinned_after = self.dep.versions()
-        result = {
-            "changed": changed, "version": version, "previous_version": previous, "digest": digest,
-            "action": action, "programs": programs, "maps": maps, "versions": pinned_after,
-            "removed_versions": prune,
-        }
+        result = ProgramResult(changed=changed, version=version, previous_version=previous, action=action,
+                               digest=digest, programs=programs, removed_versions=prune,
+                               preflight=self.preflight_report, extra={"maps": maps, "versions": pinned_after})
         if verifier_stats:
-            result["verifier"] = verifier_stats
-        if self.preflight_report is not None:
-            result["preflight"] = self.preflight_report
+            result.extra["verifier"] = verifier_stats
         if self.diff_mode:
             after_maps = {}
             for entry in maps:
@@ -698,7 +755,7 @@ class ProgramManager:
             for name, spec in before.get("maps", {}).items():
                 after_maps.setdefault(name, spec)
             after = state_view(version, program_names, after_maps, pinned_after)
-            result["diff"] = {"before": before, "after": after}
+            result.diff = {"before": before, "after": after}
         return result
 
 
@@ -718,7 +775,7 @@ def _object_name(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in base)[:32] or "object"
 
 
-def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> dict:
+def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> ProgramResult:
     """The module's entry: validate, plan, act, report (raises EbpfDeployError on failure)."""
     request = Request.from_params(params)
     return ProgramManager(request, check_mode=check_mode, diff_mode=diff_mode).run()

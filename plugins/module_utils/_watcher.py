@@ -17,6 +17,7 @@ Either runs the host's copy of this collection's module_utils (the *runtime*, be
 module's own files are gone when the module exits. The same runtime runs the restore at boot.
 
     <state_dir>/lib/<digest>/ansible_collections/ebpf/deploy/plugins/module_utils/*.py
+    <state_dir>/lib/<digest>/keys/<key>        the file fingerprints (runtime_key) it was built from
     <state_dir>/lib/current -> <digest>        what the boot unit runs
     <state_dir>/ebpf-deploy-host               the launcher: ``python3 ebpf-deploy-host restore``
 
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -83,8 +85,51 @@ def _sources() -> dict:
     return out
 
 
-def install_runtime(state_dir: str) -> Path:
-    """Write the runtime (once per content digest) and the launcher; returns the launcher."""
+def runtime_key() -> Optional[str]:
+    """A cheap fingerprint of the module_utils files this process runs from, without importing or
+    reading them: name, size and CRC-32 of each in the module's zip (AnsiballZ ships one), or
+    name, size and mtime of each file on disk (as Python's own bytecode cache judges a source).
+    None when neither can be read. Every file the runtime copies is among them, so a file that
+    changes changes the key."""
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    archive = getattr(globals().get("__loader__"), "archive", None)
+    parts = []
+    try:
+        if archive:
+            inner = os.path.relpath(package_dir, archive).replace(os.sep, "/")
+            with zipfile.ZipFile(archive) as bundle:
+                parts = [f"{os.path.basename(info.filename)}:{info.file_size}:{info.CRC}"
+                         for info in bundle.infolist()
+                         if os.path.dirname(info.filename) == inner and info.filename.endswith(".py")]
+        else:
+            with os.scandir(package_dir) as entries:
+                parts = [f"{entry.name}:{entry.stat().st_size}:{entry.stat().st_mtime_ns}"
+                         for entry in entries if entry.name.endswith(".py")]
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16] if parts else None
+
+
+def ensure_runtime(state_dir: str) -> Path:
+    """The launcher, with the runtime installed only when it is missing or outdated.
+
+    Safe to skip: a key is written only into the runtime directory built from the files it
+    fingerprints, so ``current`` holding this process's key means ``current`` runs the code this
+    process runs; any other case (no key, another key, a changed launcher) installs as before.
+    """
+    base = Path(state_dir)
+    key = runtime_key()
+    launcher = base / LAUNCHER
+    if key and (base / "lib" / "current" / "keys" / key).exists():
+        with contextlib.suppress(OSError):
+            if launcher.read_text(encoding="utf-8") == _LAUNCHER_SOURCE:
+                return launcher
+    return install_runtime(state_dir, key=key)
+
+
+def install_runtime(state_dir: str, *, key: Optional[str] = None) -> Path:
+    """Write the runtime (once per content digest) and the launcher; returns the launcher.
+    ``key`` (runtime_key) is kept in the runtime's directory for ensure_runtime."""
     base = Path(state_dir)
     sources = _sources()
     digest = hashlib.sha256("".join(f"{k}\0{v}\0" for k, v in sorted(sources.items())).encode()).hexdigest()[:16]
@@ -104,6 +149,9 @@ def install_runtime(state_dir: str) -> Path:
             os.rename(staging, target)
         except OSError:  # another run installed the same digest meanwhile
             shutil.rmtree(staging, ignore_errors=True)
+    if key:
+        (target / "keys").mkdir(mode=0o700, exist_ok=True)
+        (target / "keys" / key).touch()
     current = lib / "current"
     if not current.is_symlink() or os.readlink(current) != digest:
         tmp = lib / f".current.{os.getpid()}"
@@ -145,7 +193,7 @@ def watch_argv(launcher: Path, *, state_dir: str, bpffs_root: str, name: str, to
 
 def start(*, state_dir: str, bpffs_root: str, name: str, token: str, deadline: float) -> dict:
     """Start the watcher for a pending switch; returns how to find it again (for the record)."""
-    launcher = install_runtime(state_dir)
+    launcher = ensure_runtime(state_dir)
     argv = watch_argv(launcher, state_dir=state_dir, bpffs_root=bpffs_root, name=name, token=token,
                       deadline=deadline)
     if systemd_runs_host():

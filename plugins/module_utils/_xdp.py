@@ -34,6 +34,8 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     UnsupportedFeature,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES, PROG_TYPES
+from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 MODES = ("native", "generic", "offload")
@@ -749,8 +751,7 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
-        names = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in params.items() if key in names and value is not None})
+        return cls(**known_params(cls, params))
 
     def validate(self) -> None:
         from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path  # pylint: disable=import-outside-toplevel
@@ -767,14 +768,25 @@ class Request:
                 raise InvalidInput("state: present needs deployment + program, or pin")
 
 
+@dataclass
+class XdpResult(Result):
+    """One xdp_attach run; ``extra`` holds interface, ifindex, netns, prog_id, mode, method, link_pin,
+    link_id and drift. The diff is in every result (bpf_deployment composes it)."""
+    action: str = "none"
+    previous_prog_id: Optional[int] = None
+
+    keep_none = ("previous_prog_id",)
+
+
 class XdpManager:
     """read → plan → act → report for one interface."""
 
-    def __init__(self, request: Request, *, check_mode: bool = False, bpf: Optional[Bpf] = None,
-                 before_change=None):
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
+                 bpf: Optional[Bpf] = None, before_change=None):
         request.validate()
         self.request = request
         self.check_mode = check_mode
+        self.diff_mode = diff_mode   # the diff is returned either way: Ansible shows it in diff mode
         self._bpf = bpf
         # bpf_deployment's transaction: told what holds the interface before it is changed
         self.before_change = before_change
@@ -826,7 +838,7 @@ class XdpManager:
         return prog
 
     # --- run --------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> XdpResult:
         req = self.request
         if req.netns and not netlink.netns_exists(req.netns):
             raise InvalidInput(f"network namespace {req.netns!r} does not exist (/run/netns/{req.netns})",
@@ -851,7 +863,7 @@ class XdpManager:
             name = "xdp-" + "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in key)
         return deployment_lock(name, req.lock_timeout)
 
-    def _run(self, nl, iface) -> dict:
+    def _run(self, nl, iface) -> XdpResult:
         req = self.request
         prog = self.resolve_program() if req.state == "present" else None
         link_pin = self.link_pin_path() if (req.state == "absent" or req.method == "link") else None
@@ -908,7 +920,7 @@ class XdpManager:
             raise EbpfDeployError(f"{err.msg}; putting program id {current.prog_id} back failed too, the "
                                   f"interface has no XDP program: {undo.msg}", **err.details) from None
 
-    def _report(self, the_plan: Plan, nl, iface, current: Current, outcome: Outcome) -> dict:
+    def _report(self, the_plan: Plan, nl, iface, current: Current, outcome: Outcome) -> XdpResult:
         req = self.request
         after = the_plan.after
         mode = after.get("mode")
@@ -924,23 +936,15 @@ class XdpManager:
             write_note(req.bpffs_root, iface.name, iface.netns,
                        {"prog_id": current.prog_id, "mode": current.mode, "method": current.method})
         present = req.state == "present"
-        result = {
-            "changed": the_plan.changed,
-            "interface": iface.name,
-            "ifindex": iface.ifindex,
-            "netns": iface.netns,
-            "prog_id": prog_id,
-            "previous_prog_id": current.prog_id,
-            "mode": mode,
-            "method": after.get("method") if present else current.method,
-            "link_pin": (outcome.link_pin or after.get("link_pin")) if present and after.get("method") == "link" else None,
-            "link_id": outcome.link_id if present and after.get("method") == "link" else None,
-            "action": the_plan.action,
-            "diff": {"before": the_plan.before, "after": after},
-        }
+        by_link = present and after.get("method") == "link"
+        result = XdpResult(changed=the_plan.changed, action=the_plan.action, previous_prog_id=current.prog_id,
+                           diff={"before": the_plan.before, "after": after}, warnings=list(the_plan.warnings),
+                           extra={"interface": iface.name, "ifindex": iface.ifindex, "netns": iface.netns,
+                                  "prog_id": prog_id, "mode": mode,
+                                  "method": after.get("method") if present else current.method,
+                                  "link_pin": (outcome.link_pin or after.get("link_pin")) if by_link else None,
+                                  "link_id": outcome.link_id if by_link else None})
         if the_plan.drift:
-            result["drift"] = the_plan.drift
-            result["diff"]["before_header"] = f"drift: {the_plan.drift}"
-        if the_plan.warnings:
-            result["warnings"] = list(the_plan.warnings)
+            result.extra["drift"] = the_plan.drift
+            result.diff["before_header"] = f"drift: {the_plan.drift}"
         return result

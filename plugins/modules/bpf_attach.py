@@ -297,9 +297,9 @@ requires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 ARGUMENT_SPEC = compose(
     PINS, LOCK,
@@ -330,13 +330,8 @@ def main() -> None:
         mutually_exclusive=[("pin", "program"), ("before", "after")],
         supports_check_mode=True,
     )
-    try:
-        result = AttachManager(Request.from_params(module.params), check_mode=module.check_mode).run()
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_with(module, lambda: AttachManager(Request.from_params(module.params), check_mode=module.check_mode,
+                                            diff_mode=module._diff).run())
 
 
 if __name__ == "__main__":

@@ -263,9 +263,9 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._facts import DEFAULT_SUBSETS, gather, resolve_subsets
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import PINS, RECORD, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 ARGUMENT_SPEC = compose(
     PINS, RECORD,
@@ -280,14 +280,14 @@ ARGUMENT_SPEC = compose(
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    try:
-        facts = gather(resolve_subsets(params["gather_subset"]), bpffs_root=params["bpffs_root"],
-                       xdp_netns=params["xdp_netns"], dmesg_since=params["dmesg_since"],
-                       refresh_features=params["refresh_features"], stats_seconds=params["stats_seconds"],
-                       state_dir=params["state_dir"])
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(changed=False, ansible_facts={"ebpf": facts})
+
+    def facts() -> dict:
+        return gather(resolve_subsets(params["gather_subset"]), bpffs_root=params["bpffs_root"],
+                      xdp_netns=params["xdp_netns"], dmesg_since=params["dmesg_since"],
+                      refresh_features=params["refresh_features"], stats_seconds=params["stats_seconds"],
+                      state_dir=params["state_dir"])
+
+    exit_with(module, lambda: {"changed": False, "ansible_facts": {"ebpf": facts()}})
 
 
 if __name__ == "__main__":

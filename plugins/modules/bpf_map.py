@@ -341,9 +341,9 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
-from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, MAP_ENTRIES, MAP_ENTRY_LIST, PINS, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager, Request
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 ARGUMENT_SPEC = compose(
     MAP_ENTRIES, MAP_ENTRY_LIST, PINS, LOCK,
@@ -371,11 +371,8 @@ def main() -> None:
         required_by={"deployment": "map", "create": "path"},
         supports_check_mode=True,
     )
-    try:
-        result = MapManager(module.params, check_mode=module.check_mode, diff=module._diff).run()
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    module.exit_json(**result)
+    exit_with(module, lambda: MapManager(Request.from_params(module.params), check_mode=module.check_mode,
+                                         diff_mode=module._diff).run())
 
 
 if __name__ == "__main__":

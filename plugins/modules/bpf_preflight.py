@@ -214,8 +214,8 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import OBJECT, PINS, compose, require
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import PreflightManager
 
 ARGUMENT_SPEC = compose(
@@ -229,13 +229,8 @@ ARGUMENT_SPEC = compose(
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = PreflightManager(module.params).run()
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    if not result["passed"]:
-        module.fail_json(**result)
-    module.exit_json(**result)
+    # findings at fail_on or worse fail the task with the whole report
+    exit_with(module, lambda: PreflightManager(module.params).run(), fail_when=lambda result: not result["passed"])
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, XDP_ATTACHMENT, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import XdpManager, Request
@@ -235,13 +235,8 @@ def main() -> None:
     )
     if not HAS_PYROUTE2:
         module.fail_json(msg=f"pyroute2 is required on the managed host: {PYROUTE2_IMPORT_ERROR}")
-    try:
-        result = XdpManager(Request.from_params(module.params), check_mode=module.check_mode).run()
-    except EbpfDeployError as err:
-        module.fail_json(**err.to_result())
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_with(module, lambda: XdpManager(Request.from_params(module.params), check_mode=module.check_mode,
+                                         diff_mode=module._diff).run())
 
 
 if __name__ == "__main__":

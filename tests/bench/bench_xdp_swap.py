@@ -69,7 +69,7 @@ class ManagerSwapper(Swapper):
     def _run(self, **kw) -> dict:
         request = xdp.Request(interface=self.lab.host_if, netns=self.lab.host_ns, bpffs_root=str(self.root),
                               mode=self.mode, method=self.method, **kw)
-        return xdp.XdpManager(request).run()
+        return xdp.XdpManager(request).run().as_dict()
 
     def swap(self, version: str) -> None:
         result = self._run(pin=str(self.pins[version]))

@@ -194,7 +194,7 @@ def test_check_memory_names_the_numbers_and_the_limit():
 def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
     """c_uint32(2**32 + 1) is 1: `max_entries: 4294967297` made a one-entry map."""
     create = {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 16, item: 2 ** 32 + 1}
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x", "create": create})
+    manager = m.MapManager(m.Request.from_params({"path": "/sys/fs/bpf/ebpfd_x", "create": create}))
     manager.pin = "/sys/fs/bpf/ebpfd_x"
     with pytest.raises(InvalidInput) as err:
         manager._create_spec()
@@ -203,7 +203,7 @@ def test_create_sizes_beyond_u32_are_refused_not_truncated(item):
 
 def test_a_prog_array_program_id_beyond_u32_is_refused_before_any_kernel_call():
     """A PROG_ARRAY value 4294967301 wrote program 5 (the id's low 32 bits)."""
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    manager = m.MapManager(m.Request(path="/sys/fs/bpf/ebpfd_x"))
     with pytest.raises(InvalidInput) as err:
         manager._program_fd(2 ** 32 + 5)
     assert err.value.msg == "PROG_ARRAY value (a program id) 4294967301 is out of range (1..4294967295)"
@@ -241,7 +241,7 @@ def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
     ncpus = 3
     per_cpu = [{"rate": 1000, "burst": 32, "flags": [1, 2], "bytes": 100 * (cpu + 1)} for cpu in range(ncpus)]
     current = {k(0): b"".join(value_codec.encode(v) for v in per_cpu)}
-    manager = m.MapManager({"path": "/sys/fs/bpf/ebpfd_x"})
+    manager = m.MapManager(m.Request(path="/sys/fs/bpf/ebpfd_x"))
 
     (same,) = manager._desired([{"key": 0, "value": {"rate": 1000}}], current, info, key_codec, value_codec, ncpus)
     assert same.value == current[k(0)], "a field not listed changed"
@@ -255,3 +255,24 @@ def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
     (listed,) = manager._desired([{"key": 0, "value": [{"burst": 1}, {"burst": 2}, {"burst": 3}]}], current, info,
                                  key_codec, value_codec, ncpus)
     assert [value_codec.decode(listed.value[c * 16:(c + 1) * 16])["bytes"] for c in range(ncpus)] == [100, 200, 300]
+
+
+# --- the bytes a write and a restore use (one helper for bpf_map and the deployment's undo) --------
+def test_an_emptied_array_entry_is_zeros_of_every_cpu_and_a_hash_entry_has_none():
+    from types import SimpleNamespace
+    array = SimpleNamespace(type=m.MAP_ARRAY, value_size=6)
+    percpu = SimpleNamespace(type=m.MAP_PERCPU_ARRAY, value_size=6)
+    hashed = SimpleNamespace(type=m.MAP_HASH, value_size=6)
+    assert m.empty_array_value(array, 4) == bytes(6)
+    assert m.empty_array_value(percpu, 4) == bytes(24)
+    assert m.empty_array_value(hashed, 4) is None
+
+
+def test_values_as_read_are_written_back_padded_per_cpu_and_unchanged_otherwise():
+    from types import SimpleNamespace
+    owned = []
+    percpu = m.value_to_write(SimpleNamespace(type=m.MAP_PERCPU_HASH, value_size=4), owned.append)
+    plain = m.value_to_write(SimpleNamespace(type=m.MAP_HASH, value_size=4), owned.append)
+    assert percpu(b"\x01\x00\x00\x00\x02\x00\x00\x00") == b"\x01" + bytes(7) + b"\x02" + bytes(7)
+    assert plain(b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04"
+    assert owned == []

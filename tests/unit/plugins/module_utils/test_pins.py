@@ -149,14 +149,14 @@ def test_remove_all(tmp_path):
 def test_a_nul_byte_in_a_path_is_refused_in_one_line():
     """The kernel reads a path up to its NUL: /sys/fs/bpf/ebpfd\\0x pinned at /sys/fs/bpf/ebpfd."""
     from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf
-    from ansible_collections.ebpf.deploy.plugins.module_utils._map import MapManager
+    from ansible_collections.ebpf.deploy.plugins.module_utils._map import Request as MapRequest
     from ansible_collections.ebpf.deploy.plugins.module_utils._program import Request
     with pytest.raises(InvalidInput, match=r"^bpffs_root '/sys/fs/bpf/a\\x00b' contains a NUL byte$"):
         validate_root("/sys/fs/bpf/a\0b")
     with pytest.raises(InvalidInput, match=r"^src '/tmp/x\\x00\.bpf\.o' contains a NUL byte$"):
         Request.from_params({"name": "ebpfd_x", "src": "/tmp/x\0.bpf.o", "remote_src": True})
     with pytest.raises(InvalidInput, match=r"^path '/sys/fs/bpf/m\\x00x' contains a NUL byte$"):
-        MapManager({"path": "/sys/fs/bpf/m\0x", "create": {"type": "array"}})._validate_params()
+        MapRequest.from_params({"path": "/sys/fs/bpf/m\0x", "create": {"type": "array"}}).validate()
     with pytest.raises(InvalidInput, match="contains a NUL byte"):
         _libbpf.obj_pin(0, "/sys/fs/bpf/ebpfd\0x")
 
