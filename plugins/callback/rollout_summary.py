@@ -30,6 +30,8 @@ import json
 import os
 import time
 
+from ansible.plugins.callback import CallbackBase
+
 # what the host's record holds after the role settled the host, by the role's status; a switch that
 # was neither committed nor rolled back (halted, or the host stopped answering) is pending there
 RECORD_BY_STATUS = {"committed": "committed", "unchanged": "committed", "rolled_back": "committed",
@@ -49,8 +51,6 @@ def record_state(entry: dict) -> str:
     if not deadlines:
         return "pending (no watcher)"
     return "pending until " + time.strftime("%H:%M:%S UTC", time.gmtime(min(deadlines)))
-
-from ansible.plugins.callback import CallbackBase
 
 
 class CallbackModule(CallbackBase):
