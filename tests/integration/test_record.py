@@ -24,12 +24,16 @@ COUNTER = "xdp_packet_counter"
 BLOCKLIST = "xdp_blocklist"
 
 
+def watchers(state_dir: Path) -> list[int]:
+    """The confirm watchers of a state dir (a watcher carries it in its argv)."""
+    return pids_with_argv(lambda argv: str(state_dir) in argv and "watch" in argv)
+
+
 @pytest.fixture
 def state_dir(tmp_path):
     path = tmp_path / "state"
     yield path
-    # a watcher a failed case left behind ends by its PID (it carries the state dir in its argv)
-    kill_pids(pids_with_argv(lambda argv: str(path) in argv and "watch" in argv), signal.SIGTERM)
+    kill_pids(watchers(path), signal.SIGTERM)   # a watcher a failed case left behind, by its PID
 
 
 @pytest.fixture
@@ -177,9 +181,14 @@ def test_commit_stops_the_watcher(ansible_module, veth, bpffs_root, state_dir, n
     v2 = ok(ansible_module("bpf_deployment", blocklist(veth, name, bpffs_root, state_dir, bpf_object("blocklist"),
                                                        confirm_timeout=8)))
     v2_id = attached_id(veth)
+    assert watchers(state_dir), "no watcher is armed for the pending switch"
     ok(ansible_module("bpf_deployment", {"name": name, "state": "committed", "version": v2["version"],
                                          "bpffs_root": str(bpffs_root), "state_dir": str(state_dir)}))
-    time.sleep(9)
+    # Once the watcher is gone nothing can revert the switch: stopped by the commit, it is gone at
+    # once; left running, it is gone only after its deadline (8 s), having done what it would do.
+    deadline = time.monotonic() + 12
+    while watchers(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert attached_id(veth) == v2_id, "the host reverted a committed switch"
     assert state_json(state_dir, bpffs_root, name)["committed"] == v2["version"]
 
