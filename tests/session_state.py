@@ -22,7 +22,7 @@ NOTE_DIRS = ("xdp", "attach")          # notes of the XDP and attach managers, o
 # this mark. Kept in the environment: a second import of this file, and the processes a test starts,
 # see the same session.
 _LETTERS = "ghjkmnpqrstvwxyz"
-SESSION = os.environ.setdefault("EBPFD_TEST_SESSION", "".join(secrets.choice(_LETTERS) for _ in range(4)))
+SESSION = os.environ.setdefault("EBPFD_TEST_SESSION", "".join(secrets.SystemRandom().choices(_LETTERS, k=4)))
 
 
 def locks(state_dir: Path = STATE_DIR) -> set:

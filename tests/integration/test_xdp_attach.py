@@ -357,7 +357,7 @@ def test_missing_deployment_or_program(ansible_module, veth, deployed):
            "no current version")
     _fails(ansible_module, veth, args(veth, deployed, program="xdp_nope"), "'xdp_nope'", "no pin")
     _fails(ansible_module, veth, args(veth, deployed, deployment=None, program=None,
-                                     pin=str(deployed.root / "nothing")), "no pinned program")
+                                      pin=str(deployed.root / "nothing")), "no pinned program")
 
 
 # --- concurrent change: the expected old program is enforced by the kernel -----------------------------
