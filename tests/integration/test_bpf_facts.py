@@ -244,7 +244,8 @@ def test_stats_seconds_counts_program_runs_only_in_its_window(ansible_module, bp
 
     stats_sysctl = _proc_int("/proc/sys/kernel/bpf_stats_enabled")
     before = runs(ansible_module("bpf_facts", args))
-    sender = veth.start_sender(1200, pps=300)   # about 4 s of traffic, around the 2 s window
+    # about 8 s of traffic around the 2 s window: on a loaded machine `ansible` takes seconds to start
+    sender = veth.start_sender(2400, pps=300)
     try:
         during = runs(ansible_module("bpf_facts", dict(args, stats_seconds=2)))
     finally:
