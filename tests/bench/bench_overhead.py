@@ -41,11 +41,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / ".build" / "collections"
-for extra in (REPO, REPO / "tests" / "integration", COLLECTIONS):
+for extra in (REPO, COLLECTIONS):   # also run as a script, outside pytest
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-import xdp_helpers as h  # noqa: E402
+from tests.integration import xdp_helpers as h  # noqa: E402
 from tests.lab import labctl  # noqa: E402
 
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))

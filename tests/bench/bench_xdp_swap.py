@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-for extra in (REPO / "tests" / "integration", REPO / ".build" / "collections"):
+for extra in (REPO, REPO / ".build" / "collections"):   # also run as a script, outside pytest
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-import xdp_helpers as h  # noqa: E402
+from tests.integration import xdp_helpers as h  # noqa: E402
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp  # noqa: E402
 
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))

@@ -1,23 +1,21 @@
 """Fault suite (issue 8): bad inputs, kills at any point, concurrent runs, a host lost mid-rollout.
 
-Shared code lives in faultlib.py (imported by path); the integration tier's helpers are reused from
-tests/integration. At the end of the session one line per part and a total are printed, e.g.
+Shared code lives in faultlib.py; what the integration tier does too is in tests/helpers.py. At the
+end of the session one line per part and a total are printed, e.g.
 
     fault: bad input: 52 cases, 52 host unchanged, 0 changed
+
+The `lab` fixture is the same as the integration tier's: netns lab hosts (tests/lab/labctl.py), one
+lab of three per file.
 """
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import faultlib  # noqa: E402
+from tests.fault import faultlib
+from tests.lab import labctl
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,6 +23,12 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="the fault suite needs root (BPF, netns)")
         for item in items:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with labctl.running(count=3) as hosts:
+        yield hosts
 
 
 @pytest.fixture(scope="session")

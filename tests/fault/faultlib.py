@@ -2,7 +2,8 @@
 snapshot what a host holds of a deployment, and keep the suite's totals.
 
 Everything here reads the host through tools that are not the code under test (bpftool, `ip -j`,
-the bpffs itself), so a snapshot cannot agree with a module by sharing its bugs.
+the bpffs itself), so a snapshot cannot agree with a module by sharing its bugs. What the integration
+tier does too (running modules, bpftool, process groups) is in tests/helpers.py.
 
 Every process started here is started in its own session and, when it overruns its time, ended by
 its process group id (`os.killpg(pid)`), never by name. Names made here start with `ebpfd`.
@@ -12,33 +13,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the fault tests reach these as fl.<name> too (map_set_u64, one_line, parse_results ...)
+from tests.helpers import (  # noqa: F401  pylint: disable=unused-import
+    ANSIBLE_PLAYBOOK, BPF_DIR, BPFFS, PYTHON, REPO, RUN_DIR, ModuleRun, SetUpOrUndo, bpftool, forget_deployment,
+    kill_group, map_set_u64, map_u64, one_line, parse_results, pids_with_argv, run_group, run_module_file, unique)
+from tests.integration import xdp_helpers  # a veth pair in namespaces
+from tests.lab import labctl
 
-from tests.integration import xdp_helpers  # noqa: E402  (a veth pair in namespaces, bpftool readers)
-from tests.lab import labctl  # noqa: E402
-from tests.integration.conftest import BPF_DIR, BPFFS  # noqa: E402
-
-VENV_BIN = REPO / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-ANSIBLE = str(VENV_BIN / "ansible")
-ANSIBLE_PLAYBOOK = str(VENV_BIN / "ansible-playbook")
-STATE_DIR = Path("/run/ebpf_deploy")
 PROGRAM = "xdp_packet_counter"
 LAYOUT_HINT = "_ebpf_deploy_marker, maps/<map>, <version>/progs/<program>, links/<link>, current, previous"
-
-_RESULT_LINE = re.compile(r"^(?P<host>\S+) \| (?P<status>[A-Z!]+)(?: \| rc=\d+)? => (?P<json>\{.*\})\s*$")
 
 
 # --- the totals printed at the end of the session -----------------------------------------------
@@ -74,66 +65,31 @@ def ansible_env(**extra: str) -> dict:
     return labctl.ansible_env(ANSIBLE_RETRY_FILES_ENABLED="0", PYTHONDONTWRITEBYTECODE="1", **extra)
 
 
-def run_group(cmd: list[str], *, env: Optional[dict] = None, timeout: float = 120, cwd=REPO,
-              stdin: Optional[str] = None) -> tuple[int, str, str, bool]:
-    """Run a command in its own process group; on timeout SIGKILL that group (by its id).
-    Returns (rc, stdout, stderr, timed_out)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
-                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(input=stdin, timeout=timeout)
-        return proc.returncode, out, err, False
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid)
-        out, err = proc.communicate()
-        return -9, out, err, True
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL the process group we started (its leader's pid is the group id)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def parse_results(stdout: str) -> list[dict]:
-    """Every `host | STATUS => {json}` line of the oneline callback, in order."""
-    out = []
-    for line in stdout.splitlines():
-        match = _RESULT_LINE.match(line)
-        if match:
-            try:
-                data = json.loads(match["json"])
-            except ValueError:
-                data = {"msg": match["json"]}
-            data["_host"] = match["host"]
-            data["_status"] = match["status"]
-            data.setdefault("failed", match["status"].startswith("FAILED") or match["status"] == "UNREACHABLE!")
-            out.append(data)
-    return out
-
-
 def adhoc(module: str, args: dict, *, check: bool = False, timeout: float = 60) -> dict:
-    """One module on localhost through `ansible` (action plugins included), like ModuleRun in
-    tests/integration/conftest.py, but a hung run is ended by its process group and reported."""
-    fqcn = module if "." in module else f"ebpf.deploy.{module}"
-    cmd = [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local", "-m", fqcn, "-a", json.dumps(args),
-           "-e", f"ansible_python_interpreter={PYTHON}"]
-    if check:
-        cmd.append("--check")
-    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="oneline", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    rc, out, err, timed_out = run_group(cmd, env=env, timeout=timeout)
+    """One module on localhost through `ansible` (action plugins included), as ModuleRun runs it,
+    but a hung run or one without a result is reported as a failed result, not raised."""
+    results, (rc, out, err, timed_out) = ModuleRun().run(module, args, check=check, timeout=timeout)
     if timed_out:
         return {"failed": True, "msg": f"TIMEOUT: {module} did not finish in {timeout}s (process group killed)",
                 "_timeout": True, "_stdout": out, "_stderr": err}
-    results = parse_results(out)
     if not results:
         return {"failed": True, "msg": f"NO RESULT (rc={rc})", "_stdout": out, "_stderr": err, "_noresult": True}
     result = results[-1]
     result["_stdout"], result["_stderr"] = out, err
     return result
+
+
+def localhost_play(name: str, body: str) -> str:
+    """The YAML of one play `ebpfd fault | <name>` on localhost with the venv's Python; `body` is its
+    `tasks:` or `roles:` section, indented as a play key."""
+    return f"""---
+- name: ebpfd fault | {name}
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {PYTHON}
+{body}"""
 
 
 def playbook(text: str, *, extra_vars: Optional[dict] = None, inventory: str = "localhost,",
@@ -156,18 +112,8 @@ def direct(module: str, args: dict, *, timeout: float = 60, wrapper: Optional[li
            env_extra: Optional[dict] = None, raise_on_timeout: bool = True) -> tuple[int, dict]:
     """Run a module file directly on this host (no controller), optionally through a wrapper
     script (the kill-point runner). Returns (returncode, parsed JSON or {})."""
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ebpfd_fault_args_", delete=False) as handle:
-        json.dump(payload, handle)
-        args_file = handle.name
-    try:
-        module_file = str(REPO / "plugins" / "modules" / f"{module}.py")
-        env = dict(os.environ, PYTHONPATH=str(REPO / ".build" / "collections"), PYTHONDONTWRITEBYTECODE="1")
-        env.update(env_extra or {})
-        rc, out, err, timed_out = run_group([PYTHON, *(wrapper or []), module_file, args_file], env=env,
-                                            timeout=timeout)
-    finally:
-        os.unlink(args_file)
+    rc, out, err, timed_out = run_module_file(module, args, timeout=timeout, wrapper=tuple(wrapper or ()),
+                                              env_extra=env_extra)
     if timed_out:
         if not raise_on_timeout:
             return rc, {"failed": True, "_timeout": True, "msg": f"TIMEOUT: {module} hung for {timeout}s"}
@@ -178,16 +124,10 @@ def direct(module: str, args: dict, *, timeout: float = 60, wrapper: Optional[li
         return rc, {"_stdout": out, "_stderr": err}
 
 
-def one_line(msg) -> bool:
-    return isinstance(msg, str) and bool(msg.strip()) and "\n" not in msg and "Traceback" not in msg
-
-
 # --- reading the host without the code under test --------------------------------------------------
 def bpftool_json(*args: str):
-    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=60, check=False)
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+    """bpftool's answer, or None when it fails (a snapshot records what is not there as None)."""
+    return bpftool(*args, check=False)
 
 
 def tree(path: Path) -> list:
@@ -271,7 +211,7 @@ def snapshot(*, root: Path, deployment: str, netns: Optional[str], ifname: str, 
         "bpffs": tree(root),
         "xdp": xdp,
         "map_contents": contents,
-        "run_state": file_contents(STATE_DIR / deployment),
+        "run_state": file_contents(RUN_DIR / deployment),
     }
     for path in extra:
         snap[f"extra:{path}"] = tree(Path(path))
@@ -281,21 +221,6 @@ def snapshot(*, root: Path, deployment: str, netns: Optional[str], ifname: str, 
 def snapshot_diff(before: dict, after: dict) -> dict:
     return {key: {"before": before.get(key), "after": after.get(key)}
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)}
-
-
-def map_u64(pin: Path, key: int = 0) -> int:
-    """Value of a u32 -> u64 map entry, read with bpftool."""
-    out = bpftool_json("map", "lookup", "pinned", str(pin), "key", *[str(b) for b in key.to_bytes(4, "little")])
-    value = out.get("value")
-    if isinstance(value, list):
-        return int.from_bytes(bytes(int(b, 16) for b in value), "little")
-    return int(value)
-
-
-def map_set_u64(pin: Path, value: int, key: int = 0) -> None:
-    cmd = ["bpftool", "map", "update", "pinned", str(pin), "key", *[str(b) for b in key.to_bytes(4, "little")],
-           "value", *[str(b) for b in value.to_bytes(8, "little")]]
-    subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30)
 
 
 def pinned_prog_id(pin: Path) -> Optional[int]:
@@ -330,33 +255,24 @@ def current_version(root: Path, deployment: str) -> Optional[str]:
 
 
 # --- a deployment of the counter attached to a veth, counting --------------------------------------
-class CounterOnVeth:
+class CounterOnVeth(SetUpOrUndo):
     """A bpffs root `ebpfd_fault_*`, a deployment `ebpfd_f*` of counter.bpf.o attached to the host
     side of a VethLab, counting packets sent from the peer. Built with the collection's own modules
     (run directly), read back with bpftool and `ip`."""
 
     def __init__(self, tag: str):
         self.tag = tag
-        self.token = secrets.token_hex(3)
-        self.root = BPFFS / f"ebpfd_fault_{tag}_{self.token}"
-        self.name = f"ebpfd_{tag}{self.token}"
+        self.root = BPFFS / unique(f"ebpfd_fault_{tag}_")
+        self.name = unique(f"ebpfd_{tag}")
         self.veth = xdp_helpers.VethLab(tag=tag)
         self.versions: dict[str, str] = {}
         self.prog_ids: dict[str, int] = {}
 
     # set-up / tear-down
-    def __enter__(self) -> "CounterOnVeth":
-        self.veth.__enter__()
-        try:
-            self.deploy("counter")
-            self.attach()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def setup(self) -> None:
+        self.veth.setup()
+        self.deploy("counter")
+        self.attach()
 
     def close(self) -> None:
         try:
@@ -366,10 +282,7 @@ class CounterOnVeth:
         finally:
             self.veth.close()
             xdp_helpers.remove_tree(self.root)
-            xdp_helpers.remove_tree(STATE_DIR / self.name)
-            (STATE_DIR / "locks" / f"{self.name}.lock").unlink(missing_ok=True)  # a unique name: ours
-            for note_dir in STATE_DIR.glob("xdp/" + str(self.root).strip("/").replace("/", "_")):
-                xdp_helpers.remove_tree(note_dir)
+            forget_deployment(self.name, self.root)
 
     # acting through the modules
     @property
@@ -454,3 +367,60 @@ class CounterOnVeth:
 
     def snapshot(self, extra: tuple = ()) -> dict:
         return snapshot(root=self.root, deployment=self.name, netns=self.netns, ifname=self.ifname, extra=extra)
+
+
+# --- lab hosts (tests/lab): reading a host inside its own namespaces, losing it ----------------------
+def in_host(lab, which: int, *cmd: str) -> subprocess.CompletedProcess:
+    """`cmd` inside host `which`'s mount and network namespaces (those of its sshd, as the last
+    `lab.up()` reported it): pins are per host."""
+    pid = int(lab.host(which)["sshd_pid"])
+    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", *cmd], capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def host_state(lab, which: int, *, root: str, deployment: str) -> dict:
+    """A deployment on a lab host: its current version and that version's pinned program id, the
+    program attached to eth0, whether the deployment's directory exists, and its record."""
+    dep = f"{root}/{deployment}"
+    current = in_host(lab, which, "readlink", f"{dep}/current").stdout.strip() or None
+    prog = None
+    if current:
+        out = in_host(lab, which, "bpftool", "-j", "prog", "show", "pinned", f"{dep}/{current}/progs/{PROGRAM}")
+        prog = json.loads(out.stdout).get("id") if out.returncode == 0 and out.stdout.strip() else None
+    info = json.loads(in_host(lab, which, "ip", "-j", "-d", "link", "show", "dev", "eth0").stdout)[0]
+    attached = ((info.get("xdp") or {}).get("prog") or {}).get("id")
+    exists = in_host(lab, which, "test", "-e", dep).returncode == 0
+    found = in_host(lab, which, "sh", "-c", f"cat /var/lib/ebpf_deploy/root-*/{deployment}/state.json")
+    record = json.loads(found.stdout) if found.returncode == 0 and found.stdout.strip() else None
+    return {"current": current, "current_prog_id": prog, "attached": attached, "deployment_exists": exists,
+            "record": record}
+
+
+def canary(lab, variables: dict, tmp: Path, on_line: Callable[[str, subprocess.Popen], bool]) -> tuple[int, str]:
+    """playbooks/canary.yml on the lab with `variables`, its output read as it comes: on_line(line,
+    proc) for each line, and the reading stops when it returns True. A run that outlives 300 s is
+    ended by its process group. Returns (rc, output)."""
+    vars_file = tmp / "vars.json"
+    vars_file.write_text(json.dumps(variables), encoding="utf-8")
+    proc = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"),
+                             "-e", f"@{vars_file}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=ansible_env(ANSIBLE_STDOUT_CALLBACK="default"), cwd=REPO, start_new_session=True)
+    watchdog = threading.Timer(300, kill_group, args=(proc.pid,))
+    watchdog.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line(line, proc):
+                break
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        proc.stdout.close()
+    return proc.returncode, "".join(lines)
+
+
+def ssh_masters(address: str) -> list[int]:
+    """Our Ansible's ControlPersist ssh masters to this address."""
+    return pids_with_argv(lambda argv: os.path.basename(argv[0]) == "ssh" and address in argv
+                          and any("ControlPersist" in a for a in argv))

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import pytest
 
-import faultlib as fl
+from tests.fault import faultlib as fl
 
 BAD = Path("/tmp") / f"ebpfd_fault_inputs_{secrets.token_hex(3)}"
 VICTIM = Path("/tmp") / f"ebpfd_fault_victim_{secrets.token_hex(3)}"
@@ -280,16 +280,9 @@ CASES = [
     Case("role-src-missing", "role", role(dep(f"{BAD}/ebpfd_nothing_here.bpf.o")), r"not found", timeout=90),
 ]
 
-ROLE_PLAY = f"""---
-- name: ebpfd fault | the rollout role on localhost
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {fl.PYTHON}
-  roles:
+ROLE_PLAY = fl.localhost_play("the rollout role on localhost", """  roles:
     - role: ebpf.deploy.rollout
-"""
+""")
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,11 @@ from pathlib import Path
 
 import pytest
 
-import faultlib as fl
+from tests.fault import faultlib as fl
 
 ROUNDS = int(os.environ.get("EBPFD_FAULT_CONCURRENCY_ROUNDS", "3"))
 VALUE = 31337
 
-PLAY = """---
-- name: ebpfd fault | deploy {stem} and attach it
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {python}
-  tasks:
-{tasks}"""
 TASKS = """    - name: Stage {n} | load and pin
       ebpf.deploy.bpf_program: {program}
     - name: Switch {n} | attach the current version
@@ -57,7 +48,7 @@ def test_two_upgrades_at_once_end_consistent(dep, round_, totals):
             book = Path(tmp) / f"{stem}.yml"
             tasks = "".join(TASKS.format(n=n, program=json.dumps(dep.program_args(stem, keep_versions=2)),
                                          attach=json.dumps(dep.xdp_args())) for n in range(1, REPEAT + 1))
-            book.write_text(PLAY.format(stem=stem, python=fl.PYTHON, tasks=tasks), encoding="utf-8")
+            book.write_text(fl.localhost_play(f"deploy {stem} and attach it", "  tasks:\n" + tasks), encoding="utf-8")
             procs.append(subprocess.Popen([fl.ANSIBLE_PLAYBOOK, "-i", "localhost,", str(book)],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                           env=fl.ansible_env(), cwd=fl.REPO, start_new_session=True))

@@ -18,54 +18,20 @@ that.)
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import pytest
-
-import faultlib as fl
-from test_host_lost import _ssh_masters
-from tests.lab import labctl
+from tests.fault import faultlib as fl
+from tests.helpers import kill_pids
 
 DEPLOYMENT = "ebpfd_ctl"
 ROOT = "/sys/fs/bpf/ebpf_deploy"
 TIMEOUT = 8
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = labctl.new_lab(count=3)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
-
-
-def in_host(lab, which: int, *cmd: str) -> subprocess.CompletedProcess:
-    pid = int(lab.host(which)["sshd_pid"])
-    return subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", *cmd], capture_output=True, text=True,
-                          timeout=30, check=False)
-
-
 def host_state(lab, which: int) -> dict:
-    dep = f"{ROOT}/{DEPLOYMENT}"
-    current = in_host(lab, which, "readlink", f"{dep}/current").stdout.strip() or None
-    prog = None
-    if current:
-        out = in_host(lab, which, "bpftool", "-j", "prog", "show", "pinned", f"{dep}/{current}/progs/{fl.PROGRAM}")
-        prog = json.loads(out.stdout).get("id") if out.returncode == 0 and out.stdout.strip() else None
-    info = json.loads(in_host(lab, which, "ip", "-j", "-d", "link", "show", "dev", "eth0").stdout)[0]
-    attached = ((info.get("xdp") or {}).get("prog") or {}).get("id")
-    found = in_host(lab, which, "sh", "-c", f"cat /var/lib/ebpf_deploy/root-*/{DEPLOYMENT}/state.json")
-    record = json.loads(found.stdout) if found.returncode == 0 and found.stdout.strip() else None
-    return {"current": current, "current_prog_id": prog, "attached": attached, "record": record}
+    return fl.host_state(lab, which, root=ROOT, deployment=DEPLOYMENT)
 
 
 def canary(lab, stem: str, tmp: Path, *, soak: int, kill_at_soak: bool = False) -> dict:
@@ -76,33 +42,19 @@ def canary(lab, stem: str, tmp: Path, *, soak: int, kill_at_soak: bool = False) 
         "rollout_serial": [1, "100%"],
         "rollout_confirm_timeout": TIMEOUT,
     }
-    vars_file = tmp / f"vars-{stem}.json"
-    vars_file.write_text(json.dumps(extra), encoding="utf-8")
-    proc = subprocess.Popen([fl.ANSIBLE_PLAYBOOK, "-i", str(lab.inventory), str(fl.REPO / "playbooks" / "canary.yml"),
-                             "-e", f"@{vars_file}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=fl.ansible_env(ANSIBLE_STDOUT_CALLBACK="default"), cwd=fl.REPO,
-                            start_new_session=True)
-    watchdog = threading.Timer(300, fl.kill_group, args=(proc.pid,))
-    watchdog.start()
-    lines, killed_at = [], None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if kill_at_soak and killed_at is None and line.startswith("TASK") and "Health |" in line:
-                fl.kill_group(proc.pid)
-                for host in range(1, 4):
-                    for pid in _ssh_masters(lab.host(host)["mgmt_address"]):
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                killed_at = time.monotonic()
-                break
-        proc.wait()
-    finally:
-        watchdog.cancel()
-        proc.stdout.close()
-    return {"rc": proc.returncode, "out": "".join(lines), "killed_at": killed_at}
+    killed_at = []
+
+    def on_line(line: str, proc) -> bool:
+        if kill_at_soak and line.startswith("TASK") and "Health |" in line:
+            fl.kill_group(proc.pid)
+            for host in range(1, 4):
+                kill_pids(fl.ssh_masters(lab.host(host)["mgmt_address"]))
+            killed_at.append(time.monotonic())
+            return True
+        return False
+
+    rc, out = fl.canary(lab, extra, tmp, on_line)
+    return {"rc": rc, "out": out, "killed_at": killed_at[0] if killed_at else None}
 
 
 def summary_rows(out: str) -> dict:

@@ -17,21 +17,15 @@ because pins are per host; host 2 is brought back with `lab.up()` between scenar
 """
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Optional
 
-import pytest
-
-import faultlib as fl
-from tests.lab import labctl
+from tests.fault import faultlib as fl
+from tests.helpers import kill_pids
 
 DEPLOYMENT = "ebpfd_lost"
 ROOT = "/sys/fs/bpf/ebpf_deploy"
@@ -40,54 +34,9 @@ RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=\d+\s+unreach
                    r"failed=(?P<failed>\d+)")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = labctl.new_lab(count=3)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
-
-
-def sshd_pid(lab, which: int) -> int:
-    """The host's sshd as the last `lab.up()` reported it (its mount namespace holds the bpffs)."""
-    return int(lab.host(which)["sshd_pid"])
-
-
-def in_host(lab, which: int, *cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["nsenter", "-t", str(sshd_pid(lab, which)), "-m", "-n", *cmd], capture_output=True,
-                          text=True, timeout=30, check=False)
-
-
 def host_state(lab, which: int) -> dict:
     """current version, its pinned program id, and the program attached to eth0, read in the host."""
-    dep = f"{ROOT}/{DEPLOYMENT}"
-    link = in_host(lab, which, "readlink", f"{dep}/current")
-    current = link.stdout.strip() or None
-    prog = None
-    if current:
-        out = in_host(lab, which, "bpftool", "-j", "prog", "show", "pinned", f"{dep}/{current}/progs/{fl.PROGRAM}")
-        prog = json.loads(out.stdout).get("id") if out.returncode == 0 and out.stdout.strip() else None
-    info = json.loads(in_host(lab, which, "ip", "-j", "-d", "link", "show", "dev", "eth0").stdout)[0]
-    attached = ((info.get("xdp") or {}).get("prog") or {}).get("id")
-    exists = in_host(lab, which, "test", "-e", dep).returncode == 0
-    return {"current": current, "current_prog_id": prog, "attached": attached, "deployment_exists": exists}
-
-
-def _ssh_masters(address: str) -> list[int]:
-    """Our Ansible's ControlPersist ssh masters to this address."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = [a.decode(errors="replace") for a in Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
-        if args and os.path.basename(args[0]) == "ssh" and address in args and any("ControlPersist" in a for a in args):
-            pids.append(int(entry.name))
-    return pids
+    return fl.host_state(lab, which, root=ROOT, deployment=DEPLOYMENT)
 
 
 def kill_host(lab, which: int) -> list[int]:
@@ -95,12 +44,8 @@ def kill_host(lab, which: int) -> list[int]:
     ControlPersist master Ansible keeps to it, each by PID."""
     netns = lab.host(which)["netns"]
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout
-    pids = [int(p) for p in out.split()] + _ssh_masters(lab.host(which)["mgmt_address"])
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    pids = [int(p) for p in out.split()] + fl.ssh_masters(lab.host(which)["mgmt_address"])
+    kill_pids(pids)
     return pids
 
 
@@ -113,29 +58,19 @@ def rollout(lab, stem: str, on_failure: str, *, kill: Optional[int] = None, soak
         "rollout_serial": ["100%"],
         "rollout_on_failure": on_failure,
     }
+    killed = []
+
+    def on_line(line: str, _proc) -> bool:
+        if kill and not killed and "Health | soak" in line and line.startswith("TASK"):
+            time.sleep(2)
+            killed.extend(kill_host(lab, kill) or [-1])
+        return False
+
     with tempfile.TemporaryDirectory(prefix="ebpfd_fault_lost_") as tmp:
-        vars_file = Path(tmp) / "vars.json"
-        vars_file.write_text(json.dumps(extra), encoding="utf-8")
-        env = fl.ansible_env(ANSIBLE_STDOUT_CALLBACK="default")
-        proc = subprocess.Popen([fl.ANSIBLE_PLAYBOOK, "-i", str(lab.inventory), str(fl.REPO / "playbooks" / "canary.yml"),
-                                 "-e", f"@{vars_file}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, cwd=fl.REPO, start_new_session=True)
-        watchdog = threading.Timer(300, fl.kill_group, args=(proc.pid,))
-        watchdog.start()
-        lines, killed = [], []
-        try:
-            for line in proc.stdout:
-                lines.append(line)
-                if kill and not killed and "Health | soak" in line and line.startswith("TASK"):
-                    time.sleep(2)
-                    killed = kill_host(lab, kill) or [-1]
-            proc.wait()
-        finally:
-            watchdog.cancel()
-    out = "".join(lines)
+        rc, out = fl.canary(lab, extra, Path(tmp), on_line)
     recap = {m["host"]: {k: int(m[k]) for k in ("ok", "unreachable", "failed")}
              for m in map(RECAP.match, out.splitlines()) if m}
-    return {"rc": proc.returncode, "out": out, "recap": recap, "killed": killed}
+    return {"rc": rc, "out": out, "recap": recap, "killed": killed}
 
 
 def check_scenario(lab, run: dict, *, expect: Optional[str], what: str) -> None:

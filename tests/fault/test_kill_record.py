@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-import faultlib as fl
+from tests.fault import faultlib as fl
 
 KILLPOINT = str(Path(__file__).resolve().parent / "killpoint.py")
 VALUE = 4_141_414_141
@@ -198,7 +198,7 @@ def reboot(dep) -> None:
     shutil.rmtree(dep.root, ignore_errors=True)
     cmd = ["ip", "link", "set", "dev", dep.ifname, "xdp", "off"]
     subprocess.run(["ip", "-n", dep.netns, *cmd[1:]] if dep.netns else cmd, check=False, capture_output=True)
-    shutil.rmtree(fl.STATE_DIR / dep.name, ignore_errors=True)
+    shutil.rmtree(fl.RUN_DIR / dep.name, ignore_errors=True)
 
 
 def test_kill_the_restore_at_every_point(dep):

@@ -27,20 +27,13 @@ from pathlib import Path
 
 import pytest
 
-import faultlib as fl
+from tests.fault import faultlib as fl
 
 KILLPOINT = str(Path(__file__).resolve().parent / "killpoint.py")
 VALUE = 4_242_424_242
 RANDOM_RUNS = int(os.environ.get("EBPFD_FAULT_RANDOM_KILLS", "5"))
 
-UPGRADE_PLAY = """---
-- name: ebpfd fault | upgrade to counter_v2 and switch the attachment
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {python}
-  tasks:
+UPGRADE_TASKS = """  tasks:
     - name: Stage | load counter_v2 beside the running version
       ebpf.deploy.bpf_program: {program}
     - name: Switch | attach the current version atomically
@@ -134,8 +127,8 @@ def test_kill_at_every_point(dep, tmp_path):
 
 def test_kill_the_playbook_at_random_times(dep):
     import json  # pylint: disable=import-outside-toplevel
-    text = UPGRADE_PLAY.format(python=fl.PYTHON, program=json.dumps(dep.program_args("counter_v2")),
-                               attach=json.dumps(dep.xdp_args()))
+    text = fl.localhost_play("upgrade to counter_v2 and switch the attachment", UPGRADE_TASKS.format(
+        program=json.dumps(dep.program_args("counter_v2")), attach=json.dumps(dep.xdp_args())))
     started = time.monotonic()
     rc, out, err, _timed_out = fl.playbook(text, timeout=120)
     duration = time.monotonic() - started

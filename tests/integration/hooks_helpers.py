@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
+from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment
 
-from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import Deployment  # noqa: E402
+from tests.helpers import forget_deployment, unique
 
 # program type, expected attach type: what libbpf 1.1 cannot tell from tcx/ and netfilter sections
 SCHED_CLS = (3, 0)
@@ -35,7 +29,7 @@ class Loaded:
 
     def __init__(self, root: Path, name: str | None = None):
         self.root = root
-        self.name = name or f"ebpfd-ba-{secrets.token_hex(3)}"
+        self.name = name or unique("ebpfd-ba-")
         self.dep = Deployment(str(root), self.name)
         self.ids: dict = {}
 
@@ -92,13 +86,8 @@ class Loaded:
         return self.map_value(map_name, index.to_bytes(4, "little"))
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.dep.meta_dir, ignore_errors=True)
-        for lock in Path("/run/ebpf_deploy/locks").glob(f"{self.name}*.lock"):
-            lock.unlink()
-
-
-def remove_notes(root: Path) -> None:
-    shutil.rmtree(Path("/run/ebpf_deploy/attach") / str(root).strip("/").replace("/", "_"), ignore_errors=True)
+        """What runs leave outside the bpffs root: metadata, locks and the root's notes (/run)."""
+        forget_deployment(self.name, self.root)
 
 
 # --- an independent reader of a hook's program list ----------------------------------------------
@@ -147,7 +136,7 @@ def cgroup2_root() -> Path:
 
 class Cgroup:
     def __init__(self):
-        self.path = cgroup2_root() / f"ebpfd-ba-{secrets.token_hex(3)}"
+        self.path = cgroup2_root() / unique("ebpfd-ba-")
 
     def __enter__(self) -> "Cgroup":
         self.path.mkdir()

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from xdp_helpers import VethLab, bpftool, map_counter, run, run_module_direct
-
 from ansible_collections.ebpf.deploy.plugins.module_utils._map import path_lock_name
+
+from tests import helpers
+from tests.helpers import RUN_DIR, bpftool
+from tests.integration.xdp_helpers import VethLab, map_counter, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the bpffs and XDP")
 
-LOCK_DIR = Path("/run/ebpf_deploy/locks")
+VETH_TAG = "bm"
+LOCK_DIR = RUN_DIR / "locks"
 
 SEND_FROM = r"""
 import socket, sys
@@ -72,24 +73,15 @@ def wait_for(predicate, timeout: float = 5.0):
 
 
 def direct(args: dict, *, check: bool = False) -> dict:
-    """The module's full result with `diff` (the ad hoc callback does not print it)."""
-    return run_module_direct("bpf_map", args, check=check, diff=True)
+    return helpers.direct("bpf_map", args, check=check)
 
 
 def four_steps(ansible_module, args: dict, *, expect_change: bool = True) -> dict:
-    """check → run → check → run; returns the first real run's result."""
-    check = ansible_module("bpf_map", args, check=True, diff=True)
-    assert not check["failed"], check.get("msg")
-    assert check["changed"] is expect_change, check
-    first = ansible_module("bpf_map", args, diff=True)
-    assert not first["failed"], first.get("msg")
-    assert first["changed"] is expect_change, first
+    """check → run → check → run; the real run reports what check mode predicted, the re-runs no
+    entry. Returns the first real run's result."""
+    check, first, _again_check, again = helpers.four_steps(ansible_module, "bpf_map", args, changes=expect_change)
     for name in ("added", "changed_keys", "removed"):
         assert first[name] == check[name], (name, check, first)
-    again_check = ansible_module("bpf_map", args, check=True, diff=True)
-    assert not again_check["failed"] and again_check["changed"] is False, again_check
-    again = ansible_module("bpf_map", args, diff=True)
-    assert not again["failed"] and again["changed"] is False, again
     assert (again["added"], again["changed_keys"], again["removed"]) == ([], [], [])
     return first
 
@@ -100,7 +92,7 @@ def deploy(ansible_module, bpffs_root, bpf_object):
     made = []
 
     def _deploy(stem: str) -> tuple:
-        name = f"ebpfd-bm-{stem.replace('_', '-')}-{secrets.token_hex(2)}"
+        name = helpers.unique(f"ebpfd-bm-{stem.replace('_', '-')}-", 2)
         result = ansible_module("bpf_program", {"name": name, "src": str(bpf_object(stem)),
                                                 "bpffs_root": str(bpffs_root)})
         assert not result["failed"], result.get("msg")
@@ -110,8 +102,8 @@ def deploy(ansible_module, bpffs_root, bpf_object):
         return name, progs, maps
 
     yield _deploy
-    for name in made:
-        ansible_module("bpf_program", {"name": name, "state": "absent", "bpffs_root": str(bpffs_root)})
+    for name in made:   # the module file itself: a second or two less than through `ansible`
+        helpers.direct("bpf_program", {"name": name, "state": "absent", "bpffs_root": str(bpffs_root)})
         (LOCK_DIR / f"{name}.lock").unlink(missing_ok=True)
 
 
@@ -133,55 +125,55 @@ def standalone(bpffs_root):
 
 
 @pytest.fixture
-def lab():
-    with VethLab(tag="bm") as veth:
-        # a second source address on the peer, so one source can be listed and another not
-        octet = veth.peer_ip.rsplit(".", 1)[0]
-        veth.other_ip = f"{octet}.3"
-        run("ip", "addr", "add", f"{veth.other_ip}/24", "dev", veth.peer_if, netns=veth.peer_ns)
-        mac = json.loads(run("ip", "-j", "link", "show", "dev", veth.peer_if, netns=veth.peer_ns).stdout)[0]["address"]
-        run("ip", "neigh", "replace", veth.other_ip, "lladdr", mac, "dev", veth.host_if, "nud", "permanent",
-            netns=veth.host_ns)
-        yield veth
+def veth(veth):
+    """The conftest's veth, with a second source address on the peer, so one source can be listed
+    and another not."""
+    octet = veth.peer_ip.rsplit(".", 1)[0]
+    veth.other_ip = f"{octet}.3"
+    run("ip", "addr", "add", f"{veth.other_ip}/24", "dev", veth.peer_if, netns=veth.peer_ns)
+    mac = json.loads(run("ip", "-j", "link", "show", "dev", veth.peer_if, netns=veth.peer_ns).stdout)[0]["address"]
+    run("ip", "neigh", "replace", veth.other_ip, "lladdr", mac, "dev", veth.host_if, "nud", "permanent",
+        netns=veth.host_ns)
+    return veth
 
 
-def send_from(lab: VethLab, src: str, count: int) -> None:
+def send_from(veth: VethLab, src: str, count: int) -> None:
     """`count` UDP datagrams from `src` (an address of the peer) to the host side."""
-    subprocess.run(["nsenter", f"--net=/run/netns/{lab.peer_ns}", sys.executable, "-c", SEND_FROM,
-                    src, lab.host_ip, str(count)], check=True, timeout=60, capture_output=True)
+    subprocess.run(["nsenter", f"--net=/run/netns/{veth.peer_ns}", sys.executable, "-c", SEND_FROM,
+                    src, veth.host_ip, str(count)], check=True, timeout=60, capture_output=True)
 
 
-def attach(lab: VethLab, prog_pin: Path) -> None:
-    lab.ip_link("xdpgeneric", "pinned", str(prog_pin))
+def attach(veth: VethLab, prog_pin: Path) -> None:
+    veth.ip_link("xdpgeneric", "pinned", str(prog_pin))
 
 
 # --- the blocklist example: entries decide which packets are dropped --------------------------------
-def test_blocklist_entries_drop_listed_sources_and_pass_the_rest(ansible_module, deploy, bpffs_root, lab):
+def test_blocklist_entries_drop_listed_sources_and_pass_the_rest(ansible_module, deploy, bpffs_root, veth):
     name, progs, maps = deploy("blocklist")
-    attach(lab, progs["xdp_blocklist"])
+    attach(veth, progs["xdp_blocklist"])
     blocklist, pass_count = maps["blocklist"], maps["pass_count"]
 
     # nothing listed: everything passes
-    send_from(lab, lab.peer_ip, 10)
+    send_from(veth, veth.peer_ip, 10)
     assert wait_for(lambda: map_counter(pass_count) >= 10)
     assert dump(blocklist) == []
 
     args = {"deployment": name, "map": "blocklist", "bpffs_root": str(bpffs_root),
-            "key_type": "ipv4", "value_type": "u64", "entries": [{"key": lab.peer_ip, "value": 0}]}
+            "key_type": "ipv4", "value_type": "u64", "entries": [{"key": veth.peer_ip, "value": 0}]}
     check = direct(args, check=True)
-    assert check["changed"] and check["added"] == [lab.peer_ip]
-    assert check["diff"] == {"before": {"entries": []}, "after": {"entries": [{"key": lab.peer_ip, "value": 0}]}}
+    assert check["changed"] and check["added"] == [veth.peer_ip]
+    assert check["diff"] == {"before": {"entries": []}, "after": {"entries": [{"key": veth.peer_ip, "value": 0}]}}
     assert dump(blocklist) == [], "check mode wrote to the map"
     first = four_steps(ansible_module, args)
-    assert first["added"] == [lab.peer_ip]
+    assert first["added"] == [veth.peer_ip]
     assert first["map"]["type"] == "hash" and first["map"]["max_entries"] == 1024
-    assert raw_entries(blocklist) == {bytes(map(int, lab.peer_ip.split("."))): bytes(8)}
+    assert raw_entries(blocklist) == {bytes(map(int, veth.peer_ip.split("."))): bytes(8)}
 
     # the next packets from the listed source are dropped (and counted in its entry); the other passes
     passed = map_counter(pass_count)
-    send_from(lab, lab.peer_ip, 20)
-    send_from(lab, lab.other_ip, 7)
-    assert wait_for(lambda: raw_entries(blocklist)[bytes(map(int, lab.peer_ip.split(".")))] ==
+    send_from(veth, veth.peer_ip, 20)
+    send_from(veth, veth.other_ip, 7)
+    assert wait_for(lambda: raw_entries(blocklist)[bytes(map(int, veth.peer_ip.split(".")))] ==
                     (20).to_bytes(8, "little"))
     assert wait_for(lambda: map_counter(pass_count) >= passed + 7)
     assert map_counter(pass_count) < passed + 20, "listed packets passed"
@@ -190,42 +182,42 @@ def test_blocklist_entries_drop_listed_sources_and_pass_the_rest(ansible_module,
     read_args = {k: v for k, v in args.items() if k != "entries"}
     read = ansible_module("bpf_map", read_args)
     assert read["changed"] is False
-    assert read["entries"] == [{"key": lab.peer_ip, "value": 20}]
+    assert read["entries"] == [{"key": veth.peer_ip, "value": 20}]
 
     # overwrite=false keeps the drop counter while making sure the key is there
     keep = dict(args, overwrite=False)
     assert ansible_module("bpf_map", keep)["changed"] is False
     # without it, the listed value is what the map must hold: the counter is reset (a change)
     reset = direct(args, check=True)
-    assert reset["changed"] and reset["changed_keys"] == [lab.peer_ip]
-    assert reset["diff"]["before"]["entries"] == [{"key": lab.peer_ip, "value": 20}]
+    assert reset["changed"] and reset["changed_keys"] == [veth.peer_ip]
+    assert reset["diff"]["before"]["entries"] == [{"key": veth.peer_ip, "value": 20}]
 
     # swap: list the other source and purge the first; the effect shows on the next packets
-    swap = dict(args, entries=[{"key": lab.other_ip, "value": 0}], purge=True)
+    swap = dict(args, entries=[{"key": veth.other_ip, "value": 0}], purge=True)
     first = four_steps(ansible_module, swap)
-    assert first["added"] == [lab.other_ip] and first["removed"] == [lab.peer_ip]
+    assert first["added"] == [veth.other_ip] and first["removed"] == [veth.peer_ip]
     passed = map_counter(pass_count)
-    send_from(lab, lab.peer_ip, 15)
-    send_from(lab, lab.other_ip, 5)
+    send_from(veth, veth.peer_ip, 15)
+    send_from(veth, veth.other_ip, 5)
     assert wait_for(lambda: map_counter(pass_count) >= passed + 15)
-    assert wait_for(lambda: ansible_module("bpf_map", read_args)["entries"] == [{"key": lab.other_ip, "value": 5}])
+    assert wait_for(lambda: ansible_module("bpf_map", read_args)["entries"] == [{"key": veth.other_ip, "value": 5}])
 
     # purge everything: all traffic passes again
     empty = dict(args, entries=[], purge=True)
     four_steps(ansible_module, empty)
     assert dump(blocklist) == []
     passed = map_counter(pass_count)
-    send_from(lab, lab.other_ip, 9)
+    send_from(veth, veth.other_ip, 9)
     assert wait_for(lambda: map_counter(pass_count) >= passed + 9)
 
 
 # --- PROG_ARRAY: the tail call reaches the stage only while the module keeps it in the table --------
-def test_prog_array_entry_routes_tail_calls_and_purge_stops_them(ansible_module, deploy, bpffs_root, lab):
+def test_prog_array_entry_routes_tail_calls_and_purge_stops_them(ansible_module, deploy, bpffs_root, veth):
     name, progs, maps = deploy("tailcall")
-    attach(lab, progs["xdp_entry"])
+    attach(veth, progs["xdp_entry"])
     stage_count = maps["stage_count"]
 
-    send_from(lab, lab.peer_ip, 10)
+    send_from(veth, veth.peer_ip, 10)
     time.sleep(0.3)
     assert map_counter(stage_count) == 0, "the stage ran without a table entry"
 
@@ -238,7 +230,7 @@ def test_prog_array_entry_routes_tail_calls_and_purge_stops_them(ansible_module,
     assert first["added"] == [0]
     # the module has exited: the entry stays because the table is pinned
     assert raw_entries(maps["jmp_table"]) == {bytes(4): stage_id.to_bytes(4, "little")}
-    send_from(lab, lab.peer_ip, 12)
+    send_from(veth, veth.peer_ip, 12)
     assert wait_for(lambda: map_counter(stage_count) >= 12)
     assert map_counter(stage_count) == 12
 
@@ -255,7 +247,7 @@ def test_prog_array_entry_routes_tail_calls_and_purge_stops_them(ansible_module,
     first = four_steps(ansible_module, dict(args, entries=[], purge=True))
     assert first["removed"] == [0]
     assert dump(maps["jmp_table"]) == []
-    send_from(lab, lab.peer_ip, 10)
+    send_from(veth, veth.peer_ip, 10)
     time.sleep(0.3)
     assert map_counter(stage_count) == 12
 
@@ -287,7 +279,7 @@ def test_prog_array_refuses_a_program_of_another_type(ansible_module, deploy, bp
 
 # --- BTF: a struct value by field name -------------------------------------------------------------
 def test_btf_struct_value_round_trips_and_keeps_fields_the_program_updates(
-        ansible_module, deploy, bpffs_root, lab):
+        ansible_module, deploy, bpffs_root, veth):
     name, progs, maps = deploy("struct_value")
     args = {"deployment": name, "map": "config", "bpffs_root": str(bpffs_root), "dump": True,
             "entries": [{"key": 0, "value": {"rate": 1000, "burst": 32, "flags": [1, 2]}}]}
@@ -301,8 +293,8 @@ def test_btf_struct_value_round_trips_and_keeps_fields_the_program_updates(
         {"key": 0, "value": {"rate": 1000, "burst": 32, "flags": [1, 2], "bytes": 0}}]
 
     # the program adds packet bytes to `bytes`; an entry that does not list it leaves it alone
-    attach(lab, progs["xdp_config"])
-    send_from(lab, lab.peer_ip, 5)
+    attach(veth, progs["xdp_config"])
+    send_from(veth, veth.peer_ip, 5)
     assert wait_for(lambda: dump(maps["config"])[0]["formatted"]["value"]["bytes"] > 0)
     again = ansible_module("bpf_map", args)
     assert again["changed"] is False

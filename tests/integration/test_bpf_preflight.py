@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.ebpf.deploy.plugins.module_utils import _features, _libbpf
+from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import GPL_ONLY_HELPERS
 
-import xdp_helpers as h
-
-REPO = Path(__file__).resolve().parents[2]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _features, _libbpf  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import GPL_ONLY_HELPERS  # noqa: E402
-
-STATE_DIR = Path("/run/ebpf_deploy")
+from tests.helpers import bpftool
 LIRC_SRC = r"""
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -52,15 +41,7 @@ def by_check(result: dict, check: str) -> list:
 
 
 def map_names() -> set:
-    return {m.get("name") for m in h.bpftool("map", "show") or []}
-
-
-@pytest.fixture
-def deployment(bpffs_root):
-    name = f"ebpfd-pf-{secrets.token_hex(3)}"
-    yield name
-    shutil.rmtree(STATE_DIR / name, ignore_errors=True)
-    (STATE_DIR / f"{name}.json").unlink(missing_ok=True)
+    return {m.get("name") for m in bpftool("map", "show") or []}
 
 
 def test_clean_counter_passes_with_no_finding(ansible_module, bpf_object):
@@ -77,13 +58,13 @@ def test_clean_counter_passes_with_no_finding(ansible_module, bpf_object):
 
 
 def test_dry_verify_reports_the_verifiers_figures_and_leaves_nothing_loaded(ansible_module, bpf_object):
-    before = {p["id"] for p in h.bpftool("prog", "show")}
+    before = {p["id"] for p in bpftool("prog", "show")}
     res = preflight(ansible_module, bpf_object("counter"), dry_verify=True)
     assert res["passed"] and res["findings"] == [] and res["dry_verify"] == {"requested": True, "done": True}
     (prog,) = res["programs"]
     assert prog["verified_insns"] > 0 and prog["processed_insns"] == prog["verified_insns"]
     assert prog["stack_depth"] == 8  # the u32 key, rounded to 8
-    after = h.bpftool("prog", "show")
+    after = bpftool("prog", "show")
     assert not [p for p in after if p["id"] not in before and p.get("name", "").startswith("xdp_packet_coun")
                 and p.get("tag") == prog.get("tag")]
     rejected = preflight(ansible_module, bpf_object("reject_stack_limit"), dry_verify=True)

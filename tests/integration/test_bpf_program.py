@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._limits import memlock_applies
+from tests.helpers import (RUN_DIR, ModuleRun, assert_one_line_failure, bpftool, forget_deployment, listing,
+                           map_set_u64, map_u64, unique)
 
-RUN_DIR = Path("/run/ebpf_deploy")
 REJECTS = {
     # fixture: (program, error_kind, words in the reason)
     "reject_packet_access": ("xdp_unchecked_access", "bounds", "invalid access to packet"),
@@ -28,34 +26,16 @@ REJECTS = {
 }
 
 
-def bpftool(*args) -> dict:
-    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=False)
-    return json.loads(proc.stdout)
-
-
-def listing(root: Path) -> list:
-    if not root.exists():
-        return []
-    return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
-
-
-def one_line(result: dict) -> None:
-    assert result["failed"], result
-    assert "\n" not in result["msg"], result["msg"]
-    assert "Traceback" not in result.get("_stderr", "")
-    assert "module_stderr" not in result and "module_stdout" not in result
-
-
 class Deploy:
     """Runs bpf_program for one random deployment name under the test's bpffs root."""
 
     def __init__(self, ansible_module, bpffs_root: Path, bpf_object):
         self.run_module = ansible_module
         # the callbacks drop `diff` from the printed result below verbosity 3
-        self.verbose_run = type(ansible_module)(extra_env={"ANSIBLE_VERBOSITY": "3"})
+        self.verbose_run = ModuleRun(extra_env={"ANSIBLE_VERBOSITY": "3"})
         self.root = bpffs_root
         self.obj = bpf_object
-        self.name = f"ebpfd_{secrets.token_hex(4)}"
+        self.name = unique("ebpfd_", 4)
 
     @property
     def path(self) -> Path:
@@ -74,10 +54,7 @@ class Deploy:
         return os.readlink(link) if link.is_symlink() else None
 
     def cleanup(self) -> None:
-        shutil.rmtree(RUN_DIR / self.name, ignore_errors=True)
-        for leftover in (RUN_DIR / f"{self.name}.json", RUN_DIR / "locks" / f"{self.name}.lock"):
-            if leftover.exists():
-                leftover.unlink()
+        forget_deployment(self.name, self.root)
 
 
 @pytest.fixture
@@ -147,17 +124,10 @@ def test_other_program_types_and_verbose_log(deploy):
 
 
 # --------------------------------------------------------------------------- upgrade, rollback
-def map_value(pin: str) -> int:
-    entry = bpftool("map", "lookup", "pinned", pin, "key", "0", "0", "0", "0")
-    return int(entry["value"]) if not isinstance(entry["value"], list) else \
-        int.from_bytes(bytes(int(b, 16) for b in entry["value"]), "little")
-
-
 def test_upgrade_keeps_map_contents_and_old_version(deploy):
     v1 = assert_ok(deploy("counter"), True)
     pin = v1["maps"][0]["pin"]
-    subprocess.run(["bpftool", "map", "update", "pinned", pin, "key", "0", "0", "0", "0",
-                    "value", "42", "0", "0", "0", "0", "0", "0", "0"], check=True)
+    map_set_u64(Path(pin), 42)
 
     check = assert_ok(deploy("counter_v2", check=True, diff=True), True)
     assert check["action"] == "load" and deploy.current() == v1["version"]
@@ -168,7 +138,7 @@ def test_upgrade_keeps_map_contents_and_old_version(deploy):
     maps = {m["name"]: m for m in v2["maps"]}
     assert maps["pkt_count"]["reused"] is True and maps["pkt_count"]["id"] == v1["maps"][0]["id"]
     assert maps["byte_count"]["reused"] is False
-    assert map_value(pin) == 42, "map contents lost in the upgrade"
+    assert map_u64(Path(pin)) == 42, "map contents lost in the upgrade"
     assert Path(v1["programs"][0]["pin"]).exists(), "old version unpinned"
     assert v2["versions"] == [v1["version"], v2["version"]]
     assert_ok(deploy("counter_v2", check=True), False)
@@ -203,7 +173,7 @@ def test_keep_versions_prunes_but_never_the_current(deploy):
     assert zero["versions"] == [v3["version"]] and deploy.current() == v3["version"]
     assert_ok(deploy("counter_drop", keep_versions=0), False)
     missing = deploy(version=v1)
-    one_line(missing)
+    assert_one_line_failure(missing)
     assert "not pinned" in missing["msg"]
 
 
@@ -222,13 +192,12 @@ def test_pins_deleted_by_hand_are_restored(deploy):
 
     # the map pin: re-pinned from the running program, contents kept
     map_pin = Path(first["maps"][0]["pin"])
-    subprocess.run(["bpftool", "map", "update", "pinned", str(map_pin), "key", "0", "0", "0", "0",
-                    "value", "7", "0", "0", "0", "0", "0", "0", "0"], check=True)
+    map_set_u64(map_pin, 7)
     map_pin.unlink()
     assert_ok(deploy("counter", check=True), True)
     repinned = assert_ok(deploy("counter"), True)
     assert map_pin.exists() and repinned["maps"][0]["id"] == first["maps"][0]["id"]
-    assert repinned["maps"][0]["reused"] is True and map_value(str(map_pin)) == 7
+    assert repinned["maps"][0]["reused"] is True and map_u64(map_pin) == 7
     assert_ok(deploy("counter"), False)
 
     # the current pointer
@@ -258,7 +227,7 @@ def test_verifier_rejection_keeps_the_running_version(deploy, fixture):
     before = listing(deploy.root)
     for check in (True, False):
         result = deploy(fixture, check=check)
-        one_line(result)
+        assert_one_line_failure(result)
         assert result["program"] == program and result["error_kind"] == kind
         assert isinstance(result["insn"], int)
         assert f"program '{program}'" in result["msg"] and f"insn {result['insn']}" in result["msg"]
@@ -271,7 +240,7 @@ def test_map_conflict_refused_field_by_field_then_recreated(deploy):
     good = assert_ok(deploy("counter"), True)
     before = listing(deploy.root)
     refused = deploy("map_conflict")
-    one_line(refused)
+    assert_one_line_failure(refused)
     assert "map 'pkt_count': type array \u2192 hash, max_entries 1 \u2192 4096" in refused["msg"]
     assert refused["pinned"]["type"] == "array" and refused["wanted"]["max_entries"] == 4096
     assert listing(deploy.root) == before and deploy.current() == good["version"]
@@ -293,7 +262,7 @@ def test_map_too_large_names_the_map_and_the_limits(deploy):
     good = assert_ok(deploy("counter"), True)
     before = listing(deploy.root)
     result = deploy("map_too_large")
-    one_line(result)
+    assert_one_line_failure(result)
     assert "map 'huge'" in result["msg"] and "E2BIG" in result["msg"]
     assert "RLIMIT_MEMLOCK" in result["msg"] and "memory cgroup" in result["msg"]
     if not memlock_applies():   # >= 5.11: the cgroup is charged, and the message says so
@@ -327,7 +296,7 @@ def test_bad_objects_fail_in_one_line(deploy, tmp_path, bpf_object):
     ]
     for args, words in cases:
         result = deploy(**args)
-        one_line(result)
+        assert_one_line_failure(result)
         assert words in result["msg"], (args, result["msg"])
     assert not deploy.root.exists(), "a refused object left something in the bpffs"
     ok = assert_ok(deploy(src=str(bpf_object("counter")),

@@ -23,16 +23,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.lab import labctl
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from tests.lab import labctl  # noqa: E402
 
 RST_DIR = REPO / "docs" / "docsite" / "rst"
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
@@ -170,12 +169,8 @@ def guide_env() -> dict:
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = labctl.new_lab(count=LAB_HOSTS)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
+    with labctl.running(count=LAB_HOSTS) as hosts:
+        yield hosts
 
 
 @pytest.fixture(scope="module")

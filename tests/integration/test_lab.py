@@ -11,14 +11,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.lab import labctl  # noqa: E402
+from tests.lab import labctl
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root")
 
@@ -28,14 +26,10 @@ COUNT = 3
 @pytest.fixture(scope="module")
 def lab():
     before = labctl.snapshot()
-    lab = labctl.new_lab(count=COUNT)
-    lab.before = before  # type: ignore[attr-defined]
-    lab.seen_pids = {}  # type: ignore[attr-defined]
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
+    with labctl.running(count=COUNT) as hosts:
+        hosts.before = before  # type: ignore[attr-defined]
+        hosts.seen_pids = {}  # type: ignore[attr-defined]
+        yield hosts
 
 
 def _pids_of(lab) -> dict[int, str]:

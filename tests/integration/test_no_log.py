@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
-BPFFS = Path("/sys/fs/bpf")
-STATE_DIR = Path("/run/ebpf_deploy")
+from tests.helpers import BPF_DIR, BPFFS, REPO, forget_deployment, unique
+
 MASK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 WRAPPER = """
 import json, runpy, sys
@@ -51,8 +48,8 @@ def run_logged(module: str, args: dict, tmp_path: Path) -> tuple:
 @pytest.mark.parametrize("module", ["bpf_program", "bpf_preflight", "bpf_deployment"])
 def test_inline_object_is_neither_logged_nor_returned(module, tmp_path):
     content = base64.b64encode((BPF_DIR / "counter.bpf.o").read_bytes()).decode("ascii")
-    root = BPFFS / f"ebpfd_nolog_{secrets.token_hex(4)}"
-    name = f"ebpfd_nolog{secrets.token_hex(3)}"
+    root = BPFFS / unique("ebpfd_nolog_", 4)
+    name = unique("ebpfd_nolog")
     args = {"src": "counter.bpf.o", "content": content, "bpffs_root": str(root)}
     if module != "bpf_preflight":
         args["name"] = name
@@ -65,5 +62,4 @@ def test_inline_object_is_neither_logged_nor_returned(module, tmp_path):
         assert content[:64] not in output
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(STATE_DIR / name, ignore_errors=True)
-        (STATE_DIR / "locks" / f"{name}.lock").unlink(missing_ok=True)
+        forget_deployment(name, root)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.lab import labctl  # noqa: E402
+from tests.lab import labctl
 
 REPO = Path(__file__).resolve().parents[2]
 BPF = REPO / "build" / "bpf"
@@ -26,12 +24,8 @@ GOOD, NEXT, DROPS = "counter", "counter_v2", "counter_drop"
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = labctl.new_lab(count=4)
-    lab.up()
-    try:
-        yield lab
-    finally:
-        lab.down()
+    with labctl.running(count=4) as hosts:
+        yield hosts
 
 
 def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | None = None,

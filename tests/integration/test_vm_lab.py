@@ -12,17 +12,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.lab import labctl  # noqa: E402
-
-from test_bpf_program import REJECTS  # noqa: E402  (fixture -> program, error_kind, words on 6.18)
+from tests.integration.test_bpf_program import REJECTS  # fixture -> program, error_kind, words on 6.18
+from tests.lab import labctl
 
 REPO = Path(__file__).resolve().parents[2]
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))

@@ -2,7 +2,8 @@
 sender, and bpftool-based readers that do not go through the code under test.
 
 Every namespace, interface and pin made here is named `ebpfd*` and removed by `close()`; the sender
-is a child process ended by its PID.
+is a child process ended by its PID. The namespaces carry this session's mark (tests/helpers.py
+`unique`), so interface locks of pin-only runs are this session's to clean up.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import SESSION, SetUpOrUndo, bpftool, map_u64
 
 SENDER = r"""
 import signal, socket, sys, time
@@ -47,7 +50,7 @@ def run(*args: str, check: bool = True, netns: str | None = None) -> subprocess.
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60)
 
 
-class VethLab:
+class VethLab(SetUpOrUndo):
     """Two namespaces joined by a veth: the 'host' side (where XDP is attached) and the 'peer'.
 
     host_in_root=True puts the host side in the root namespace instead (netns None).
@@ -56,8 +59,8 @@ class VethLab:
     def __init__(self, *, host_in_root: bool = False, tag: str = "xa"):
         token = secrets.token_hex(3)
         self.token = token
-        self.host_ns = None if host_in_root else f"ebpfd-{tag}-{token}-h"
-        self.peer_ns = f"ebpfd-{tag}-{token}-p"
+        self.host_ns = None if host_in_root else f"ebpfd-{tag}-{SESSION}{token}-h"
+        self.peer_ns = f"ebpfd-{tag}-{SESSION}{token}-p"
         self.host_if = f"ebpfd{token}h"
         self.peer_if = f"ebpfd{token}p"
         octet = int(token[:2], 16) % 250 + 1
@@ -66,18 +69,7 @@ class VethLab:
         self._made = []
 
     # --- set-up / tear-down ---------------------------------------------------------------------
-    def __enter__(self) -> "VethLab":
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _setup(self) -> None:
+    def setup(self) -> None:
         for ns in (self.host_ns, self.peer_ns):
             if ns:
                 run("ip", "netns", "add", ns)
@@ -164,13 +156,6 @@ class VethLab:
 
 
 # --- bpftool: independent readers and a loader for fixtures -----------------------------------------
-def bpftool(*args: str, check: bool = True):
-    proc = run("bpftool", "-j", *args, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"bpftool {' '.join(args)}: {proc.stderr or proc.stdout}")
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-
 def load_xdp(obj: Path, pin: Path, *, maps_dir: Path, reuse: dict | None = None, prog_type: str = "xdp") -> int:
     """Load an object's program with bpftool, pin it at `pin` and its maps under `maps_dir`.
 
@@ -197,13 +182,7 @@ def prog_info_by_id(prog_id: int) -> dict:
 
 def map_counter(pin: Path) -> int:
     """Value of key 0 in a u32 → u64 ARRAY map pinned at `pin`."""
-    out = bpftool("map", "lookup", "pinned", str(pin), "key", "0", "0", "0", "0")
-    value = out.get("value")
-    if isinstance(value, list):  # raw bytes, little endian hex strings
-        return int.from_bytes(bytes(int(b, 16) for b in value), "little")
-    if isinstance(out.get("formatted"), dict):
-        return int(out["formatted"]["value"])
-    return int(value)
+    return map_u64(pin)
 
 
 def link_info(pin: Path) -> dict | None:
@@ -230,23 +209,3 @@ def tc_object(bpf_dir: Path) -> Path:
         subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{arch or 'x86_64-linux-gnu'}",
                         "-c", str(src), "-o", str(out)], check=True)
     return out
-
-
-def run_module_direct(name: str, args: dict, *, check: bool = False, diff: bool = True) -> dict:
-    """Run a collection module file directly (no controller) and return its full JSON result.
-
-    The ad hoc callback drops `diff` from what it prints; this shows exactly what the module returns.
-    """
-    import tempfile  # pylint: disable=import-outside-toplevel
-    repo = Path(__file__).resolve().parents[2]
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ebpfd_args_") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        env = dict(os.environ, PYTHONPATH=str(repo / ".build" / "collections"))
-        proc = subprocess.run([sys.executable, str(repo / "plugins" / "modules" / f"{name}.py"), handle.name],
-                              capture_output=True, text=True, env=env, timeout=120, check=False)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"module {name} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from None

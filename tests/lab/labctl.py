@@ -13,6 +13,7 @@ Everything goes through roles/lab/files/ebpfd_lab.py, whose JSON result is retur
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "lab" / "files" / "ebpfd_lab.py"
@@ -217,6 +219,18 @@ def new_lab(count: int = 3, *, lab_dir: Path | None = None, bridge: bool = True,
     lab_dir = lab_dir or REPO / "build" / f"{prefix}-lab"
     return Lab(lab_dir=lab_dir, prefix=prefix, count=count, mgmt_network=f"10.250.{third}.0/24", bridge=bridge,
                vms=vms, vm_images=vm_images or ["debian12"])
+
+
+@contextlib.contextmanager
+def running(count: int = 3, **options) -> Iterator[Lab]:
+    """A new lab (new_lab's options), up for the block and down afterwards, also when `up` fails
+    half-way (the teardown removes what it made)."""
+    lab = new_lab(count, **options)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
 
 
 # --- counters ---------------------------------------------------------------------------------------
