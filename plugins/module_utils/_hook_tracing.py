@@ -79,13 +79,28 @@ def lockdown_mode() -> Optional[str]:
         with open(LOCKDOWN, encoding="utf-8") as handle:
             text = handle.read()
     except OSError:
+        text = _lockdown_in_private_securityfs()
+    if text is None:
         return _lockdown_from_log()
     start, end = text.find("["), text.find("]")
     mode = text[start + 1:end] if 0 <= start < end else None
     return None if mode in (None, "none") else mode
 
 
+def _lockdown_in_private_securityfs() -> Optional[str]:
+    """securityfs is often not mounted; mount it in a mount namespace of its own (gone with the
+    process, so the host's mounts stay as they are) and read the lockdown file there."""
+    try:
+        proc = subprocess.run(["unshare", "--mount", "sh", "-c",
+                               f"mount -t securityfs securityfs {os.path.dirname(LOCKDOWN)} && cat {LOCKDOWN}"],
+                              capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 and "[" in proc.stdout else None
+
+
 def _lockdown_from_log() -> Optional[str]:
+    # the boot line scrolls out of the ring buffer on a busy host: the last resort
     try:
         proc = subprocess.run(["dmesg"], capture_output=True, text=True, check=False, timeout=10)
     except (OSError, subprocess.SubprocessError):
