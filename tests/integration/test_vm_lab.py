@@ -213,7 +213,7 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
     canary's health phase starts, the canary's sshd is stopped and every SSH session on it killed
     (from inside the guest, by systemd; sshd comes back 75 s later). No controller can reach it, yet
     the guest's own watcher (a transient systemd timer) rolls it back to v1 at the deadline; the other
-    VM never sees v2."""
+    VM never sees v2, and the next canary.yml puts the canary in stage 1 again (not "unchanged")."""
     lab = vm_lab
     name = f"ebpfd_vs_{lab.prefix[5:]}"
     attach = [{"interface": "eth0", "program": PROGRAM, "mode": "native"}]
@@ -273,6 +273,18 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
         untouched = record_of(lab, other, name)
         assert untouched.get("pending") is None and untouched["committed"] == v1[other]["version"], untouched
         assert pending["version"] not in untouched["history"] + untouched.get("rolled_back", []), untouched
+
+        # the next rollout health-checks the canary first again: it never committed v2
+        quick = {"soak_seconds": 1, "checks": [{"type": "attached"}]}
+        (tmp_path / "vars.json").write_text(json.dumps({**extra, "rollout_health": quick}))
+        report = tmp_path / "report.json"
+        again = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"),
+                                "-e", f"@{tmp_path / 'vars.json'}"], capture_output=True, text=True, cwd=REPO,
+                               timeout=900, check=False, env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report)))
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+        rows = {entry["host"]: entry for entry in json.loads(report.read_text())["hosts"]}
+        assert (rows[canary]["stage"], rows[canary]["status"]) == (1, "committed"), rows
+        assert (rows[other]["stage"], rows[other]["status"]) == (2, "committed"), rows
     finally:
         on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
 
