@@ -15,6 +15,8 @@ declare -A probe=(
   [openssh-server]=/usr/sbin/sshd
   [openssh-client]=/usr/bin/ssh
   [util-linux]=/usr/bin/unshare
+  # the netns lab hosts run this machine's /usr/bin/python3: map health checks need jmespath there
+  [python3-jmespath]=/usr/lib/python3/dist-packages/jmespath/__init__.py
   [procps]=/usr/bin/pgrep
   [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make

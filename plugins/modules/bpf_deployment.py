@@ -95,6 +95,36 @@ options:
     type: str
     choices: [error, warning, info]
     version_added: 0.1.0
+  health:
+    description:
+      - After a successful O(state=present) run, soak and judge health checks on the host, in this same
+        run (its lock released first, so a confirm watcher is never kept waiting), and return the verdict
+        as RV(health). The checks are those of the P(ebpf.deploy.rollout#role) role's C(rollout_health),
+        which passes this option: the host is read before and after the soak, the probe commands run on
+        it, the maps are dumped on it, so a stage costs one round trip per host.
+      - The run does not fail when a check fails; the caller decides (the role rolls back). Not in check mode.
+      - Map checks need the C(jmespath) Python package on the host (Debian C(python3-jmespath), which
+        P(ebpf.deploy.host#role) installs).
+    type: dict
+    suboptions:
+      soak_seconds:
+        description: Seconds to count program runs before the checks are judged. Keep it below O(confirm_timeout).
+        type: float
+        default: 0
+      checks:
+        description:
+          - The checks, each a dict with C(type) one of V(attached), V(program_runs), V(map), V(interface),
+            V(dmesg), V(command) and that type's keys, as in the P(ebpf.deploy.rollout#role) role.
+        type: list
+        elements: dict
+        required: true
+      deployments:
+        description:
+          - The deployments the checks judge, each with its C(name) and C(attach) list (a rollout of
+            several deployments passes them all to its last switch). Default, this deployment.
+        type: list
+        elements: dict
+    version_added: 0.1.0
 notes:
   - The deployment's lock is held for the whole run; its program, attachment and map parts run one
     after the other inside it.
@@ -201,6 +231,15 @@ pending:
   returned: always
   type: bool
   sample: false
+health:
+  description:
+    - With O(health), the verdict of the checks after the soak - C(passed) (every check held), C(checks)
+      (one result per check - C(index), C(type), C(name), C(passed), C(detail)), C(soak_seconds) and
+      C(seconds) (the soak and the reads).
+  returned: when O(health) was given, the run succeeded and was not in check mode
+  type: dict
+  sample: {passed: true, soak_seconds: 10, seconds: 10.04,
+           checks: [{index: 0, type: attached, name: attached, passed: true, detail: "1 attachment(s) as wanted"}]}
 record:
   description:
     - The host's record after the run - C(committed), C(pending) (C(version), C(deadline),
@@ -395,6 +434,11 @@ ARGUMENT_SPEC = compose(
     attach=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_ATTACH),
     maps=dict(type="list", elements="dict", default=[], options=DEPLOYMENT_MAP),
     preflight_fail_on=dict(type="str", choices=["error", "warning", "info"]),
+    health=dict(type="dict", options=dict(
+        soak_seconds=dict(type="float", default=0),
+        checks=dict(type="list", elements="dict", required=True),
+        deployments=dict(type="list", elements="dict"),
+    )),
 )
 
 

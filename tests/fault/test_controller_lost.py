@@ -3,7 +3,8 @@ itself, and the next rollout health-checks the canary before any other host.
 
 A lab of 3 hosts (network namespaces with their own bpffs, /run and record, sshd, real SSH). The
 fleet first runs v1 (committed). Then canary.yml rolls v2 out in stages [1, 100%] with
-`rollout_confirm_timeout: 8` and a long soak; when the canary's soak starts, the playbook's whole
+`rollout_confirm_timeout: 8` and a 2 s soak (in the switch's run on the host); when the canary's
+switch has returned (the health phase's first task starts), the playbook's whole
 process group is SIGKILLed (by its group id, which is the leader's PID) and so are the ssh
 ControlPersist masters (by PID): nothing of the controller is left. No Ansible runs after that.
 
@@ -34,7 +35,7 @@ def host_state(lab, which: int) -> dict:
     return fl.host_state(lab, which, root=ROOT, deployment=DEPLOYMENT)
 
 
-def canary(lab, stem: str, tmp: Path, *, soak: int, kill_at_soak: bool = False) -> dict:
+def canary(lab, stem: str, tmp: Path, *, soak: int, kill_after_switch: bool = False) -> dict:
     extra = {
         "rollout_deployments": [{"name": DEPLOYMENT, "src": str(fl.BPF_DIR / f"{stem}.bpf.o"),
                                  "attach": [{"interface": "eth0", "program": fl.PROGRAM}]}],
@@ -45,7 +46,7 @@ def canary(lab, stem: str, tmp: Path, *, soak: int, kill_at_soak: bool = False) 
     killed_at = []
 
     def on_line(line: str, proc) -> bool:
-        if kill_at_soak and line.startswith("TASK") and "Health |" in line:
+        if kill_after_switch and line.startswith("TASK") and "Health |" in line:
             fl.kill_group(proc.pid)
             for host in range(1, 4):
                 kill_pids(fl.ssh_masters(lab.host(host)["mgmt_address"]))
@@ -75,8 +76,8 @@ def test_canary_reverts_by_itself_and_is_checked_first_again(lab):
         v1 = {which: host_state(lab, which) for which in (1, 2, 3)}
         assert all(s["record"]["committed"] == s["current"] for s in v1.values()), v1
 
-        run = canary(lab, "counter_v2", Path(tmp), soak=60, kill_at_soak=True)
-        assert run["killed_at"] is not None, "the canary's soak never started:\n" + run["out"][-3000:]
+        run = canary(lab, "counter_v2", Path(tmp), soak=2, kill_after_switch=True)
+        assert run["killed_at"] is not None, "the canary's switch never ended:\n" + run["out"][-3000:]
         switched = host_state(lab, 1)
         assert switched["current"] != v1[1]["current"] and switched["record"]["pending"], switched
 

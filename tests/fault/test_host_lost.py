@@ -2,7 +2,8 @@
 
 A lab of 3 hosts (tests/lab/labctl.py: network namespaces with their own bpffs and sshd, reached over
 real SSH). playbooks/canary.yml rolls the counter out in one stage (`rollout_serial: ["100%"]`) with
-a 6 s soak; when the soak starts, every process in host 2's namespace (its sshd, its sessions, the
+a 6 s soak (in the switch's own run on the host); 3 s after the switch starts, while the host
+soaks, every process in host 2's namespace (its sshd, its sessions, the
 module running there) is SIGKILLed by PID (`ip netns pids`), and so is the ControlPersist ssh master
 Ansible keeps to it (found in /proc by its arguments), so no connection outlives the host.
 
@@ -50,7 +51,7 @@ def kill_host(lab, which: int) -> list[int]:
 
 
 def rollout(lab, stem: str, on_failure: str, *, kill: Optional[int] = None, soak: int = SOAK) -> dict:
-    """canary.yml in one stage; with kill=N, host N is killed 2 s into the soak."""
+    """canary.yml in one stage; with kill=N, host N is killed during its soak."""
     extra = {
         "rollout_deployments": [{"name": DEPLOYMENT, "src": str(fl.BPF_DIR / f"{stem}.bpf.o"),
                                  "attach": [{"interface": "eth0", "program": fl.PROGRAM}]}],
@@ -61,8 +62,9 @@ def rollout(lab, stem: str, on_failure: str, *, kill: Optional[int] = None, soak
     killed = []
 
     def on_line(line: str, _proc) -> bool:
-        if kill and not killed and "Health | soak" in line and line.startswith("TASK"):
-            time.sleep(2)
+        # the switch's run soaks on the host after its switch (< 1 s here): 3 s in, it is soaking
+        if kill and not killed and "Switch | load" in line and line.startswith("TASK"):
+            time.sleep(3)
             killed.extend(kill_host(lab, kill) or [-1])
         return False
 
@@ -80,7 +82,7 @@ def check_scenario(lab, run: dict, *, expect: Optional[str], what: str) -> None:
     problems = []
     lost_host = f"{lab.prefix}-h2"
     if not run["killed"]:
-        problems.append("the soak never started: host 2 was not killed")
+        problems.append("the switch never started: host 2 was not killed")
     if run["rc"] == 0:
         problems.append("the playbook succeeded")
     # The role tolerates unreachable hosts (ignore_unreachable) so the stage can coordinate, then

@@ -210,7 +210,7 @@ def record_of(lab, vm: str, name: str) -> dict:
 
 def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_object, tmp_path):
     """canary.yml rolls v2 onto the VMs in stages [1, 100%] with a 30 s confirm timeout; when the
-    canary's health phase starts, the canary's sshd is stopped and every SSH session on it killed
+    canary's switch (and its soak on the host) has returned, the canary's sshd is stopped and every SSH session on it killed
     (from inside the guest, by systemd; sshd comes back 75 s later). No controller can reach it, yet
     the guest's own watcher (a transient systemd timer) rolls it back to v1 at the deadline; the other
     VM never sees v2, and the next canary.yml puts the canary in stage 1 again (not "unchanged")."""
@@ -222,7 +222,7 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
     timeout = 30
     extra = {"rollout_target": "vm", "rollout_serial": [1, "100%"], "rollout_confirm_timeout": timeout,
              "rollout_deployments": [{"name": name, "src": str(bpf_object("counter_v2")), "attach": attach}],
-             "rollout_health": {"soak_seconds": 20, "checks": [{"type": "attached"}, {"type": "program_runs", "min_runs": 0}]}}
+             "rollout_health": {"soak_seconds": 5, "checks": [{"type": "attached"}, {"type": "program_runs", "min_runs": 0}]}}
     (tmp_path / "vars.json").write_text(json.dumps(extra))
     cut = ("systemd-run --unit=ebpfd-cut-ssh --on-active=1 /bin/sh -c 'systemctl stop ssh.socket ssh.service; "
            "systemctl kill --kill-whom=all --signal=KILL ssh.service; loginctl terminate-user root; "
