@@ -804,25 +804,10 @@ def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> d
     request = Request.from_params(params)
     health = params.get("health") if (request.state or "present") == "present" else None
     if health:
-        _check_health(health, request.confirm_timeout)
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _health  # pylint: disable=import-outside-toplevel
+        _health.check_request(health, request.confirm_timeout)
     result = DeploymentManager(request, check_mode=check_mode, diff_mode=diff_mode).run()
     if health and not check_mode:
-        from ansible_collections.ebpf.deploy.plugins.module_utils import _health  # pylint: disable=import-outside-toplevel
         deployments = health.get("deployments") or [{"name": request.name, "attach": request.attach or []}]
         result["health"] = _health.on_host(health, deployments=deployments, bpffs_root=request.bpffs_root or program.DEFAULT_BPFFS_ROOT)
     return result
-
-
-def _check_health(health: dict, confirm_timeout: Optional[float]) -> None:
-    """Refused before anything changes: checks the host cannot judge, a soak the watcher would cut."""
-    from ansible_collections.ebpf.deploy.plugins.module_utils import _health  # pylint: disable=import-outside-toplevel
-    _health.validate(health.get("checks") or [])
-    soak = health.get("soak_seconds") or 0
-    if soak < 0:
-        raise InvalidInput(f"health.soak_seconds must be 0 or more, got {soak}")
-    if confirm_timeout and soak >= confirm_timeout:
-        raise InvalidInput(f"health.soak_seconds ({soak:g} s) must be shorter than confirm_timeout ({confirm_timeout:g} s): "
-                           "the host would roll the switch back during its soak")
-    for index, dep in enumerate(health.get("deployments") or []):
-        if not isinstance(dep.get("name"), str) or not isinstance(dep.get("attach", []), list):
-            raise InvalidInput(f"health.deployments[{index}] needs a name and an attach list")

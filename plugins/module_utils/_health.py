@@ -269,6 +269,21 @@ def observations(raw: dict) -> dict:
 
 # --- on the host, in the switch's run -----------------------------------------------------------
 
+def check_request(health: dict, confirm_timeout: Optional[float]) -> None:
+    """Refused before the switch changes anything: checks the host cannot judge, a soak the
+    confirm watcher would cut short."""
+    validate(health.get("checks") or [])
+    soak = health.get("soak_seconds") or 0
+    if soak < 0:
+        raise InvalidInput(f"health.soak_seconds must be 0 or more, got {soak:g}")
+    if confirm_timeout and soak >= confirm_timeout:
+        raise InvalidInput(f"health.soak_seconds ({soak:g} s) must be shorter than confirm_timeout "
+                           f"({confirm_timeout:g} s): the host would roll the switch back during its soak")
+    for index, dep in enumerate(health.get("deployments") or []):
+        if not isinstance(dep, dict) or not isinstance(dep.get("name"), str) or not isinstance(dep.get("attach", []), list):
+            raise InvalidInput(f"health.deployments[{index}] needs a name and an attach list")
+
+
 def _netns_names(checks: List[dict], deployments: List[dict]) -> List[str]:
     """The named network namespaces whose interfaces the checks read."""
     names = [a.get("netns") for d in deployments for a in d.get("attach") or []]

@@ -108,6 +108,12 @@ def dep(src: Optional[str] = "counter_v2", **extra):
     return make
 
 
+def deployment(live) -> dict:
+    """bpf_deployment of counter_v2 onto the live deployment's interface (object on the host)."""
+    return {"name": live.name, "src": obj("counter_v2"), "remote_src": True, "bpffs_root": str(live.root),
+            "attach": [{"interface": live.ifname, "netns": live.netns, "program": fl.PROGRAM}]}
+
+
 def short_section_headers(data: bytes, entsize: int) -> bytes:
     """An ELF64 whose e_shentsize is below the 64 bytes of a section header, cut where such a table
     would end (reading real headers at that step runs past the end of the file)."""
@@ -269,7 +275,21 @@ CASES = [
     Case("facts-dmesg-cursor-bad-boot-id", "bpf_facts",
          lambda L: {"gather_subset": ["dmesg"], "dmesg_since": "not-a-boot:12", "bpffs_root": str(L.root)},
          r"is not a cursor"),
+    # --- bpf_deployment: refused before its switch ----------------------------------------------------
+    Case("deployment-health-unknown-check", "bpf_deployment",
+         lambda L: dict(deployment(L), confirm_timeout=60, health={"checks": [{"type": "ebpfd_bogus"}]}),
+         r"unknown type 'ebpfd_bogus'"),
+    Case("deployment-health-soak-past-the-deadline", "bpf_deployment",
+         lambda L: dict(deployment(L), confirm_timeout=5, health={"soak_seconds": 10, "checks": [{"type": "attached"}]}),
+         r"must be shorter than confirm_timeout"),
+    Case("deployment-attach-interface-twice", "bpf_deployment",
+         lambda L: dict(deployment(L), attach=deployment(L)["attach"] * 2), r"twice"),
+    Case("deployment-map-listed-twice", "bpf_deployment",
+         lambda L: dict(deployment(L), maps=[{"map": "pkt_count", "entries": []}] * 2), r"more than once"),
     # --- the rollout role ----------------------------------------------------------------------------
+    Case("role-soak-past-the-confirm-timeout", "role",
+         role(dep(), rollout_confirm_timeout=5, rollout_health={"soak_seconds": 10, "checks": [{"type": "attached"}]}),
+         r"must be shorter than rollout_confirm_timeout", timeout=60),
     Case("role-deployment-without-src", "role", role(dep(src=None)), r"src", timeout=60),
     Case("role-unknown-check-type", "role",
          lambda L: dict(role(dep())(L), rollout_health={"soak_seconds": 0, "checks": [{"type": "ebpfd_bogus"}]}),

@@ -148,3 +148,58 @@ def test_preflight_refuses_before_loading_and_reports_when_it_passes(
     assert attached_id(veth) == loaded["attach"][0]["prog_id"] != before[1]
     again = ansible_module("bpf_deployment", lenient)
     assert not again["changed"] and "preflight" not in again, "preflight ran although nothing was loaded"
+
+
+def test_health_is_soaked_and_judged_on_the_host_in_the_switch_run(ansible_module, veth, bpffs_root, deployment,
+                                                                   bpf_object):
+    """With `health`, the switch's own run soaks and judges every kind of check on the host (one
+    round trip): a paced sender runs through the soak, so the program's runs, the interface's
+    counters and the map are read as the kernel counted them; a check that fails is a verdict, not
+    a failed run, and the switch stays pending for the caller to roll back."""
+    ifname = f"{veth.host_ns}/{veth.host_if}"
+    checks = [{"type": "attached"},
+              {"type": "program_runs", "min_runs": 50},
+              {"type": "interface", "interface": veth.host_if, "netns": veth.host_ns, "min_packets": 50},
+              {"type": "dmesg", "ignore": ["ebpfd-test"]},
+              {"type": "command", "name": "probe", "cmd": ["ip", "netns", "exec", veth.host_ns, "true"]},
+              {"type": "map", "map": "pkt_count", "key_type": "u32", "value_type": "u64",
+               "query": "[?key==`0`].value | [0]", "condition": "> `0`"}]
+    # paced traffic through the whole run (Ansible starts in 2-3 s, the run loads, then soaks 2 s), stopped after it
+    sender = veth.start_sender(9000, pps=300)
+    try:
+        run = ansible_module("bpf_deployment", args(veth, deployment, bpffs_root, bpf_object("counter"),
+                                                    confirm_timeout=60, health={"soak_seconds": 2, "checks": checks}))
+    finally:
+        sent = veth.stop_sender(sender)
+    assert not run["failed"], run
+    verdict = run["health"]
+    assert verdict["passed"], verdict
+    assert [c["type"] for c in verdict["checks"]] == [c["type"] for c in checks]
+    runs = verdict["checks"][1]["detail"]
+    assert f"{deployment}/{PROGRAM} ran" in runs and int(runs.rsplit(" ran ", 1)[1].split()[0]) >= 50, runs
+    assert ifname in verdict["checks"][2]["detail"], verdict["checks"][2]
+    assert 2 <= verdict["seconds"] < 30, verdict
+    assert run["pending"] and sent > 0
+
+    failing = [{"type": "map", "map": "pkt_count", "key_type": "u32", "value_type": "u64",
+                "query": "[?key==`0`].value | [0]", "condition": "> `100000000`"},
+               {"type": "command", "cmd": ["ebpfd-no-such-command"]}]
+    again = ansible_module("bpf_deployment", args(veth, deployment, bpffs_root, bpf_object("counter"),
+                                                  confirm_timeout=60, health={"soak_seconds": 0, "checks": failing}))
+    assert not again["failed"] and again["action"] == "none", again
+    assert not again["health"]["passed"], again["health"]
+    details = [c["detail"] for c in again["health"]["checks"]]
+    assert "wanted > `100000000`" in details[0] and "ebpfd-no-such-command" in details[1], details
+
+
+def test_health_input_the_host_cannot_judge_is_refused_before_the_switch(ansible_module, veth, bpffs_root,
+                                                                         deployment, bpf_object):
+    obj = bpf_object("counter")
+    cases = {
+        "unknown type 'ebpfd_bogus'": {"soak_seconds": 0, "checks": [{"type": "ebpfd_bogus"}]},
+        "must be shorter than confirm_timeout": {"soak_seconds": 30, "checks": [{"type": "attached"}]},
+    }
+    for expected, health in cases.items():
+        run = ansible_module("bpf_deployment", args(veth, deployment, bpffs_root, obj, confirm_timeout=30, health=health))
+        assert_one_line_failure(run, expected)
+        assert listing(bpffs_root) == [] and attached_id(veth) is None, f"{expected}: something was loaded"
