@@ -22,12 +22,13 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
     check_bpf_elf,
     encode_content,
     verify_checksum,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils import _signature as signatures
 
 # Module arguments go to the host on the module's stdin; 4 MiB of object is ~5.4 MiB of base64
 # there, still far cheaper than the three extra round trips of a copy (mkdir, put, rm).
@@ -73,6 +74,12 @@ class ActionModule(ActionBase):
             label = os.path.basename(src)
             digest = verify_checksum(data, args.get("checksum"), source=label)
             check_bpf_elf(data, source=label)
+            signed = self._signed(args, src)
+            if signed is not None:   # on the controller first: a bad object never leaves it
+                signatures.verify(data, signed, source=label)
+                args.update(signature_content=signed.signature, allowed_signers_content=signed.allowed_signers)
+                args.pop("signature", None)
+                args.pop("allowed_signers", None)
         except EbpfDeployError as err:
             result.update(failed=True, **err.to_result())
             return result
@@ -95,6 +102,24 @@ class ActionModule(ActionBase):
             return self._run_module(result, args, task_vars)
         finally:
             self._remove_tmp_path(tmpdir)
+
+    def _signed(self, args: dict, src: str):
+        """The signature and allowed signers, read on the controller; None without allowed_signers."""
+        if not args.get("allowed_signers"):
+            if args.get("signature"):
+                raise InvalidInput("signature is given without allowed_signers to verify it against")
+            return None
+        texts = {}
+        for what, name in (("allowed_signers", args["allowed_signers"]), ("signature", args.get("signature") or f"{src}.sig")):
+            try:
+                path = self._find_needle("files", name)
+            except AnsibleError:
+                if what == "allowed_signers":
+                    raise InvalidInput(f"allowed_signers {name} not found on the controller") from None
+                path = None   # unsigned: verify() refuses it and says so
+            texts[what] = signatures.read_text(path, what=what) if path else None
+        return signatures.Signed(texts["signature"], texts["allowed_signers"],
+                                 args.get("signature_namespace") or signatures.DEFAULT_NAMESPACE)
 
     def _run_module(self, result: dict, args: dict, task_vars: dict) -> dict:
         result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))

@@ -83,6 +83,11 @@ class Request:
     programs: Optional[List[str]] = None
     bpffs_root: Optional[str] = None
     checksum: Optional[str] = None
+    signature: Optional[str] = None
+    allowed_signers: Optional[str] = None
+    signature_namespace: Optional[str] = None
+    signature_content: Optional[str] = None
+    allowed_signers_content: Optional[str] = None
     program_type: Optional[str] = None
     keep_versions: Optional[int] = None
     map_conflict: Optional[str] = None
@@ -364,6 +369,9 @@ class DeploymentManager:
             "map_conflict": self.req.map_conflict or "fail",
             "attach": [{k: a.get(k) for k in ATTACH_KEYS} for a in self.attach],
             "maps": [{k: m.get(k) for k in MAP_KEYS} for m in self.maps],
+            # verified again before the stored object is loaded (a restore at boot)
+            "signed": (self._program_manager.signed.as_record() if data is not None and self._program_manager
+                       and self._program_manager.signed else known.get("signed")),
             "recorded_at": time.time(),
         }
         self.record.store_version(version, spec, data)
@@ -661,9 +669,12 @@ class DeploymentManager:
         if spec is None:
             raise InvalidInput(f"version {version} of deployment {self.name!r} is neither pinned nor recorded")
         data = self.record.version_object(version)
+        signed = spec.get("signed") or {}
         self._program(dict(params, version=version, content=base64.b64encode(data).decode(), src=spec.get("source"),
                            programs=spec.get("programs"), program_type=spec.get("program_type"),
-                           map_conflict=spec.get("map_conflict") or "fail"))
+                           map_conflict=spec.get("map_conflict") or "fail",
+                           signature_content=signed.get("signature"), allowed_signers_content=signed.get("allowed_signers"),
+                           signature_namespace=signed.get("namespace")))
 
     def _apply_version(self, version: str, *, drop: Optional[List[dict]] = None) -> dict:
         """Converge the kernel to a recorded version's spec (programs, attachments, map entries);

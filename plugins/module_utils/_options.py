@@ -53,6 +53,13 @@ OBJECT: Spec = dict(
     remote_src=dict(type="bool", default=False),
     content=dict(type="str", no_log=True),
     checksum=dict(type="str"),
+    # an OpenSSH signature (ssh-keygen -Y sign); the action plugin reads the files on the controller
+    # and sends their texts as signature_content / allowed_signers_content
+    signature=dict(type="path"),
+    allowed_signers=dict(type="path"),
+    signature_namespace=dict(type="str", default="ebpf.deploy"),
+    signature_content=dict(type="str"),
+    allowed_signers_content=dict(type="str"),
 )
 
 # what is loaded and how its versions are kept

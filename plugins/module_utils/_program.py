@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
+from ansible_collections.ebpf.deploy.plugins.module_utils import _signature as signatures
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
@@ -89,6 +90,12 @@ class Request:
     lock_timeout: float = 60.0
     preflight_fail_on: Optional[str] = None   # run preflight before a load; refuse at this severity
     source: Optional[str] = None   # what the user called the object (for metadata and messages)
+    # an OpenSSH signature the object must carry (see _signature); *_content: sent by the action plugin
+    signature: Optional[str] = None
+    allowed_signers: Optional[str] = None
+    signature_namespace: Optional[str] = None
+    signature_content: Optional[str] = None
+    allowed_signers_content: Optional[str] = None
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
@@ -129,6 +136,23 @@ class Request:
     @property
     def has_object(self) -> bool:
         return bool(self.src or self.content)
+
+    def signed(self) -> "Optional[signatures.Signed]":
+        """What the object must be signed with: the texts the action plugin sent, else the files on
+        the host (remote_src); None when no allowed_signers is given."""
+        namespace = self.signature_namespace or signatures.DEFAULT_NAMESPACE
+        if self.allowed_signers_content is not None:
+            return signatures.Signed(self.signature_content, self.allowed_signers_content, namespace)
+        if self.allowed_signers:
+            signers = signatures.read_text(self.allowed_signers, what="allowed_signers")
+            if signers is None:
+                raise InvalidInput(f"allowed_signers {self.allowed_signers} does not exist on the host")
+            path = self.signature or (f"{self.src}.sig" if self.src else None)
+            text = signatures.read_text(path, what="signature") if path else None
+            return signatures.Signed(text, signers, namespace)
+        if self.signature or self.signature_content:
+            raise InvalidInput("signature is given without allowed_signers to verify it against")
+        return None
 
     @property
     def label(self) -> str:
@@ -277,6 +301,7 @@ class ProgramManager:
         self.on_switch = on_switch
         self.defer_prune = defer_prune
         self.object_data: Optional[bytes] = None
+        self.signed: "Optional[signatures.Signed]" = None
         self.dep = Deployment(request.bpffs_root, request.name, state_dir=state_dir)
         self.warnings: List[str] = []
         self.preflight_report: Optional[dict] = None
@@ -406,7 +431,10 @@ class ProgramManager:
         self.dep.check_ours()
         data = objects.read_source(req.src, req.content, label=label)
         digest = objects.verify_checksum(data, req.checksum, source=label)
-        self.object_data = data   # bpf_deployment keeps it in the host's record
+        self.signed = req.signed()
+        if self.signed is not None:
+            signatures.verify(data, self.signed, source=label)
+        self.object_data = data   # bpf_deployment keeps it in the host's record (with its signature)
         self._log_size: Optional[int] = None
         while True:
             obj, spec = objects.open_object(data, name=_object_name(label), source=label)

@@ -100,8 +100,8 @@ options:
       - After a successful O(state=present) run, soak and judge health checks on the host, in this same
         run (its lock released first, so a confirm watcher is never kept waiting), and return the verdict
         as RV(health). The checks are those of the P(ebpf.deploy.rollout#role) role's C(rollout_health),
-        which passes this option: the host is read before and after the soak, the probe commands run on
-        it, the maps are dumped on it, so a stage costs one round trip per host.
+        which passes this option. The host is read before and after the soak, the probe commands run on
+        it and the maps are dumped on it, so a stage costs one round trip per host.
       - The run does not fail when a check fails; the caller decides (the role rolls back). Not in check mode.
       - Map checks need the C(jmespath) Python package on the host (Debian C(python3-jmespath), which
         P(ebpf.deploy.host#role) installs).

@@ -11,7 +11,9 @@ exactly what a playbook user would get back (tests/helpers.py). One name, one me
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,33 @@ def vm_lab():
         leaks = labctl.leaks(before, labctl.snapshot(), lab)
         assert leaks == {"netns": [], "links": [], "bpffs": [], "pids": {}}, leaks
         assert not lab.lab_dir.exists(), list(lab.lab_dir.rglob("*"))
+
+
+class Signing(type(Path())):
+    """A directory of signing material (see the ``signing`` fixture)."""
+
+    def fingerprint(self, key: str) -> str:
+        return ssh_keygen("-l", "-f", str(self / f"{key}.pub")).split()[1]   # SHA256:...
+
+
+def ssh_keygen(*args: str) -> str:
+    return subprocess.run(["ssh-keygen", *args], capture_output=True, check=True, text=True).stdout
+
+
+@pytest.fixture
+def signing(tmp_path, bpf_object):
+    """Two ed25519 keys (ops@ebpfd allowed, rogue not), counter and counter_v2 copied beside their
+    signatures: counter.bpf.o signed by ops, counter_v2.bpf.o by rogue, a tampered copy of counter
+    with ops's signature of the original, and an unsigned copy."""
+    for key in ("ops", "rogue"):
+        ssh_keygen("-q", "-t", "ed25519", "-N", "", "-C", key, "-f", str(tmp_path / key))
+    public = (tmp_path / "ops.pub").read_text().split()
+    (tmp_path / "allowed_signers").write_text(f'ops@ebpfd namespaces="ebpf.deploy" {public[0]} {public[1]}\n')
+    for stem, key in (("counter", "ops"), ("counter_v2", "rogue")):
+        (tmp_path / f"{stem}.bpf.o").write_bytes(bpf_object(stem).read_bytes())
+        ssh_keygen("-Y", "sign", "-f", str(tmp_path / key), "-n", "ebpf.deploy", str(tmp_path / f"{stem}.bpf.o"))
+    tampered = tmp_path / "tampered.bpf.o"
+    tampered.write_bytes(bpf_object("counter").read_bytes() + b"\0")
+    (tmp_path / "tampered.bpf.o.sig").write_bytes((tmp_path / "counter.bpf.o.sig").read_bytes())
+    (tmp_path / "unsigned.bpf.o").write_bytes(bpf_object("counter").read_bytes())
+    return Signing(tmp_path)

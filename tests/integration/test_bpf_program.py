@@ -364,3 +364,29 @@ def test_a_pin_by_name_map_lives_under_the_deployment_and_check_mode_pins_nothin
     finally:
         if leftover.exists():  # what the unfixed code leaves: ours by its name
             leftover.unlink()
+
+
+# --------------------------------------------------------------------------- signed objects
+@pytest.mark.parametrize("remote_src", [False, True], ids=["from-the-controller", "remote-src-on-the-host"])
+def test_a_signed_object_loads_and_a_badly_signed_one_is_refused_before_anything(deploy, signing, remote_src):
+    """allowed_signers: an object signed by an allowed key loads (signature beside it, the .sig
+    default); unsigned, signed by another key, or changed after signing is refused in one line
+    that names why and who signed it, and nothing of it is loaded; the running version stays."""
+    signers = str(signing / "allowed_signers")
+    ok = assert_ok(deploy(None, src=str(signing / "counter.bpf.o"), allowed_signers=signers,
+                          remote_src=remote_src), changed=True)
+    before = (listing(deploy.root), deploy.current())
+    rogue = signing.fingerprint("rogue")
+    for stem, reason in (("unsigned", "unsigned.bpf.o is not signed"),
+                         ("counter_v2", f"signed by ED25519 key {rogue}, which is not in allowed_signers"),
+                         ("tampered", "the signature of tampered.bpf.o by ops@ebpfd does not verify")):
+        refused = deploy(None, src=str(signing / f"{stem}.bpf.o"), allowed_signers=signers, remote_src=remote_src)
+        assert_one_line_failure(refused, reason)
+        assert (listing(deploy.root), deploy.current()) == before, f"{stem}: the host changed"
+    assert deploy.current() == ok["version"]
+    wrong_namespace = deploy(None, src=str(signing / "counter.bpf.o"), allowed_signers=signers,
+                             signature_namespace="file", remote_src=remote_src)
+    assert_one_line_failure(wrong_namespace, "does not verify (namespace 'file')")
+    lone = deploy(None, src=str(signing / "counter.bpf.o"), signature=str(signing / "counter.bpf.o.sig"),
+                  remote_src=remote_src)
+    assert_one_line_failure(lone, "without allowed_signers")

@@ -301,3 +301,36 @@ def test_restore_after_a_reboot(ansible_module, veth, bpffs_root, state_dir, nam
                                                                "entries": [{"key": 0, "value": 5}],
                                                                "overwrite": False}])))
     assert not again["changed"], again
+
+
+def test_a_restore_verifies_a_signed_object_again(ansible_module, veth, bpffs_root, state_dir, names, signing):
+    """A deployment of a signed object keeps its signature in the record; after a "reboot" the
+    restore verifies the stored object again: a record whose signature was swapped for another
+    key's is refused (named, nothing attached), the genuine one restores."""
+    name = names()
+    ok(ansible_module("bpf_deployment", counter(veth, name, bpffs_root, state_dir, signing / "counter.bpf.o",
+                                                allowed_signers=str(signing / "allowed_signers"))))
+    (spec_path,) = state_dir.glob(f"root-*/{name}/versions/*.json")
+    spec = json.loads(spec_path.read_text())
+    assert "ops@ebpfd" in spec["signed"]["allowed_signers"] and "SSH SIGNATURE" in spec["signed"]["signature"], spec
+
+    def reboot_and_restore() -> subprocess.CompletedProcess:
+        shutil.rmtree(bpffs_root, ignore_errors=True)
+        veth.ip_link("set", "dev", veth.host_if, "xdp", "off", check=False)
+        shutil.rmtree(RUN_DIR / name, ignore_errors=True)
+        return subprocess.run([sys.executable, str(state_dir / "ebpf-deploy-host"), "restore", "--state-dir",
+                               str(state_dir)], capture_output=True, text=True, timeout=120, check=False)
+
+    ssh = ["ssh-keygen", "-Y", "sign", "-f", str(signing / "rogue"), "-n", "ebpf.deploy", "-"]
+    rogue = subprocess.run(ssh, input=(signing / "counter.bpf.o").read_bytes(), capture_output=True, check=True).stdout
+    spec_path.write_text(json.dumps(dict(spec, signed=dict(spec["signed"], signature=rogue.decode()))))
+    refused = reboot_and_restore()
+    assert refused.returncode != 0, refused.stdout
+    assert "which is not in allowed_signers" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    assert signing.fingerprint("rogue") in refused.stdout + refused.stderr
+    assert attached_id(veth) is None, "a wrongly signed stored object was attached"
+
+    spec_path.write_text(json.dumps(spec))
+    restored = reboot_and_restore()
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert f"{name}: restored" in restored.stdout and attached_id(veth) is not None, restored.stdout

@@ -23,6 +23,9 @@ LEFT_OUT = {
     "rollback_to": "the rollback phase returns to the committed record",
     "version": "a rollout ships an object; switching to a pinned version is the rollback's business",
     "content": "set by the action plugin from src, never by a user",
+    "signature_content": "set by the action plugin from signature, never by a user",
+    "allowed_signers_content": "set by the action plugin from allowed_signers, never by a user",
+    "health": "the role's rollout_health, judged in the last deployment's switch",
     "bpffs_root": "one root for every deployment: rollout_bpffs_root",
     "preflight_fail_on": "one for the whole rollout: rollout_preflight and rollout_preflight_fail_on",
     "state_dir": "the host's record stays where the host role's restore service looks (the default)",
@@ -35,7 +38,9 @@ DIFFERS = {
 }
 FIELDS = ("type", "elements", "choices", "default", "required")
 # bpf_deployment options that reached the role only with this change (role validation refused them)
-ADDED = {"checksum": "sha256:" + "0" * 64, "program_type": "xdp", "verifier_log_level": 1}
+ADDED = {"checksum": "sha256:" + "0" * 64, "program_type": "xdp", "verifier_log_level": 1,
+         "allowed_signers": "/etc/ebpfd/allowed_signers", "signature": "/srv/ebpfd/x.bpf.o.sig",
+         "signature_namespace": "ebpf.deploy"}
 ADDED_ATTACH = {"force": True}
 ADDED_MAPS = {"overwrite": False, "value_deployment": "other"}
 
