@@ -1,7 +1,9 @@
 """Two ansible-playbook runs upgrade the same deployment on the same host at once.
 
-One run deploys counter_v2, the other counter, each followed by xdp_attach (stage + switch, as the
-rollout role does, twice over so that the runs overlap), started together, several rounds. Runs on
+One run deploys counter_v2, the other counter, each followed by xdp_attach (stage + switch, twice
+over so that the runs overlap), started together, several rounds; then the same with two
+bpf_deployment runs (load, attach and map entries in one task, as the rollout role switches, with
+the host's record: it must end committed on the version that runs). Runs on
 one deployment are serialized by the module's lock, so whatever order they take, the host must end
 on one consistent version: `current` names a pinned version, the attached program is that
 version's pinned program, nothing is left outside the pin layout, and the value written into `pkt_count` beforehand is still there.
@@ -26,6 +28,9 @@ TASKS = """    - name: Stage {n} | load and pin
     - name: Switch {n} | attach the current version
       ebpf.deploy.xdp_attach: {attach}
 """
+DEPLOYMENT_TASK = """    - name: Switch {n} | load, attach and write the entries in one run
+      ebpf.deploy.bpf_deployment: {deployment}
+"""
 REPEAT = 2  # each run does stage + switch this many times, so the two runs overlap for seconds
 
 
@@ -36,8 +41,28 @@ def dep():
         yield deployment
 
 
+@pytest.fixture(scope="module")
+def state_dir():
+    with tempfile.TemporaryDirectory(prefix="ebpfd_fault_cc_state_") as path:
+        yield Path(path)
+
+
+def module_tasks(dep, stem: str) -> str:
+    return "".join(TASKS.format(n=n, program=json.dumps(dep.program_args(stem, keep_versions=2)),
+                                attach=json.dumps(dep.xdp_args())) for n in range(1, REPEAT + 1))
+
+
+def deployment_tasks(dep, stem: str, state_dir: Path) -> str:
+    args = dict(dep.program_args(stem, keep_versions=2), state_dir=str(state_dir),
+                attach=[{"interface": dep.ifname, "netns": dep.netns, "program": fl.PROGRAM}],
+                maps=[{"map": "pkt_count", "key_type": "u32", "value_type": "u64",
+                       "entries": [{"key": 0, "value": VALUE}], "overwrite": False}])
+    return "".join(DEPLOYMENT_TASK.format(n=n, deployment=json.dumps(args)) for n in range(1, REPEAT + 1))
+
+
 @pytest.mark.parametrize("round_", range(1, ROUNDS + 1))
-def test_two_upgrades_at_once_end_consistent(dep, round_, totals):
+@pytest.mark.parametrize("how", ["program+xdp_attach", "bpf_deployment"])
+def test_two_upgrades_at_once_end_consistent(dep, state_dir, how, round_, totals):
     t = totals("concurrency")
     t.cases += 1
     with tempfile.TemporaryDirectory(prefix="ebpfd_fault_cc_") as tmp:
@@ -46,8 +71,7 @@ def test_two_upgrades_at_once_end_consistent(dep, round_, totals):
         stems = ["counter_v2", "counter"] if round_ % 2 else ["counter", "counter_v2"]
         for stem in stems:
             book = Path(tmp) / f"{stem}.yml"
-            tasks = "".join(TASKS.format(n=n, program=json.dumps(dep.program_args(stem, keep_versions=2)),
-                                         attach=json.dumps(dep.xdp_args())) for n in range(1, REPEAT + 1))
+            tasks = module_tasks(dep, stem) if how == "program+xdp_attach" else deployment_tasks(dep, stem, state_dir)
             book.write_text(fl.localhost_play(f"deploy {stem} and attach it", "  tasks:\n" + tasks), encoding="utf-8")
             procs.append(subprocess.Popen([fl.ANSIBLE_PLAYBOOK, "-i", "localhost,", str(book)],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -71,6 +95,12 @@ def test_two_upgrades_at_once_end_consistent(dep, round_, totals):
     if attached != current_id:
         problems.append(f"attached program {attached} is not current {current}'s program {current_id}")
     problems += dep.settled_problems(t, VALUE)
+    if how == "bpf_deployment":
+        (record,) = state_dir.glob(f"root-*/{dep.name}/state.json")
+        state = json.loads(record.read_text())
+        if state.get("pending") or state.get("committed") != current:
+            problems.append(f"the record says committed {state.get('committed')}, pending {state.get('pending')}, "
+                            f"but {current} runs")
     t.record(problems)
     assert not problems, "; ".join(problems)
     counting, before, after = dep.still_counts()
