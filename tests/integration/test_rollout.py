@@ -49,11 +49,19 @@ def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | 
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"), "-e", f"@{vars_file}"],
         capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
-        env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report)))
+        env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report), ANSIBLE_SHOW_CUSTOM_STATS="1",
+                               ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
     (tmp_path / f"playbook-{obj}.log").write_text(proc.stdout + proc.stderr)   # kept by pytest for a look
     summary = json.loads(report.read_text()) if report.exists() else {}
     report.unlink(missing_ok=True)
     return proc, {entry["host"]: entry for entry in summary.get("hosts", [])}
+
+
+def custom_stats(proc: subprocess.CompletedProcess) -> dict:
+    """What the run published with set_stats (the default callback prints it as one RUN: line)."""
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("\tRUN: ")] or [None]
+    assert line, "no custom stats were published:\n" + proc.stdout[-2000:]
+    return json.loads(line[len("\tRUN: "):])
 
 
 def fleet(lab) -> dict:
@@ -109,6 +117,9 @@ def test_rollout_goes_stage_by_stage_and_a_rerun_changes_nothing(lab, tmp_path):
     assert [summary[h]["stage"] for h in hosts(lab)] == [1, 2, 3, 3]
     assert {summary[h]["status"] for h in hosts(lab)} == {"committed"}
     assert {summary[h]["record"] for h in hosts(lab)} == {"committed"}, summary
+    published = custom_stats(proc)["ebpf_deploy_rollout"]
+    assert {h: (r["status"], r["versions"][0]["after"]) for h, r in published.items()} == \
+        {h: ("committed", good) for h in hosts(lab)}, published
     assert_fleet_on(fleet(lab), good, hosts(lab))
     for host in hosts(lab):
         sent = lab.traffic(host, count=300)
@@ -117,6 +128,7 @@ def test_rollout_goes_stage_by_stage_and_a_rerun_changes_nothing(lab, tmp_path):
     again, summary = rollout(lab, GOOD, tmp_path=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:]
     assert {summary[h]["status"] for h in hosts(lab)} == {"unchanged"}
+    assert {r["status"] for r in custom_stats(again)["ebpf_deploy_rollout"].values()} == {"unchanged"}
     recap = [line for line in again.stdout.splitlines() if line.startswith(lab.prefix) and "changed=" in line]
     assert len(recap) == lab.count and all("changed=0" in line for line in recap), recap
 
@@ -210,6 +222,10 @@ def test_rollback_all_returns_earlier_stages_too(lab, tmp_path):
     proc, summary = rollout(lab, NEXT, on_failure="rollback_all", fail_on=h3, tmp_path=tmp_path)
     assert proc.returncode != 0
     assert summary[h3]["status"] == "rolled_back" and summary[h4]["status"] == "rolled_back", summary
+    # the artifacts agree with the summary, for the earlier stages rewritten after the failure too
+    published = custom_stats(proc)["ebpf_deploy_rollout"]
+    assert {h: r["status"] for h, r in published.items()} == {h: summary[h]["status"] for h in hosts(lab)}, published
+    assert published[h1]["status"] == "rolled_back", published
     assert_fleet_on(fleet(lab), good, [h1, h2, h3, h4])
 
 
