@@ -48,6 +48,69 @@ def audit_summary(facts: dict, map_reads: list | None = None) -> dict:
     }
 
 
+def _label(value) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return str("" if value is None else value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample(name: str, labels: dict, value) -> str:
+    inner = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
+    return f"{name}{{{inner}}} {value}"
+
+
+# metric -> (type, help): the node_exporter textfile collector reads these files as they are
+_METRICS = {
+    "ebpf_deploy_info": ("gauge", "A deployment and the version that is current on the host (always 1)."),
+    "ebpf_deploy_program_runs_total": ("counter", "Runs the kernel counted for a program of the current version "
+                                                  "(only while BPF statistics are enabled)."),
+    "ebpf_deploy_xdp_attached": ("gauge", "An interface with an XDP program attached (1), with its owner."),
+    "ebpf_deploy_record_pending": ("gauge", "1 while a switch of the deployment is pending (not yet committed)."),
+    "ebpf_deploy_record_last_transition_timestamp_seconds": ("gauge", "When the host's record last moved the "
+                                                                      "deployment (commit, rollback, restore), and who."),
+    "ebpf_deploy_audit_timestamp_seconds": ("gauge", "When this file was written."),
+}
+
+
+def audit_textfile(facts: dict, now: float = 0) -> str:
+    """One host's bpf_facts (with the ``record`` subset) as a node_exporter textfile: what runs, what
+    is attached, and the state of the host's record (the last rollout's commit, rollback or restore)."""
+    samples = {name: [] for name in _METRICS}
+    current = {name: dep.get("current") for name, dep in (facts.get("deployments") or {}).items() if name}
+    for name, version in sorted(current.items()):
+        samples["ebpf_deploy_info"].append(_sample("ebpf_deploy_info", {"deployment": name, "version": version}, 1))
+    programs = {p["id"]: p for p in facts.get("programs", [])}
+    for prog in sorted(programs.values(), key=lambda p: (str(p.get("deployment")), str(p.get("program")))):
+        if prog.get("deployment") in current and prog.get("version") == current[prog["deployment"]]:
+            labels = {"deployment": prog["deployment"], "version": prog["version"],
+                      "program": prog.get("program") or prog.get("name")}
+            samples["ebpf_deploy_program_runs_total"].append(
+                _sample("ebpf_deploy_program_runs_total", labels, int(prog.get("run_cnt") or 0)))
+    for entry in facts.get("xdp", []):
+        if entry.get("prog_id"):
+            owner = programs.get(entry["prog_id"], {})
+            labels = {"interface": entry["interface"], "netns": entry.get("netns"), "mode": entry.get("mode"),
+                      "deployment": owner.get("deployment"), "version": owner.get("version")}
+            samples["ebpf_deploy_xdp_attached"].append(_sample("ebpf_deploy_xdp_attached", labels, 1))
+    for name, rec in sorted(((facts.get("record") or {}).get("deployments") or {}).items()):
+        if "error" in rec:
+            continue
+        samples["ebpf_deploy_record_pending"].append(
+            _sample("ebpf_deploy_record_pending", {"deployment": name, "committed": rec.get("committed")},
+                    int(bool(rec.get("pending")))))
+        last = rec.get("last") or {}
+        if last.get("at"):
+            labels = {"deployment": name, "action": last.get("action"), "by": last.get("by"), "version": last.get("version")}
+            samples["ebpf_deploy_record_last_transition_timestamp_seconds"].append(
+                _sample("ebpf_deploy_record_last_transition_timestamp_seconds", labels, round(float(last["at"]), 3)))
+    if now:
+        samples["ebpf_deploy_audit_timestamp_seconds"].append(f"ebpf_deploy_audit_timestamp_seconds {round(float(now), 3)}")
+    lines = []
+    for name, (kind, text) in _METRICS.items():
+        if samples[name]:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *samples[name]]
+    return "\n".join(lines) + "\n"
+
+
 def audit_inconsistent(summaries: dict) -> dict:
     """{deployment: {version: [hosts]}} for every deployment whose hosts do not all run one version."""
     by_deployment: dict = {}
@@ -61,4 +124,5 @@ class FilterModule:
     """Fleet audit filters for playbooks/audit.yml."""
 
     def filters(self) -> dict:
-        return {"audit_summary": audit_summary, "audit_inconsistent": audit_inconsistent}
+        return {"audit_summary": audit_summary, "audit_inconsistent": audit_inconsistent,
+                "audit_textfile": audit_textfile}

@@ -48,3 +48,35 @@ def test_the_audit_shows_only_bpf_xdp_lines_not_what_every_boot_prints():
             "LSM support for eBPF active", "NET: Registered PF_XDP protocol family"]
     facts = dict(FACTS, dmesg={"lines": [{"message": m} for m in boot + ["Illegal XDP return value 7"]]})
     assert audit_summary(facts)["dmesg"] == ["Illegal XDP return value 7"]
+
+
+def test_textfile_says_what_runs_what_is_attached_and_the_record():
+    from ansible_collections.ebpf.deploy.plugins.filter.audit import audit_textfile
+    facts = dict(FACTS, programs=[dict(FACTS["programs"][0], run_cnt=42), FACTS["programs"][1]],
+                 record={"deployments": {
+                     "pktcount": {"committed": "aaaaaaaaaaaa", "pending": {"version": "bbbbbbbbbbbb"},
+                                  "last": {"action": "rollback", "by": "watcher", "at": 1700000000.5,
+                                           "version": "aaaaaaaaaaaa"}},
+                     "torn": {"error": "state.json is torn"}}})
+    lines = audit_textfile(facts, 1700000100).splitlines()
+    assert 'ebpf_deploy_info{deployment="pktcount",version="aaaaaaaaaaaa"} 1' in lines
+    assert ('ebpf_deploy_program_runs_total{deployment="pktcount",version="aaaaaaaaaaaa",'
+            'program="xdp_packet_counter"} 42') in lines
+    assert 'ebpf_deploy_xdp_attached{interface="eth0",netns="",mode="native",deployment="pktcount",' \
+           'version="aaaaaaaaaaaa"} 1' in lines
+    assert 'ebpf_deploy_xdp_attached{interface="eth1",netns="",mode="generic",deployment="",version=""} 1' in lines
+    assert 'ebpf_deploy_record_pending{deployment="pktcount",committed="aaaaaaaaaaaa"} 1' in lines
+    assert ('ebpf_deploy_record_last_transition_timestamp_seconds{deployment="pktcount",action="rollback",'
+            'by="watcher",version="aaaaaaaaaaaa"} 1700000000.5') in lines
+    assert not [line for line in lines if "torn" in line], "a damaged record is no metric"
+    assert "ebpf_deploy_audit_timestamp_seconds 1700000100.0" in lines
+    names = [line.split()[2] for line in lines if line.startswith("# TYPE")]
+    assert len(names) == len(set(names)) == 6
+    samples = [line for line in lines if not line.startswith("#")]
+    assert all(line.split("{")[0].split()[0] in names for line in samples)
+
+
+def test_textfile_label_values_are_escaped():
+    from ansible_collections.ebpf.deploy.plugins.filter.audit import audit_textfile
+    text = audit_textfile({"deployments": {'we"ird\\name': {"current": "v\n1"}}})
+    assert 'ebpf_deploy_info{deployment="we\\"ird\\\\name",version="v\\n1"} 1' in text.splitlines()
