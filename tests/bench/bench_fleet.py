@@ -51,6 +51,8 @@ build/bench/fleet-profile.txt).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -72,6 +74,7 @@ BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
 OUT = REPO / "build" / "bench" / "fleet.json"
 PROFILE_OUT = REPO / "build" / "bench" / "fleet-profile.txt"
 CALLBACKS = REPO / "tests" / "bench" / "callback_plugins"
+CONTROL_DIR = Path("~/.ansible/cp").expanduser()   # Ansible's default control_path_dir
 OBJECTS = ("counter.bpf.o", "counter_v2.bpf.o")
 SERIAL = [1, "25%", "100%"]
 TARGETS = {"changed": 2.5, "rerun": 1.3}   # issue 19: ratio to the ping floor of the same round
@@ -192,21 +195,16 @@ def lab_cpu_seconds(lab: labctl.Lab) -> float:
     return ticks / CLK_TCK
 
 
-def ssh_masters(lab: labctl.Lab) -> set[int]:
-    """PIDs of the controller's SSH master connections (ControlPersist) to this lab's hosts."""
-    addresses = set(lab.addresses())
-    pids = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if (os.path.basename(args[0]) == "ssh" and any("ControlPersist" in a for a in args)
-                and any(a.rsplit("@", 1)[-1] in addresses for a in args)):
-            pids.add(int(entry.name))
-    return pids
+def ssh_masters(lab: labctl.Lab) -> set[tuple[str, int]]:
+    """The controller's SSH master sockets (ControlPersist) to this lab's hosts, with their inodes:
+    a master opened again has a new one. Found by Ansible's default ControlPath,
+    ~/.ansible/cp/sha1('host-port-user')[:10] (a master renames its process, so /proc cannot say)."""
+    found = set()
+    for address in lab.addresses():
+        path = CONTROL_DIR / hashlib.sha1(f"{address}-22-root".encode()).hexdigest()[:10]
+        with contextlib.suppress(OSError):
+            found.add((address, path.stat().st_ino))
+    return found
 
 
 def summarize_timing(path: Path) -> dict:
