@@ -1,6 +1,8 @@
 """Runs the benchmarks: every tests/bench/bench_*.py main(), or those named on the command line.
 
-Each benchmark prints its own table and writes its figures to build/bench/<name>.json.
+Each benchmark prints its own table and writes its figures to build/bench/<name>.json; the run ends
+with one table of every figure issue 19 names beside its target (tests/bench/summary.py), read from
+those files, so figures of benchmarks not run this time are shown as last measured or "not measured".
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / ".build" / "collections"))
 sys.path.insert(0, str(REPO))
+
+
+from tests.bench import summary  # noqa: E402
 
 
 def load(path: Path):
@@ -36,6 +41,7 @@ def main(names: list[str]) -> int:
             rc = 1
         failed |= bool(rc)
         print(f"### {path.stem}: {'ok' if not rc else 'FAILED'} in {time.monotonic() - start:.1f} s", flush=True)
+    summary.main([])
     return 1 if failed else 0
 
 
