@@ -72,11 +72,14 @@ class ManagerSwapper(Swapper):
         return xdp.XdpManager(request).run().as_dict()
 
     def swap(self, version: str) -> None:
-        result = self._run(pin=str(self.pins[version]))
+        # force: the bench's programs are pinned outside any deployment, so a netlink attachment of
+        # one carries no owner the next run could recognise (a deployment's would); the swap itself
+        # is the same replace (XDP_FLAGS_REPLACE / link update) either way
+        result = self._run(pin=str(self.pins[version]), force=True)
         assert result["action"] in ("attach", "replace"), result
 
     def detach(self) -> None:
-        self._run(state="absent")
+        self._run(state="absent", force=True)
 
 
 class IpOffOnSwapper(Swapper):
