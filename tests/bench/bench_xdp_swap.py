@@ -5,6 +5,8 @@ For each way of swapping, in one run and on one veth (host side in its own names
             module runs: lock, read, plan, bpf_link_update on the pinned link)
   netlink   the same manager with method=netlink (IFLA_XDP with XDP_FLAGS_REPLACE)
   ip-off-on `ip link set dev X xdp off` then `ip link set dev X xdp pinned ...` (detach, then attach)
+  tcx       bpf_attach's manager (plugins/module_utils/_attach.py, in-process) on tcx ingress: the
+            deployment's current version alternates, the manager updates the tcx link in place
 
 A bounded UDP stream (200k packets) flows from the peer namespace to the host side while the program
 is swapped between two loaded versions that share the pinned `pkt_count` map. Compared per variant:
@@ -31,6 +33,7 @@ for extra in (REPO, REPO / ".build" / "collections"):   # also run as a script, 
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from tests.integration import hooks_helpers as hh  # noqa: E402
 from tests.integration import xdp_helpers as h  # noqa: E402
 from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp  # noqa: E402
 
@@ -80,6 +83,33 @@ class ManagerSwapper(Swapper):
 
     def detach(self) -> None:
         self._run(state="absent", force=True)
+
+
+class TcxSwapper(Swapper):
+    """tcx ingress: bpf_attach's manager makes the link run the deployment's current version, which
+    alternates between two loads of tcx_counter (its pkt_count pinned once, shared)."""
+    name = "tcx"
+    how = "ebpf.deploy bpf_attach manager in-process (_attach.AttachManager.run: BPF_LINK_UPDATE of the tcx link)"
+
+    def __init__(self, lab: h.VethLab, loaded: "hh.Loaded", root: Path):
+        super().__init__(lab, {}, root, "tcx")
+        self.loaded = loaded
+
+    def _run(self, **kw) -> dict:
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _attach
+        params = {"deployment": self.loaded.name, "program": "tcx_count", "hook": "tcx_ingress",
+                  "interface": self.lab.host_if, "netns": self.lab.host_ns, "bpffs_root": str(self.root), **kw}
+        return _attach.AttachManager(_attach.Request.from_params(params)).run().as_dict()
+
+    VERSIONS = {"v1": "0000000000a1", "v2": "0000000000a2"}   # a deployment's versions are 12 hex digits
+
+    def swap(self, version: str) -> None:
+        self.loaded.use(self.VERSIONS[version])
+        result = self._run()
+        assert result["action"] in ("attach", "update"), result
+
+    def detach(self) -> None:
+        self._run(state="absent")
 
 
 class IpOffOnSwapper(Swapper):
@@ -167,6 +197,14 @@ def main(argv=None) -> int:
             for swapper in swappers:
                 rows.append(measure(lab, swapper, map_dir / "pkt_count",
                                     packets=opts.packets, swaps=opts.swaps, pps=opts.pps))
+            tcx = hh.Loaded(root, f"ebpfd_bench_tcx_{secrets.token_hex(3)}")
+            try:
+                for version in TcxSwapper.VERSIONS.values():
+                    tcx.load(version, BPF_DIR / "tcx_counter.bpf.o", {"tcx_count": hh.SCHED_CLS})
+                rows.append(measure(lab, TcxSwapper(lab, tcx, root), tcx.dep.maps_dir / "pkt_count",
+                                    packets=opts.packets, swaps=opts.swaps, pps=opts.pps))
+            finally:
+                tcx.cleanup()
     finally:
         h.remove_tree(root)
         h.remove_tree(Path(xdp.STATE_DIR) / str(root).strip("/").replace("/", "_"))
@@ -181,7 +219,7 @@ def main(argv=None) -> int:
     print("-" * len(header))
     for row in rows:
         # the target is the collection's (0 for its link and netlink swaps); ip off/on is the comparison
-        target = "0" if row["method"] in ("link", "netlink") else "-"
+        target = "0" if row["method"] in ("link", "netlink", "tcx") else "-"
         print(f"{row['method']:<10} {row['packets_sent']:>8} {row['packets_received']:>9} {row['packets_counted']:>9} "
               f"{row['passed_uncounted']:>17} {target:>7} {row['swap_ms_mean']:>10}/{row['swap_ms_max']:<8}")
     report = {"packets": opts.packets, "swaps": opts.swaps, "pps": opts.pps, "mode": opts.mode,
@@ -189,7 +227,7 @@ def main(argv=None) -> int:
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {opts.out}")
-    module_rows = [row for row in rows if row["method"] in ("link", "netlink")]
+    module_rows = [row for row in rows if row["method"] in ("link", "netlink", "tcx")]
     met = all(row["passed_uncounted"] == 0 for row in module_rows)
     print(f"target met (0 packets uncounted during the collection's swaps): {met}")
     return 0 if met else 1
