@@ -82,11 +82,15 @@ def keep_payloads(work: Path, task_list: list[dict]) -> dict[str, Path]:
     return payloads
 
 
+def host_env() -> dict:
+    """This environment without the controller's PYTHON* settings (a host's interpreter has none)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
 def run_payload(wrapper: str, payload: Path) -> dict:
     """One run of a payload as Ansible runs it, from `wrapper` (wall, CPU, peak RSS, output)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}  # nothing of the controller's
     proc = subprocess.run([SYSTEM_PYTHON, "-c", wrapper, SYSTEM_PYTHON, str(payload)],
-                          capture_output=True, text=True, env=env, cwd=payload.parent, timeout=120, check=True)
+                          capture_output=True, text=True, env=host_env(), cwd=payload.parent, timeout=120, check=True)
     result = json.loads(proc.stdout)
     out = json.loads(result["stdout"] or "{}")
     if result["rc"] != 0 or out.get("failed"):
@@ -97,9 +101,8 @@ def run_payload(wrapper: str, payload: Path) -> dict:
 
 def trace_imports(payload: Path) -> dict[str, int]:
     """One run of a payload under `-X importtime`: {module: cumulative microseconds}."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run([SYSTEM_PYTHON, "-X", "importtime", str(payload)], capture_output=True, text=True,
-                          env=env, cwd=payload.parent, timeout=120, check=True)
+                          env=host_env(), cwd=payload.parent, timeout=120, check=True)
     return parse_importtime(proc.stderr)
 
 
