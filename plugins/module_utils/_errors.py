@@ -17,7 +17,6 @@ import os
 from typing import Any, Optional
 
 
-
 class EbpfDeployError(Exception):
     """Base error: ``msg`` is one line; ``details`` are extra keys of the failed result."""
 

@@ -1203,11 +1203,10 @@ def _syscall_numbers() -> Tuple[int, int]:
     return _SYSCALLS[machine]
 
 
-
 def _sys_bpf(cmd: int, attr: ctypes.Structure, call: str, target: Optional[str]) -> int:
     nr_bpf, _nr_perf = _syscall_numbers()
     ret = _libc().syscall(ctypes.c_long(nr_bpf), ctypes.c_long(cmd), ctypes.byref(attr),
-                        ctypes.c_uint(ctypes.sizeof(attr)))
+                          ctypes.c_uint(ctypes.sizeof(attr)))
     if ret < 0:
         raise SyscallError(call, _errno_now(), target)
     return ret
@@ -1263,7 +1262,7 @@ def perf_event_open_tracepoint(tracepoint_id: int, *, label: str) -> int:
     attr = _PerfEventAttr(type=PERF_TYPE_TRACEPOINT, size=ctypes.sizeof(_PerfEventAttr), config=tracepoint_id,
                           sample_period=1, wakeup_events=1)
     fd = _libc().syscall(ctypes.c_long(nr_perf), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(0),
-                       ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+                         ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         raise SyscallError("perf_event_open", _errno_now(), label)
     return fd
