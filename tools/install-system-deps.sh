@@ -21,6 +21,8 @@ declare -A probe=(
   [shellcheck]=/usr/bin/shellcheck
   [make]=/usr/bin/make
   [libmagic1]=/usr/lib/x86_64-linux-gnu/libmagic.so.1   # reuse (make publish) reads file types with it
+  # the bench runs the modules with Debian's /usr/bin/python3, as a fleet host does (the host role installs it)
+  [python3-pyroute2]=/usr/lib/python3/dist-packages/pyroute2/__init__.py
   # lab VM hosts: images from Debian packages, qemu guests on copy-on-write overlays
   [mmdebstrap]=/usr/bin/mmdebstrap
   [qemu-system-x86]=/usr/bin/qemu-system-x86_64

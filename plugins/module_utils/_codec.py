@@ -40,8 +40,9 @@ INT_TYPES = {
 FIXED_TYPES = {"ipv4": 4, "ipv6": 16, "mac": 6}
 TYPE_NAMES = sorted(INT_TYPES) + sorted(FIXED_TYPES) + ["hex", "btf"]
 
-_HEX_SEPARATORS = re.compile(r"[\s:._-]")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-]?)[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+# patterns of the mac and hex types, compiled (and cached by re) when a run uses those types
+_HEX_SEPARATORS = r"[\s:._-]"
+_MAC = r"^[0-9a-fA-F]{2}([:-]?)[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$"
 
 
 def round_up8(size: int) -> int:
@@ -141,9 +142,9 @@ def _ip_codec(name: str, version: int, size: int) -> Codec:
 
 
 def _mac_encode(value: Any) -> bytes:
-    if not isinstance(value, str) or not _MAC.match(value.strip()):
+    if not isinstance(value, str) or not re.match(_MAC, value.strip()):
         raise CodecError("expected a MAC address like 02:00:00:00:00:01")
-    return bytes.fromhex(_HEX_SEPARATORS.sub("", value.strip()))
+    return bytes.fromhex(re.sub(_HEX_SEPARATORS, "", value.strip()))
 
 
 def _mac_decode(raw: bytes) -> str:
@@ -154,7 +155,7 @@ def parse_hex(value: Any) -> bytes:
     """``"0a000001"``, ``"0x0a000001"``, ``"0a 00 00 01"`` or ``"0a:00:00:01"`` -> bytes."""
     if not isinstance(value, str):
         raise CodecError(f"hex values are strings (quote them in YAML), got {type(value).__name__}")
-    text = _HEX_SEPARATORS.sub("", value.strip())
+    text = re.sub(_HEX_SEPARATORS, "", value.strip())
     if text[:2].lower() == "0x":
         text = text[2:]
     if len(text) % 2:

@@ -16,8 +16,6 @@ import errno as _errno
 import os
 from typing import Any, Optional
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._limits import charged_to
-
 
 class EbpfDeployError(Exception):
     """Base error: ``msg`` is one line; ``details`` are extra keys of the failed result."""
@@ -109,8 +107,12 @@ def errno_name(err: int) -> str:
 def errno_hint(err: int, *, log: Optional[str] = None) -> str:
     """The hint for an errno; EPERM with an empty log points at capabilities and the memory limit."""
     hint = EPERM_EMPTY_LOG_HINT if err == _errno.EPERM and not (log or "").strip() else ERRNO_HINTS.get(err, "")
-    # the memory limit that applies depends on the kernel (_limits says which)
-    return hint.format(memory=charged_to()) if "{memory}" in hint else hint
+    if "{memory}" not in hint:
+        return hint
+    # the memory limit that applies depends on the kernel (_limits says which); imported here, since
+    # only this hint needs it and every module imports this file
+    from ansible_collections.ebpf.deploy.plugins.module_utils._limits import charged_to  # pylint: disable=import-outside-toplevel
+    return hint.format(memory=charged_to())
 
 
 class SyscallError(EbpfDeployError):

@@ -39,7 +39,6 @@ import struct
 import time
 from typing import Iterable, Optional
 
-from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg, _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 from ansible_collections.ebpf.deploy.plugins.module_utils._procfs import read_fdinfo, read_int, read_text
 
@@ -484,11 +483,15 @@ def gather(subsets: list, *, bpffs_root: str, xdp_netns: Iterable[str] = (), dme
         facts.update(gather_objects(subsets, bpffs_root=bpffs_root))
     if {"xdp", "interfaces"} & set(subsets):
         facts.update(gather_interfaces(subsets, xdp_netns=xdp_netns))
+    # the limits and dmesg subsets import their files only when asked for (a health check's run
+    # of programs/maps/xdp does not compile them)
     if "limits" in subsets:
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _limits  # pylint: disable=import-outside-toplevel
         facts["limits"] = _limits.host_limits()
     if "record" in subsets:
         facts["record"] = gather_record(bpffs_root=bpffs_root, state_dir=state_dir)
     if "dmesg" in subsets:
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _dmesg  # pylint: disable=import-outside-toplevel
         try:
             window = _dmesg.read_kmsg(dmesg_since)
         except OSError as exc:

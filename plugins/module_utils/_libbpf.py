@@ -188,14 +188,25 @@ def _on_libbpf_print(level: int, fmt: bytes, args: int) -> int:
     if level > LIBBPF_INFO or fmt is None:
         return 0
     buf = ctypes.create_string_buffer(4096)
-    _LIBC.vsnprintf(buf, len(buf), fmt, args)
+    _libc().vsnprintf(buf, len(buf), fmt, args)
     _messages.append((level, buf.value.decode("utf-8", "replace").rstrip("\n")))
     return 0
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_LIBC.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
-_LIBC.vsnprintf.restype = ctypes.c_int
+_LIBC: Optional[ctypes.CDLL] = None
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library (vsnprintf, syscall), opened on first use: not every run calls it."""
+    global _LIBC  # pylint: disable=global-statement
+    if _LIBC is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+        libc.vsnprintf.restype = ctypes.c_int
+        libc.syscall.restype = ctypes.c_long
+        _LIBC = libc
+    return _LIBC
+
 
 _SIGNATURES = {
     # name: (restype, argtypes)
@@ -508,8 +519,9 @@ class BpfMap:
         return f"BpfMap({self.name!r}, type={self.type_name!r})"
 
 
-_FAILED_PROG = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
-_FAILED_MAP = re.compile(r"map '([^']+)': (?:failed to create|failed to re-?use|can't reuse|failed)")
+# what libbpf says about the program or map that failed (patterns: compiled on a failure only)
+_FAILED_PROG = r"prog '([^']+)': (?:BPF program load failed|failed to load)"
+_FAILED_MAP = r"map '([^']+)': (?:failed to create|failed to re-?use|can't reuse|failed)"
 
 
 class ObjectOpenError(SyscallError):
@@ -628,10 +640,10 @@ class BpfObject:
         err = -ret
         program = map_name = None
         for text in messages:
-            match = _FAILED_PROG.search(text)
+            match = re.search(_FAILED_PROG, text)
             if match and not program:
                 program = match.group(1)
-            match = _FAILED_MAP.search(text)
+            match = re.search(_FAILED_MAP, text)
             if match and not map_name:
                 map_name = match.group(1)
         log = ""
@@ -1191,13 +1203,10 @@ def _syscall_numbers() -> Tuple[int, int]:
     return _SYSCALLS[machine]
 
 
-_LIBC.syscall.restype = ctypes.c_long
-
-
 def _sys_bpf(cmd: int, attr: ctypes.Structure, call: str, target: Optional[str]) -> int:
     nr_bpf, _nr_perf = _syscall_numbers()
-    ret = _LIBC.syscall(ctypes.c_long(nr_bpf), ctypes.c_long(cmd), ctypes.byref(attr),
-                        ctypes.c_uint(ctypes.sizeof(attr)))
+    ret = _libc().syscall(ctypes.c_long(nr_bpf), ctypes.c_long(cmd), ctypes.byref(attr),
+                          ctypes.c_uint(ctypes.sizeof(attr)))
     if ret < 0:
         raise SyscallError(call, _errno_now(), target)
     return ret
@@ -1252,8 +1261,8 @@ def perf_event_open_tracepoint(tracepoint_id: int, *, label: str) -> int:
     _nr_bpf, nr_perf = _syscall_numbers()
     attr = _PerfEventAttr(type=PERF_TYPE_TRACEPOINT, size=ctypes.sizeof(_PerfEventAttr), config=tracepoint_id,
                           sample_period=1, wakeup_events=1)
-    fd = _LIBC.syscall(ctypes.c_long(nr_perf), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(0),
-                       ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    fd = _libc().syscall(ctypes.c_long(nr_perf), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(0),
+                         ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         raise SyscallError("perf_event_open", _errno_now(), label)
     return fd

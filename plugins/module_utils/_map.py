@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
-from ansible_collections.ebpf.deploy.plugins.module_utils import _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
 from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError
 from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
@@ -61,7 +60,7 @@ MAP_FLAGS = {name: uapi.MAP_FLAGS[name] for name in (
     "preserve_elems")}
 # Flags the kernel adds by itself (kernel/bpf/devmap.c: lookups return a pointer into the entry).
 IMPLIED_FLAGS = {MAP_DEVMAP: MAP_FLAGS["rdonly_prog"], MAP_DEVMAP_HASH: MAP_FLAGS["rdonly_prog"]}
-MAP_NAME_RE = re.compile(r"[^A-Za-z0-9_.]")
+MAP_NAME_RE = r"[^A-Za-z0-9_.]"   # what a map name may not hold (compiled when a map is created)
 
 
 # --- the plan (pure) ------------------------------------------------------------------------------
@@ -260,6 +259,7 @@ class KernelWriter(Writer):
         except (EbpfDeployError, ValueError):
             shown = key.hex()
         if err.errno in (_errno.E2BIG, _errno.ENOMEM, _errno.ENOSPC):
+            from ansible_collections.ebpf.deploy.plugins.module_utils import _limits  # pylint: disable=import-outside-toplevel
             return InvalidInput(
                 f"map {self.name} refused key {shown!r}: {os.strerror(err.errno)} ({errno_name(err.errno)}); "
                 f"the map holds at most {info.max_entries} entries (max_entries) of key {info.key_size} + "
@@ -635,10 +635,12 @@ class MapManager:
         if spec["map_type"] == MAP_LPM_TRIE and not flags & MAP_FLAGS["no_prealloc"]:
             raise InvalidInput("an lpm_trie map needs flags: [no_prealloc]")
         name = create.get("name") or os.path.basename(self.pin)
-        spec["name"] = MAP_NAME_RE.sub("_", name)[:uapi.BPF_OBJ_NAME_LEN - 1]
+        spec["name"] = re.sub(MAP_NAME_RE, "_", name)[:uapi.BPF_OBJ_NAME_LEN - 1]
         return spec
 
     def _check_create(self, spec: dict) -> None:
+        # the memory model is needed by a standalone map's creation only, not by a run on an existing map
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _limits  # pylint: disable=import-outside-toplevel
         ncpus = libbpf.num_possible_cpus()
         estimate = _limits.map_memory(map_type=spec["map_type"], key_size=spec["key_size"],
                                       value_size=spec["value_size"], max_entries=spec["max_entries"],

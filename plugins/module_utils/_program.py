@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
-from ansible_collections.ebpf.deploy.plugins.module_utils import _limits
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
 from ansible_collections.ebpf.deploy.plugins.module_utils import _signature as signatures
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
@@ -636,6 +635,8 @@ class ProgramManager:
                 reason=finding.reason, verifier_summary=finding.summary, errno=exc.errno,
                 object=label)
         if exc.map_name and exc.errno in (_errno.ENOMEM, _errno.E2BIG, _errno.EPERM):
+            # the memory model explains a refused map only: a run that loads is spared compiling it
+            from ansible_collections.ebpf.deploy.plugins.module_utils import _limits  # pylint: disable=import-outside-toplevel
             plan = next((p for p in map_plans if p.name == exc.map_name), None)
             estimate = _limits.map_spec_memory(plan.wanted, _limits.possible_cpus()) if plan else None
             size = estimate["bytes"] if estimate else None
