@@ -594,6 +594,14 @@ class AttachMethod:
             return UnsupportedFeature(
                 f"interface {self.where}{kind} does not support XDP in native mode; use mode: generic",
                 interface=self.iface.name, netns=self.iface.netns, mode=mode, errno=err, kernel_message=detail)
+        if err == _errno.ERANGE and mode in (None, "native"):
+            # veth and most drivers: a frame must fit one page beside the XDP headroom (ERANGE,
+            # "Peer MTU is too large to set XDP"; a bpf_link carries no extack to say so)
+            return UnsupportedFeature(
+                f"interface {self.where}{kind} refuses XDP in native mode: its MTU (or its veth peer's) is larger "
+                "than one page minus the XDP headroom; lower the MTU (1500 fits), use mode: generic, or build the "
+                "program for multi-buffer XDP (SEC(\"xdp.frags\"))",
+                interface=self.iface.name, netns=self.iface.netns, mode=mode, errno=err, kernel_message=detail)
         if mode == "offload" and err in (_errno.EINVAL, _errno.EOPNOTSUPP):
             return UnsupportedFeature(
                 f"interface {self.where}{kind} does not support offload mode (it needs a NIC that "

@@ -341,6 +341,21 @@ def test_native_mode_unsupported_on_lo(ansible_module, veth, deployed):
 
 
 @pytest.mark.parametrize("method", ["link", "netlink"])
+def test_native_mode_refused_for_an_mtu_too_large_for_xdp(ansible_module, veth, deployed, method):
+    """veth with a 9000-byte MTU: the kernel says ERANGE (a link carries no extack); the module
+    says why, and nothing is attached."""
+    h.run("ip", "link", "set", "dev", veth.peer_if, "mtu", "9000", netns=veth.peer_ns)
+    veth.ip_link("mtu", "9000")
+    try:
+        _fails(ansible_module, veth, args(veth, deployed, mode="native", method=method),
+               "refuses XDP in native mode", "MTU", "mode: generic")
+        assert not veth.xdp(), veth.xdp()
+    finally:
+        veth.ip_link("mtu", "1500")
+        h.run("ip", "link", "set", "dev", veth.peer_if, "mtu", "1500", netns=veth.peer_ns)
+
+
+@pytest.mark.parametrize("method", ["link", "netlink"])
 def test_offload_unsupported_on_veth(ansible_module, veth, deployed, method):
     _fails(ansible_module, veth, args(veth, deployed, mode="offload", method=method), "offload", veth.host_if)
 
