@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -209,8 +210,10 @@ def record_of(lab, vm: str, name: str) -> dict:
 
 
 def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_object, tmp_path):
-    """canary.yml rolls v2 onto the VMs in stages [1, 100%] with a 30 s confirm timeout; when the
-    canary's switch (and its soak on the host) has returned, the canary's sshd is stopped and every SSH session on it killed
+    """canary.yml rolls v2 onto the VMs in stages [1, 100%] with a 45 s confirm timeout and a 20 s
+    soak; as soon as
+    the canary's record says pending (its switch's run has armed the watcher and goes on to load,
+    attach and soak), the canary's sshd is stopped and every SSH session on it killed
     (from inside the guest, by systemd; sshd comes back 75 s later). No controller can reach it, yet
     the guest's own watcher (a transient systemd timer) rolls it back to v1 at the deadline; the other
     VM never sees v2, and the next canary.yml puts the canary in stage 1 again (not "unchanged")."""
@@ -219,33 +222,55 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
     attach = [{"interface": "eth0", "program": PROGRAM, "mode": "native"}]
     v1 = on_vms(lab, "bpf_deployment", {"name": name, "src": str(bpf_object("counter")), "attach": attach})
     assert all(r["committed"] == r["version"] for r in v1.values()), v1
-    timeout = 30
+    timeout = 45
     extra = {"rollout_target": "vm", "rollout_serial": [1, "100%"], "rollout_confirm_timeout": timeout,
              "rollout_deployments": [{"name": name, "src": str(bpf_object("counter_v2")), "attach": attach}],
-             "rollout_health": {"soak_seconds": 5, "checks": [{"type": "attached"}, {"type": "program_runs", "min_runs": 0}]}}
+             "rollout_health": {"soak_seconds": 20, "checks": [{"type": "attached"}, {"type": "program_runs", "min_runs": 0}]}}
     (tmp_path / "vars.json").write_text(json.dumps(extra))
-    cut = ("systemd-run --unit=ebpfd-cut-ssh --on-active=1 /bin/sh -c 'systemctl stop ssh.socket ssh.service; "
-           "systemctl kill --kill-whom=all --signal=KILL ssh.service; loginctl terminate-user root; "
-           "sleep 75; systemctl start ssh.service'")
+    # ssh.service has KillMode=process, and without libpam-systemd the sessions stay in its cgroup:
+    # kill the whole cgroup first (sshd and every session, the running module with them), then stop
+    # the unit and its socket before Restart= brings sshd back; logind sessions, where there are any, too
+    cut = ("systemd-run --unit=ebpfd-cut-ssh --on-active=1 /bin/sh -c 'systemctl stop ssh.socket; "
+           "systemctl kill --kill-whom=all --signal=KILL ssh.service; systemctl stop ssh.service; "
+           "loginctl terminate-user root; sleep 75; systemctl start ssh.service'")
     proc = subprocess.Popen(["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"),
                              "-e", f"@{tmp_path / 'vars.json'}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=labctl.ansible_env(ANSIBLE_STDOUT_CALLBACK="default"), cwd=REPO)
-    lines, canary, pending = [], None, None
+    # The switch's run records the pending switch (watcher armed) first, then loads, attaches and
+    # soaks: the records are watched from the start (the callback prints a task's banner only with
+    # its first result), so the cut lands in that run, on a host nobody can reach after it.
+    found: dict = {}
+
+    def cut_the_canary() -> None:
+        until = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < until:
+            states = {vm: record_of(lab, vm, name) for vm in vms(lab)}
+            pending_now = [vm for vm, st in states.items() if st.get("pending")]
+            if pending_now:
+                (found["canary"],) = pending_now
+                found["pending"] = states[found["canary"]]["pending"]
+                found["seen"] = time.time()
+                found["cut"] = lab.ssh(found["canary"], cut).returncode
+                found["cut_at"] = time.time()
+                return
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=cut_the_canary, daemon=True)
+    watcher.start()
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            if canary is None and line.startswith("TASK") and "Health |" in line:
-                states = {vm: record_of(lab, vm, name) for vm in vms(lab)}
-                (canary,) = [vm for vm, st in states.items() if st.get("pending")]
-                pending = states[canary]["pending"]
-                assert lab.ssh(canary, cut).returncode == 0
+        out = proc.stdout.read()
         proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
-    out = "".join(lines)
-    assert canary is not None, "the canary's health phase never started:\n" + out[-3000:]
+        watcher.join(timeout=60)
+    canary, pending = found.get("canary"), found.get("pending")
+    assert found.get("cut", 0) == 0, found
+    if pending:   # when the cut landed, against the switch's deadline (watcher armed at the switch)
+        print(f"\npending seen {found['seen'] - pending['deadline'] + timeout:.1f} s after the switch, "
+              f"cut issued {found['cut_at'] - pending['deadline'] + timeout:.1f} s after it")
+    assert canary is not None, "the canary's switch never became pending:\n" + out[-3000:]
     assert proc.returncode != 0, "the rollout went on without its canary:\n" + out[-3000:]
     other = next(vm for vm in vms(lab) if vm != canary)
     try:
