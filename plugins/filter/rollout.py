@@ -24,6 +24,9 @@ def rollout_versions(results: list) -> list:
     whether anything changed."""
     out = []
     for result in results:
+        # a run that failed undid itself; a host lost in the run (unreachable) reported nothing
+        if result.get("skipped") or result.get("failed") or result.get("unreachable"):
+            continue
         switched = result.get("action", "none") != "none"
         pending = ((result.get("record") or {}).get("pending") or {}) if result.get("pending") else {}
         out.append({"name": (result.get("item") or {}).get("name"),

@@ -204,6 +204,22 @@ def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_
             on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach if name == kept else []})
 
 
+def wait_for_sshd(lab, vm, seconds: float = 180) -> None:
+    """Until the VM answers SSH again (the tests after a cut need it), at most `seconds`."""
+    back = time.monotonic() + seconds
+    while vm and lab.ssh(vm, "true", timeout=10).returncode != 0 and time.monotonic() < back:
+        time.sleep(2)
+
+
+def drop_master(lab, vm: str) -> int:
+    """Ask the ControlPersist master Ansible keeps to this VM to exit, on its own control socket
+    (Ansible's default ControlPath, ~/.ansible/cp/%C: ssh computes the same hash)."""
+    control = Path("~/.ansible/cp").expanduser() / "%C"
+    proc = subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "-p", str(lab.vm(vm)["ssh_port"]),
+                           "root@127.0.0.1"], capture_output=True, text=True, timeout=30, check=False)
+    return proc.returncode
+
+
 def record_of(lab, vm: str, name: str) -> dict:
     """The deployment's state.json on the VM, read with cat (not the modules)."""
     return ssh_json(lab, vm, f"cat /var/lib/ebpf_deploy/root-*/{name}/state.json")
@@ -252,6 +268,12 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
                 found["seen"] = time.time()
                 found["cut"] = lab.ssh(found["canary"], cut).returncode
                 found["cut_at"] = time.time()
+                # a session that outlives the cut (a logind scope after the reboot test) must not
+                # carry the commit: once sshd is down, the controller's own master goes too
+                until_down = time.monotonic() + 60
+                while lab.ssh(found["canary"], "true", timeout=10).returncode == 0 and time.monotonic() < until_down:
+                    time.sleep(0.5)
+                found["master_exit"] = drop_master(lab, found["canary"])
                 return
             time.sleep(0.5)
 
@@ -266,12 +288,16 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
         proc.stdout.close()
         watcher.join(timeout=60)
     canary, pending = found.get("canary"), found.get("pending")
-    assert found.get("cut", 0) == 0, found
-    if pending:   # when the cut landed, against the switch's deadline (watcher armed at the switch)
-        print(f"\npending seen {found['seen'] - pending['deadline'] + timeout:.1f} s after the switch, "
-              f"cut issued {found['cut_at'] - pending['deadline'] + timeout:.1f} s after it")
-    assert canary is not None, "the canary's switch never became pending:\n" + out[-3000:]
-    assert proc.returncode != 0, "the rollout went on without its canary:\n" + out[-3000:]
+    try:
+        assert found.get("cut", 0) == 0, found
+        if pending:   # when the cut landed, against the switch's deadline (watcher armed at the switch)
+            print(f"\npending seen {found['seen'] - pending['deadline'] + timeout:.1f} s after the switch, "
+                  f"cut issued {found['cut_at'] - pending['deadline'] + timeout:.1f} s after it")
+        assert canary is not None, "the canary's switch never became pending:\n" + out[-3000:]
+        assert proc.returncode != 0, "the rollout went on without its canary:\n" + out[-3000:]
+    except AssertionError:
+        wait_for_sshd(lab, canary)
+        raise
     other = next(vm for vm in vms(lab) if vm != canary)
     try:
         deadline = time.monotonic() + 180   # sshd is back 76 s after the cut
@@ -311,6 +337,7 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
         assert (rows[canary]["stage"], rows[canary]["status"]) == (1, "committed"), rows
         assert (rows[other]["stage"], rows[other]["status"]) == (2, "committed"), rows
     finally:
+        wait_for_sshd(lab, canary)
         on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
 
 
