@@ -22,7 +22,7 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
     check_bpf_elf,
     encode_content,
@@ -105,21 +105,14 @@ class ActionModule(ActionBase):
 
     def _signed(self, args: dict, src: str):
         """The signature and allowed signers, read on the controller; None without allowed_signers."""
-        if not args.get("allowed_signers"):
-            if args.get("signature"):
-                raise InvalidInput("signature is given without allowed_signers to verify it against")
-            return None
-        texts = {}
-        for what, name in (("allowed_signers", args["allowed_signers"]), ("signature", args.get("signature") or f"{src}.sig")):
+        def locate(name: str):
             try:
-                path = self._find_needle("files", name)
+                return self._find_needle("files", name)
             except AnsibleError:
-                if what == "allowed_signers":
-                    raise InvalidInput(f"allowed_signers {name} not found on the controller") from None
-                path = None   # unsigned: verify() refuses it and says so
-            texts[what] = signatures.read_text(path, what=what) if path else None
-        return signatures.Signed(texts["signature"], texts["allowed_signers"],
-                                 args.get("signature_namespace") or signatures.DEFAULT_NAMESPACE)
+                return None
+        return signatures.wanted(allowed_signers=args.get("allowed_signers"), signature=args.get("signature"),
+                                 src=src, namespace=args.get("signature_namespace"), locate=locate,
+                                 missing="not found on the controller")
 
     def _run_module(self, result: dict, args: dict, task_vars: dict) -> dict:
         result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))

@@ -31,7 +31,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
-from ansible_collections.ebpf.deploy.plugins.module_utils import _signature as signatures
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
@@ -136,22 +135,21 @@ class Request:
     def has_object(self) -> bool:
         return bool(self.src or self.content)
 
-    def signed(self) -> "Optional[signatures.Signed]":
+    def signed(self) -> "Optional[_signature.Signed]":
         """What the object must be signed with: the texts the action plugin sent, else the files on
         the host (remote_src); None when no allowed_signers is given."""
-        namespace = self.signature_namespace or signatures.DEFAULT_NAMESPACE
+        if not (self.allowed_signers_content is not None or self.allowed_signers or self.signature
+                or self.signature_content):
+            return None   # the common case: _signature is not even imported
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _signature  # pylint: disable=import-outside-toplevel
         if self.allowed_signers_content is not None:
-            return signatures.Signed(self.signature_content, self.allowed_signers_content, namespace)
-        if self.allowed_signers:
-            signers = signatures.read_text(self.allowed_signers, what="allowed_signers")
-            if signers is None:
-                raise InvalidInput(f"allowed_signers {self.allowed_signers} does not exist on the host")
-            path = self.signature or (f"{self.src}.sig" if self.src else None)
-            text = signatures.read_text(path, what="signature") if path else None
-            return signatures.Signed(text, signers, namespace)
-        if self.signature or self.signature_content:
+            return _signature.Signed(self.signature_content, self.allowed_signers_content,
+                                     self.signature_namespace or _signature.DEFAULT_NAMESPACE)
+        if self.signature_content:
             raise InvalidInput("signature is given without allowed_signers to verify it against")
-        return None
+        return _signature.wanted(allowed_signers=self.allowed_signers, signature=self.signature, src=self.src,
+                                 namespace=self.signature_namespace, missing="does not exist on the host",
+                                 locate=lambda path: path if os.path.lexists(path) else None)
 
     @property
     def label(self) -> str:
@@ -300,7 +298,7 @@ class ProgramManager:
         self.on_switch = on_switch
         self.defer_prune = defer_prune
         self.object_data: Optional[bytes] = None
-        self.signed: "Optional[signatures.Signed]" = None
+        self.signed: "Optional[_signature.Signed]" = None
         self.dep = Deployment(request.bpffs_root, request.name, state_dir=state_dir)
         self.warnings: List[str] = []
         self.preflight_report: Optional[dict] = None
@@ -432,7 +430,8 @@ class ProgramManager:
         digest = objects.verify_checksum(data, req.checksum, source=label)
         self.signed = req.signed()
         if self.signed is not None:
-            signatures.verify(data, self.signed, source=label)
+            from ansible_collections.ebpf.deploy.plugins.module_utils import _signature  # pylint: disable=import-outside-toplevel
+            _signature.verify(data, self.signed, source=label)
         self.object_data = data   # bpf_deployment keeps it in the host's record (with its signature)
         self._log_size: Optional[int] = None
         while True:

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, UnsupportedFeature
 
@@ -54,6 +54,26 @@ def read_text(path: str, *, what: str) -> Optional[str]:
         raise InvalidInput(f"{what} {path} is not ASCII text") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def wanted(*, allowed_signers: Optional[str], signature: Optional[str], src: Optional[str],
+           namespace: Optional[str], locate: Callable[[str], Optional[str]], missing: str) -> Optional[Signed]:
+    """What an object must be signed with, from the options naming files: None without
+    allowed_signers; the signature defaults to ``<src>.sig`` and, when it is not there, the object
+    counts as unsigned (``verify`` refuses it). ``locate`` finds a file where it is read (the
+    controller's search path, or the host's file system), None when there is none; ``missing``
+    says so in the error ("does not exist on the host")."""
+    if not allowed_signers:
+        if signature:
+            raise InvalidInput("signature is given without allowed_signers to verify it against")
+        return None
+    signers_path = locate(allowed_signers)
+    signers = read_text(signers_path, what="allowed_signers") if signers_path else None
+    if signers is None:
+        raise InvalidInput(f"allowed_signers {allowed_signers} {missing}")
+    name = signature or (f"{src}.sig" if src else None)
+    path = locate(name) if name else None
+    return Signed(read_text(path, what="signature") if path else None, signers, namespace or DEFAULT_NAMESPACE)
 
 
 def _keygen(args: list, *, stdin: Optional[bytes] = None) -> subprocess.CompletedProcess:
