@@ -9,7 +9,7 @@ short_description: Progress and summary of an ebpf.deploy rollout
 version_added: 0.1.0
 description:
   - Prints one line per host as the P(ebpf.deploy.rollout#role) role finishes it (committed, unchanged,
-    rolled back, self-reverted, halted, refused, failed or unreachable), and at the end of the playbook a
+    would switch (check mode), rolled back, self-reverted, halted, refused, failed or unreachable), and at the end of the playbook a
     table per stage and host with the version before and after, what the host's record holds (C(committed),
     C(pending) with the confirm deadline at which the host reverts by itself, or C(self-reverted)), the health
     checks passed and failed, and the time taken.
@@ -35,7 +35,7 @@ from ansible.plugins.callback import CallbackBase
 # what the host's record holds after the role settled the host, by the role's status; a switch that
 # was neither committed nor rolled back (halted, or the host stopped answering) is pending there
 RECORD_BY_STATUS = {"committed": "committed", "unchanged": "committed", "rolled_back": "committed",
-                    "refused": "committed", "self_reverted": "self-reverted"}
+                    "refused": "committed", "self_reverted": "self-reverted", "would_switch": "committed"}
 
 
 def record_state(entry: dict) -> str:

@@ -818,7 +818,10 @@ def run(params: dict, *, check_mode: bool = False, diff_mode: bool = False) -> d
         from ansible_collections.ebpf.deploy.plugins.module_utils import _health  # pylint: disable=import-outside-toplevel
         _health.check_request(health, request.confirm_timeout)
     result = DeploymentManager(request, check_mode=check_mode, diff_mode=diff_mode).run()
-    if health and not check_mode:
+    if health and check_mode:
+        # nothing was switched, so there is nothing to soak or judge: say so rather than give a verdict
+        result["health"] = {"passed": None, "checks": [], "skipped": "check mode: nothing was switched or judged"}
+    elif health:
         deployments = health.get("deployments") or [{"name": request.name, "attach": request.attach or []}]
         result["health"] = _health.on_host(health, deployments=deployments, bpffs_root=request.bpffs_root or program.DEFAULT_BPFFS_ROOT)
     return result

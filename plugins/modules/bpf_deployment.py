@@ -102,7 +102,8 @@ options:
         as RV(health). The checks are those of the P(ebpf.deploy.rollout#role) role's C(rollout_health),
         which passes this option. The host is read before and after the soak, the probe commands run on
         it and the maps are dumped on it, so a stage costs one round trip per host.
-      - The run does not fail when a check fails; the caller decides (the role rolls back). Not in check mode.
+      - The run does not fail when a check fails; the caller decides (the role rolls back). In check mode
+        nothing is soaked or judged (C(skipped) in RV(health) says so).
       - Map checks need the C(jmespath) Python package on the host (Debian C(python3-jmespath), which
         P(ebpf.deploy.host#role) installs).
     type: dict
@@ -236,7 +237,9 @@ health:
     - With O(health), the verdict of the checks after the soak - C(passed) (every check held), C(checks)
       (one result per check - C(index), C(type), C(name), C(passed), C(detail)), C(soak_seconds) and
       C(seconds) (the soak and the reads).
-  returned: when O(health) was given, the run succeeded and was not in check mode
+    - In check mode nothing is switched, soaked or judged - C(passed) is V(null), C(checks) empty and
+      C(skipped) says why.
+  returned: when O(health) was given and the run succeeded
   type: dict
   sample: {passed: true, soak_seconds: 10, seconds: 10.04,
            checks: [{index: 0, type: attached, name: attached, passed: true, detail: "1 attachment(s) as wanted"}]}

@@ -30,8 +30,9 @@ def lab():
 
 def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | None = None,
             program: str = "xdp_packet_counter", extra: dict | None = None,
-            tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    """canary.yml of the counter deployment with `obj`; a probe fails on host `fail_on` if given."""
+            tmp_path: Path, check: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
+    """canary.yml of the counter deployment with `obj`; a probe fails on host `fail_on` if given;
+    with `check`, in check and diff mode."""
     probe = ["/bin/true"] if fail_on is None else ["/usr/bin/test", "{{ inventory_hostname }}", "!=", fail_on]
     variables = {
         "rollout_deployments": [{"name": "pktcount", "src": str(BPF / f"{obj}.bpf.o"),
@@ -47,7 +48,8 @@ def rollout(lab, obj: str, *, on_failure: str = "rollback_host", fail_on: str | 
     vars_file.write_text(json.dumps(variables))
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"), "-e", f"@{vars_file}"],
+        ["ansible-playbook", "-i", str(lab.inventory), str(REPO / "playbooks" / "canary.yml"), "-e", f"@{vars_file}"]
+        + (["--check", "--diff"] if check else []),
         capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
         env=labctl.ansible_env(EBPF_DEPLOY_ROLLOUT_REPORT=str(report), ANSIBLE_SHOW_CUSTOM_STATS="1",
                                ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
@@ -131,6 +133,21 @@ def test_rollout_goes_stage_by_stage_and_a_rerun_changes_nothing(lab, tmp_path):
     assert {r["status"] for r in custom_stats(again)["ebpf_deploy_rollout"].values()} == {"unchanged"}
     recap = [line for line in again.stdout.splitlines() if line.startswith(lab.prefix) and "changed=" in line]
     assert len(recap) == lab.count and all("changed=0" in line for line in recap), recap
+
+
+def test_check_mode_previews_every_stage_and_changes_nothing(lab, tmp_path):
+    """`--check --diff` of a new version: every host, stage by stage, says it would switch, no
+    health check is judged (nothing was switched), and the fleet is exactly as before."""
+    good = ensure_fleet_on_good(lab, tmp_path)
+    before = fleet(lab)
+    proc, summary = rollout(lab, NEXT, tmp_path=tmp_path, check=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert [summary[h]["stage"] for h in hosts(lab)] == [1, 2, 3, 3], summary
+    assert {summary[h]["status"] for h in hosts(lab)} == {"would_switch"}, summary
+    assert {summary[h]["record"] for h in hosts(lab)} == {"committed"}, summary
+    assert "check mode: nothing was switched" in proc.stdout, proc.stdout[-3000:]
+    assert fleet(lab) == before
+    assert_fleet_on(before, good, hosts(lab))
 
 
 def test_dropping_version_fails_health_on_the_canary_and_never_reaches_the_fleet(lab, tmp_path):
