@@ -11,6 +11,7 @@ returns findings ``{severity, check, message, program?, map?, insn?}``:
 ==================  =========  ==========================================================
 check               severity   what
 ==================  =========  ==========================================================
+hook                error      a hook the program's section names that this kernel lacks (tcx, netfilter, ...)
 program_type        error      a program type the kernel does not offer
 helper              error      a helper (call insn id) the program type does not offer here
 gpl_helper          error      a GPL-only helper in an object whose license is not GPL-compatible
@@ -36,7 +37,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
-from ansible_collections.ebpf.deploy.plugins.module_utils import _limits, _race_lint
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks, _limits, _race_lint
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._features import HostFeatures, helper_label
 
 SEVERITIES = ("info", "warning", "error")
@@ -146,6 +148,11 @@ class HostState:
     pinned_paths: dict = field(default_factory=dict)  # name → pin path
 
     @property
+    def kernel_release(self) -> str:
+        """The release the features were probed on (the running kernel's when probed by gather_host)."""
+        return str((self.features.data if self.features else {}).get("kernel_release") or "")
+
+    @property
     def possible_cpus(self) -> int:
         return int(self.limits.get("possible_cpus") or 1)
 
@@ -173,6 +180,7 @@ def check_object(spec, code, host: HostState) -> List[Finding]:
     code_by_name = {p.name: p for p in code.programs}
     helpers_by_prog = {name: _race_lint.program_helper_ids(prog, big_endian=code.big_endian)
                        for name, prog in code_by_name.items()}
+    findings += check_hooks(spec, host)
     findings += check_program_types(spec, host)
     findings += check_helpers(spec, helpers_by_prog, host)
     findings += check_license(spec, helpers_by_prog)
@@ -184,9 +192,34 @@ def check_object(spec, code, host: HostState) -> List[Finding]:
     return findings
 
 
-def check_program_types(spec, host: HostState) -> List[Finding]:
+def check_hooks(spec, host: HostState) -> List[Finding]:
+    """A program whose section names a hook newer than this kernel (SEC("tcx/ingress") on 6.1) is
+    refused by the hook and the kernel it needs, whether or not this host's libbpf knows the section."""
+    release = host.kernel_release
+    if not release:
+        return []
     out = []
     for prog in spec.programs:
+        try:
+            row = _hooks.hook(_hooks.parse_section(prog.section).hook)
+        except InvalidInput:
+            continue   # a section that names no hook is for program_type (or bpf_attach's hook) to judge
+        # XDP's row names the first kernel with XDP links; xdp_attach's netlink method needs none
+        if row.family != "xdp" and not _hooks.kernel_at_least(release, row.kernel):
+            out.append(Finding("error", "hook",
+                               f"program '{prog.name}' (section '{prog.section}') is for hook {row.name}, "
+                               f"which needs {row.requires}; this host runs kernel {release}",
+                               program=prog.name, details={"hook": row.name, "requires": row.requires,
+                                                           "kernel_release": release}))
+    return out
+
+
+def check_program_types(spec, host: HostState) -> List[Finding]:
+    out = []
+    hook_refused = {f.program for f in check_hooks(spec, host)}
+    for prog in spec.programs:
+        if prog.name in hook_refused:
+            continue   # the hook finding says why more precisely than "libbpf knows no such section"
         if prog.type == 0:
             out.append(Finding("error", "program_type",
                                f"program '{prog.name}': section '{prog.section}' names no program type "
@@ -198,7 +231,7 @@ def check_program_types(spec, host: HostState) -> List[Finding]:
         if offered is False:
             out.append(Finding("error", "program_type",
                                f"program '{prog.name}' is of type {prog.type_name} (section "
-                               f"'{prog.section}'), which this kernel does not offer",
+                               f"'{prog.section}'), which kernel {host.kernel_release or '(unknown)'} does not offer",
                                program=prog.name, details={"program_type": prog.type_name}))
         elif offered is None:
             out.append(Finding("info", "program_type",
@@ -220,7 +253,7 @@ def check_helpers(spec, helpers_by_prog: dict, host: HostState) -> List[Finding]
             out.append(Finding("error", "helper",
                                f"program '{prog.name}' ({prog.type_name}) calls helper "
                                f"{helper_label(helper_id)}, which {prog.type_name} programs cannot use "
-                               "on this kernel", program=prog.name,
+                               f"on kernel {host.kernel_release or '(unknown)'}", program=prog.name,
                                details={"helper_id": helper_id, "helper": helper_label(helper_id)}))
     return out
 

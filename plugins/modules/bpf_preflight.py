@@ -126,7 +126,7 @@ passed:
   sample: true
 findings:
   description:
-    - What the checks found, the most severe first. C(check) is one of V(program_type), V(helper),
+    - What the checks found, the most severe first. C(check) is one of V(hook), V(program_type), V(helper),
       V(gpl_helper), V(program_size), V(map_limits), V(memory), V(pinned_map), V(race), V(verifier),
       V(map_create), V(complexity), V(dry_verify). C(details) holds the figures (sizes, both map specs,
       the race's load/alu/store instructions and its fix).

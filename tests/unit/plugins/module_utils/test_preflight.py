@@ -23,8 +23,9 @@ XDP, LIRC = 6, 20
 ALL_HELPERS = list(range(1, 212))
 
 
-def features(*, lirc: bool = False, xdp_helpers=None) -> HostFeatures:
+def features(*, lirc: bool = False, xdp_helpers=None, release: str = "") -> HostFeatures:
     return HostFeatures({
+        "kernel_release": release,
         "program_type_ids": {"xdp": XDP, "lirc_mode2": LIRC, "tracing": 26},
         "program_types": {"xdp": True, "lirc_mode2": lirc, "tracing": None},
         "helper_ids": {"xdp": ALL_HELPERS if xdp_helpers is None else xdp_helpers,
@@ -81,6 +82,33 @@ def test_unknown_section_and_unprobeable_type():
     assert checks(pf.check_program_types(unknown, host())) == [("error", "program_type")]
     tracing = spec([prog(name="t", type_=26, type_name="tracing", section="fentry/x")])
     assert checks(pf.check_program_types(tracing, host())) == [("info", "program_type")]
+
+
+def test_a_hook_newer_than_the_kernel_is_refused_by_hook_and_release():
+    # libbpf 1.1 (Debian 12) knows no tcx section: the type is unknown, the hook says why
+    tcx = spec([prog(name="tcx_count", type_=0, type_name="unspec", section="tcx/ingress")])
+    none = rl.ObjectCode(programs=[], license="GPL")
+    findings = pf.check_object(tcx, none, host(feats=features(release="6.1.0-28-amd64")))
+    assert checks(findings) == [("error", "hook")]
+    assert ("tcx_ingress" in findings[0].message and "kernel >= 6.6" in findings[0].message
+            and "6.1.0-28-amd64" in findings[0].message), findings[0].message
+    assert findings[0].details["requires"] == "kernel >= 6.6"
+    # on 6.12 the hook exists: what is left is the section this (fake) libbpf does not know
+    assert checks(pf.check_object(tcx, none, host(feats=features(release="6.12.48+deb13-amd64")))) == \
+        [("error", "program_type")]
+    # an XDP program needs no XDP link (the netlink method): never refused by its hook
+    assert pf.check_hooks(spec([prog()]), host(feats=features(release="5.4.0"))) == []
+    # no release probed: nothing to compare
+    assert pf.check_hooks(tcx, host()) == []
+
+
+def test_findings_name_the_kernel_release():
+    s = spec([prog(name="lirc_prog", type_=LIRC, type_name="lirc_mode2", section="lirc_mode2")])
+    (finding,) = pf.check_program_types(s, host(feats=features(release="6.1.0-28-amd64")))
+    assert "kernel 6.1.0-28-amd64 does not offer" in finding.message, finding.message
+    findings = pf.check_object(spec([prog()], [mapspec()]), code("counter"),
+                               host(feats=features(xdp_helpers=[2, 3], release="6.1.0-28-amd64")))
+    assert "on kernel 6.1.0-28-amd64" in findings[0].message, findings[0].message
 
 
 def test_helper_the_program_type_lacks_is_an_error():
