@@ -130,7 +130,18 @@ def _check_command(check: dict, obs: dict, index: int) -> Tuple[bool, str]:
     rc = result.get("rc")
     output = (result.get("stderr") or result.get("stdout") or result.get("msg") or "").strip().splitlines()
     tail = f": {output[-1]}" if output else ""
-    return rc == 0, f"{' '.join(map(str, check.get('cmd', [])))} exited {rc}{tail}"
+    return rc == 0, f"{shown_command(check.get('cmd', []))} exited {rc}{tail}"
+
+
+def shown_command(cmd: list) -> str:
+    """The command as a one-line message shows it: a script shipped inline (``python3 -c <source>``)
+    as its line count, not its source."""
+    def shown(arg: Any) -> str:
+        text = str(arg)
+        if "\n" in text:
+            return f"<{len(text.strip().splitlines())}-line script>"
+        return text if len(text) <= 120 else text[:117] + "..."
+    return " ".join(map(shown, cmd))
 
 
 _EVALUATORS: Dict[str, Callable[[dict, dict, int], Tuple[bool, str]]] = {

@@ -77,6 +77,13 @@ def test_command_rc():
     assert not failed["passed"] and "backend down" in failed["detail"]
 
 
+def test_a_probe_shipped_inline_is_shown_by_its_size_not_its_source():
+    source = "import sys\nsys.exit(1)\n"
+    check = [{"type": "command", "cmd": ["/usr/bin/python3", "-c", source, "10.0.0.2", "9"]}]
+    failed = only(check, {"commands": {"0": {"rc": 1, "stderr": "did not answer"}}})
+    assert failed["detail"] == "/usr/bin/python3 -c <2-line script> 10.0.0.2 9 exited 1: did not answer", failed
+
+
 def test_unknown_type_is_refused():
     with pytest.raises(AnsibleFilterError, match="unknown type"):
         health_evaluate([{"type": "bogus"}], {})
