@@ -93,12 +93,12 @@ def resolve(btf: Optional[Btf], wanted: Dict[str, Any], *, sections: Iterable[st
     known = settable(found, sections)
     for name in sorted(wanted):
         var = found.get(name)
-        if var is None or not is_data_section(var.section):
-            raise InvalidInput(f"globals: {label} has no global {name!r} (its globals: "
-                               f"{', '.join(known) or 'none'})", globals_known=known)
-        if var.extern:
+        if var is not None and var.extern:
             raise InvalidInput(f"globals: {name} is an extern in {var.section}, which libbpf fills in "
                                "itself at load", globals_known=known)
+        if var is None or not is_data_section(var.section):   # a map or the license is no global
+            raise InvalidInput(f"globals: {label} has no global {name!r} (its globals: "
+                               f"{', '.join(known) or 'none'})", globals_known=known)
         if var.section not in sections:
             raise InvalidInput(f"globals: {name} is in section {var.section}, which {label} has no map "
                                f"for (its data sections: {', '.join(sorted(sections)) or 'none'})",

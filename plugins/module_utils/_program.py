@@ -244,6 +244,12 @@ class LoadPlan:
     before: dict                     # the diff's before side
 
 
+def versioned_options(options: dict, globals_values: Optional[dict]) -> dict:
+    """The load options a version digest covers, with the globals' values when there are some (a
+    version without globals keeps the digest it always had)."""
+    return dict(options, globals=globals_values) if globals_values else dict(options)
+
+
 def versions_to_prune(by_activation: List[str], *, new_current: str, old_current: Optional[str],
                       keep: int) -> List[str]:
     """Versions to unpin so that ``keep`` besides the current one stay (most recently current)."""
@@ -492,10 +498,8 @@ class ProgramManager:
         """Read what is pinned and decide (none | switch | load), the maps and the versions to prune."""
         req = self.req
         wanted_programs = self._select_programs(spec, label)
-        options = dict(req.load_options, programs=sorted(wanted_programs))
-        globals_values = self._set_globals(obj, label)
-        if globals_values:   # only then: a version without globals keeps the digest it always had
-            options["globals"] = globals_values
+        options = versioned_options(dict(req.load_options, programs=sorted(wanted_programs)),
+                                    self._set_globals(obj, label))
         version = objects.compute_version(data, options)
         if req.version and req.version != version:
             raise InvalidInput(f"src {label} is version {version}, not the requested version {req.version}")
