@@ -3,8 +3,8 @@
  * globals_port.bpf.c - fixture: an XDP program configured by load-time globals.
  *
  * Counts the IPv4 UDP packets sent to `target_port` (a const volatile in .rodata, set before load
- * with `globals:`) in `port_hits`; every other packet passes uncounted. The .data, .bss and
- * struct/array globals are there so the tests can set and refuse every kind of global.
+ * with `globals:`) in `port_hits`; every other packet passes uncounted. The .data, .bss, .data.cfg
+ * and struct/array globals are there so the tests can set and refuse every kind of global.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,6 +27,7 @@ const volatile enum match_mode mode = MATCH_COUNT;	/* .rodata: drop instead of p
 const volatile struct limits limits = { .max_len = 65535 };
 volatile __u32 seen_packets = 0;			/* .bss: written by the program */
 volatile __u8 tag[4] = { 'e', 'b', 'p', 'f' };		/* .data */
+volatile __u32 burst SEC(".data.cfg") = 8;		/* a custom data section */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -51,6 +52,8 @@ int xdp_port_counter(struct xdp_md *ctx)
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 	seen_packets++;
+	if (burst == 0)
+		return XDP_PASS;
 	if (target_port == 0 || udp->dest != bpf_htons(target_port))
 		return XDP_PASS;
 	if (bpf_ntohs(ip->tot_len) > limits.max_len || ip->ttl < limits.ttl_min)

@@ -158,7 +158,7 @@ CASES = [
          r"program_type"),
     # --- load-time globals: refused by name before anything loads -----------------------------------
     Case("program-global-unknown", "bpf_program", remote("globals_port", globals={"targt_port": 53}),
-         r"no global 'targt_port' \(its globals: limits, mode, seen_packets, tag, target_port\)"),
+         r"no global 'targt_port' \(its globals: burst, limits, mode, seen_packets, tag, target_port\)"),
     Case("program-global-wrong-type", "bpf_program", remote("globals_port", globals={"target_port": "http"}),
          r"globals\.target_port: expected an integer"),
     Case("program-global-out-of-range", "bpf_program", remote("globals_port", globals={"target_port": 70000}),

@@ -119,14 +119,14 @@ def test_a_rollback_from_the_record_loads_the_old_version_with_its_old_values(
 
 def test_bpf_program_four_steps_and_the_other_kinds_of_globals(ansible_module, bpffs_root, deployment, bpf_object):
     wanted = {"target_port": PORT_A, "mode": "MATCH_DROP", "limits": {"max_len": 1500, "ttl_min": 1},
-              "tag": "ab", "seen_packets": 7}
+              "tag": "ab", "seen_packets": 7, "burst": 3}
     a = {"name": deployment, "src": str(bpf_object("globals_port")), "bpffs_root": str(bpffs_root), "globals": wanted}
     results = four_steps(ansible_module, "bpf_program", a)
     version = results[1]["version"]
     assert [r["version"] for r in results] == [version] * 4
     assert results[1]["globals"] == {"target_port": PORT_A, "mode": "MATCH_DROP", "tag": [97, 98, 0, 0],
                                      "limits": {"max_len": 1500, "ttl_min": 1, "reserved": [0, 0, 0]},
-                                     "seen_packets": 7}
+                                     "seen_packets": 7, "burst": 3}
     info = bpftool("prog", "show", "pinned", str(bpffs_root / deployment / version / "progs" / PROGRAM))
     sections = {}
     for map_id in info["map_ids"]:
@@ -135,6 +135,7 @@ def test_bpf_program_four_steps_and_the_other_kinds_of_globals(ansible_module, b
             sections.update(value)
     assert {k: v for item in sections[".rodata"] for k, v in item.items()}["mode"] == "MATCH_DROP"
     assert sections[".bss"] == [{"seen_packets": 7}]
+    assert sections[".data.cfg"] == [{"burst": 3}], "a custom data section is set like the others"
     # no globals is yet another version: the object's own values
     plain = ok(ansible_module("bpf_program", dict(a, globals=None)))
     assert plain["changed"] and plain["version"] != version and "globals" not in plain
@@ -148,7 +149,7 @@ def test_bad_globals_are_refused_by_name_and_change_nothing(ansible_module, veth
         return (listing(bpffs_root), listing(record_dir(bpffs_root)), attached_id(veth), hits(bpffs_root, deployment))
 
     before = snapshot()
-    bad = [({"targt_port": 1}, "no global 'targt_port' (its globals: limits, mode, seen_packets, tag, target_port)"),
+    bad = [({"targt_port": 1}, "no global 'targt_port' (its globals: burst, limits, mode, seen_packets, tag, target_port)"),
            ({"target_port": "http"}, "globals.target_port: expected an integer"),
            ({"target_port": 70000}, "globals.target_port: 70000 does not fit in 16 unsigned bits (0..65535)"),
            ({"limits": {"ttl": 1}}, "globals.limits: no field ttl"),

@@ -191,7 +191,8 @@ def test_the_fixture_through_libbpf():
     if not obj_path.exists() or not libbpf.available():
         pytest.skip(f"{obj_path} or libbpf.so.1 missing: run `make bpf`")
     with libbpf.BpfObject.open(obj_path.read_bytes(), name="globals_port") as obj:
-        writes = globals_.resolve_in(obj, {"target_port": 53, "tag": "x"}, label="globals_port.bpf.o")
+        writes = globals_.resolve_in(obj, {"target_port": 53, "tag": "x", "burst": 3}, label="globals_port.bpf.o")
+        assert sorted(writes.sections) == [".data", ".data.cfg", ".rodata"]   # a custom section has its map
         # libbpf filled in the offsets clang left 0: mode sits after target_port, limits after mode
         found = globals_.variables(Btf(obj.btf_raw()))
         assert [found[n].offset for n in ("target_port", "mode", "limits")] == [0, 4, 8]
@@ -201,3 +202,6 @@ def test_the_fixture_through_libbpf():
         assert rodata.initial_value()[8:12] == struct.pack("<I", 65535)   # the object's own value stays
         assert obj.section_map(".data").initial_value() == b"ebpf"          # not written yet
         assert obj.section_map(".data.nothing") is None
+        cfg = obj.section_map(".data.cfg")
+        cfg.set_initial_value(globals_.patched(cfg.initial_value(), writes.sections[".data.cfg"]))
+        assert cfg.initial_value() == struct.pack("<I", 3)
