@@ -52,6 +52,23 @@ options:
     type: int
     choices: [0, 1, 2]
     default: 0
+  globals:
+    description:
+      - Load-time globals, a mapping of global name to value, written into the object's C(.rodata), C(.data) and C(.bss)
+        (and C(.rodata.*)/C(.data.*)) sections before it is loaded, as libbpf's skeletons set a
+        C(const volatile) variable - the way to configure a program without rebuilding it.
+      - Each value is typed through the object's BTF, as map values with O(ebpf.deploy.bpf_map#module:value_type=btf)
+        are - an integer (or a numeric string), an enum by name or number, an array as a list (a string
+        for a C(char) array), a struct or union as a mapping by field name (fields left out are 0).
+      - An unknown name (the message lists the globals the object has), a wrong type, an out-of-range
+        value, an extern or a variable in a section the object has no map for is refused in one line
+        before anything is loaded, in check mode too.
+      - The values, as they read back (V("0x35") is V(53)), are part of the version digest; another value
+        is another version, and the same values are the same version. A version keeps its values, so
+        switching back to it (O(version=previous), a rollback, a restore at boot) brings them back.
+      - Needs an object (O(src)); a pinned version is switched to with the values it was loaded with.
+    type: dict
+    version_added: 0.1.0
   version:
     description:
       - Switch V(current) to this already pinned version without loading anything (an instant

@@ -11,7 +11,8 @@ numbered from 1 (0 is void) in the order they appear, as the kernel numbers them
 mapping by field name (missing fields are zero, unknown ones are refused with the known names),
 an array from a list (a string for ``char``/``u8`` arrays), an enum from its name or number, an
 integer from a number (bitfields included). ``decode(type_id, raw)`` is the reverse, with enums
-shown by name when the number has one.
+shown by name when the number has one. Each DATASEC keeps its variables' offsets and sizes and each
+VAR its linkage, for the load-time globals (``_globals``).
 
 No Ansible, no kernel access.
 """
@@ -51,6 +52,14 @@ class Member:
 
 
 @dataclass
+class SectionVar:
+    """One variable of a DATASEC: its VAR type id, byte offset and size in the section."""
+    type_id: int
+    offset: int
+    size: int
+
+
+@dataclass
 class BtfType:
     type_id: int
     kind: int
@@ -70,6 +79,10 @@ class BtfType:
     members: List[Member] = field(default_factory=list)
     # ENUM / ENUM64: name -> value
     enumerators: Dict[str, int] = field(default_factory=dict)
+    # VAR: static (0), global (1) or extern (2)
+    linkage: int = 0
+    # DATASEC: its variables with their place in the section
+    section_vars: List[SectionVar] = field(default_factory=list)
 
     @property
     def kind_name(self) -> str:
@@ -161,9 +174,12 @@ class Btf:
             elif name == "FUNC_PROTO":
                 pos += 8 * vlen
             elif name == "VAR":
+                (t.linkage,) = struct.unpack_from(o + "I", data, pos)
                 pos += 4
             elif name == "DATASEC":
-                pos += 12 * vlen
+                for _index in range(vlen):
+                    t.section_vars.append(SectionVar(*struct.unpack_from(o + "III", data, pos)))
+                    pos += 12
             elif name == "DECL_TAG":
                 pos += 4
             elif name == "UNKN" or kind not in KINDS:
@@ -237,10 +253,11 @@ class Btf:
         return out
 
     # --- encode ------------------------------------------------------------------------------
-    def encode(self, type_id: int, value: Any) -> bytes:
+    def encode(self, type_id: int, value: Any, *, path: Optional[str] = None) -> bytes:
+        """``path`` names the value in messages (default: the type's name)."""
         size = self.sizeof(type_id)
         buf = bytearray(size)
-        self._write(type_id, value, buf, 0, self.type_name(type_id))
+        self._write(type_id, value, buf, 0, path or self.type_name(type_id))
         return bytes(buf)
 
     def _write(self, type_id: int, value: Any, buf: bytearray, bit_off: int, path: str,

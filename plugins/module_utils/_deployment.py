@@ -93,6 +93,7 @@ class Request:
     map_conflict: Optional[str] = None
     verifier_log_level: Optional[int] = None
     version: Optional[str] = None
+    globals: Optional[dict] = None
     lock_timeout: Optional[float] = None
     preflight_fail_on: Optional[str] = None
     attach: List[dict] = field(default_factory=list)
@@ -366,6 +367,8 @@ class DeploymentManager:
                        known.get("source")),
             "programs": [p["name"] for p in prog.programs or []] or known.get("programs"),
             "program_type": self.req.program_type if data is not None else known.get("program_type"),
+            # as they read back; a rollback or a restore loads the version with them again
+            "globals": prog.globals if data is not None else known.get("globals"),
             "map_conflict": self.req.map_conflict or "fail",
             "attach": [{k: a.get(k) for k in ATTACH_KEYS} for a in self.attach],
             "maps": [{k: m.get(k) for k in MAP_KEYS} for m in self.maps],
@@ -672,6 +675,7 @@ class DeploymentManager:
         signed = spec.get("signed") or {}
         self._program(dict(params, version=version, content=base64.b64encode(data).decode(), src=spec.get("source"),
                            programs=spec.get("programs"), program_type=spec.get("program_type"),
+                           globals=spec.get("globals"),
                            map_conflict=spec.get("map_conflict") or "fail",
                            signature_content=signed.get("signature"), allowed_signers_content=signed.get("allowed_signers"),
                            signature_namespace=signed.get("namespace")))

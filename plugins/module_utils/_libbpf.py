@@ -217,6 +217,9 @@ _SIGNATURES = {
     "bpf_object__name": (ctypes.c_char_p, [ctypes.c_void_p]),
     "bpf_object__next_program": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]),
     "bpf_object__next_map": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]),
+    "bpf_object__find_map_by_name": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]),
+    "bpf_object__btf": (ctypes.c_void_p, [ctypes.c_void_p]),
+    "btf__raw_data": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]),
     "bpf_program__name": (ctypes.c_char_p, [ctypes.c_void_p]),
     "bpf_program__section_name": (ctypes.c_char_p, [ctypes.c_void_p]),
     "bpf_program__autoload": (ctypes.c_bool, [ctypes.c_void_p]),
@@ -239,6 +242,8 @@ _SIGNATURES = {
     "bpf_map__fd": (ctypes.c_int, [ctypes.c_void_p]),
     "bpf_map__reuse_fd": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "bpf_map__set_pin_path": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p]),
+    "bpf_map__initial_value": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]),
+    "bpf_map__set_initial_value": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     "libbpf_prog_type_by_name": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
                                                 ctypes.POINTER(ctypes.c_int)]),
     "libbpf_bpf_prog_type_str": (ctypes.c_char_p, [ctypes.c_int]),
@@ -510,6 +515,18 @@ class BpfMap:
         _check(lib().bpf_map__set_pin_path(self._ptr, path.encode() if path else None),
                "bpf_map__set_pin_path", self.name)
 
+    def initial_value(self) -> Optional[bytes]:
+        """What an internal map (.rodata, .data, .bss) will hold at load; None for other maps."""
+        size = ctypes.c_size_t(0)
+        ptr = lib().bpf_map__initial_value(self._ptr, ctypes.byref(size))
+        return ctypes.string_at(ptr, size.value) if ptr else None
+
+    def set_initial_value(self, data: bytes) -> None:
+        """Replace an internal map's contents before load (the globals of its section)."""
+        buf = ctypes.create_string_buffer(data, len(data))
+        _check(lib().bpf_map__set_initial_value(self._ptr, buf, len(data)),
+               "bpf_map__set_initial_value", self.name)
+
     @property
     def fd(self) -> int:
         """The map fd after load (owned by the object; do not close it)."""
@@ -618,6 +635,21 @@ class BpfObject:
 
     def map(self, name: str) -> Optional[BpfMap]:
         return next((m for m in self._maps if m.name == name), None)
+
+    def section_map(self, section: str) -> Optional[BpfMap]:
+        """The internal map libbpf made of an ELF data section (``.rodata``, ``.data.cfg``)."""
+        ptr = lib().bpf_object__find_map_by_name(self._ptr, section.encode())
+        return next((m for m in self._maps if m._ptr == ptr), None) if ptr else None
+
+    def btf_raw(self) -> Optional[bytes]:
+        """The object's BTF as libbpf holds it after open: DATASEC sizes and variable offsets
+        filled in from the ELF symbols (clang leaves them 0). None when the object has no BTF."""
+        btf = lib().bpf_object__btf(self._ptr)
+        if not btf:
+            return None
+        size = ctypes.c_uint32(0)
+        ptr = lib().btf__raw_data(btf, ctypes.byref(size))
+        return ctypes.string_at(ptr, size.value) if ptr else None
 
     def load(self, *, log_level: int = 0, log_size: Optional[int] = None) -> None:
         """bpf_object__load with each program's verifier log in its own buffer.

@@ -71,6 +71,8 @@ PROGRAM: Spec = dict(
     map_conflict=dict(type="str", choices=["fail", "recreate"], default="fail"),
     verifier_log_level=dict(type="int", choices=[0, 1, 2], default=0),
     version=dict(type="str"),
+    # load-time globals by name, typed through the object's BTF (checked by the program manager)
+    globals=dict(type="dict"),
 )
 
 # one XDP program on one interface

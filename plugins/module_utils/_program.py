@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
@@ -65,6 +65,12 @@ def _verifier():
     return verifier
 
 
+def _globals():
+    """The load-time globals (and the BTF reader under them), imported by a run that sets some."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _globals as globals_  # pylint: disable=import-outside-toplevel
+    return globals_
+
+
 # --------------------------------------------------------------------------- request
 PREFLIGHT_FAIL_ON = ("error", "warning", "info")
 PREVIOUS = "previous"   # version keyword: the version that was current before the current one
@@ -85,6 +91,7 @@ class Request:
     map_conflict: str = "fail"
     verifier_log_level: int = 0
     version: Optional[str] = None
+    globals: Optional[Dict[str, Any]] = None   # {name: value} set in the data sections before load
     lock_timeout: float = 60.0
     preflight_fail_on: Optional[str] = None   # run preflight before a load; refuse at this severity
     source: Optional[str] = None   # what the user called the object (for metadata and messages)
@@ -119,6 +126,11 @@ class Request:
             raise InvalidInput("version=previous switches back without loading; it cannot be combined with src")
         if self.version == PREVIOUS and self.content:
             raise InvalidInput("version=previous switches back without loading; it cannot be combined with content")
+        if self.globals is not None and not isinstance(self.globals, dict):
+            raise InvalidInput(f"globals must be a mapping of global name to value, got {type(self.globals).__name__}")
+        if self.globals and self.state == "present" and not self.has_object:
+            raise InvalidInput("globals are set when an object is loaded: give src with them (a pinned version "
+                               "keeps the values it was loaded with)")
         if self.state == "present" and not self.has_object and not self.version:
             raise InvalidInput("state=present needs src (an object to deploy) or version "
                                "(an already pinned version to switch to)")
@@ -232,6 +244,12 @@ class LoadPlan:
     before: dict                     # the diff's before side
 
 
+def versioned_options(options: dict, globals_values: Optional[dict]) -> dict:
+    """The load options a version digest covers, with the globals' values when there are some (a
+    version without globals keeps the digest it always had)."""
+    return dict(options, globals=globals_values) if globals_values else dict(options)
+
+
 def versions_to_prune(by_activation: List[str], *, new_current: str, old_current: Optional[str],
                       keep: int) -> List[str]:
     """Versions to unpin so that ``keep`` besides the current one stay (most recently current)."""
@@ -256,11 +274,19 @@ def prune_versions(dep: Deployment, *, keep: int, current: str, previous: Option
 
 
 def state_view(version: Optional[str], programs: List[str], maps: Dict[str, dict],
-               versions: List[str]) -> dict:
-    """One side of the diff."""
+               versions: List[str], globals_values: Optional[dict] = None) -> dict:
+    """One side of the diff (with the version's globals when it has some)."""
     if version is None and not programs and not maps and not versions:
         return {}
-    return {"version": version, "programs": sorted(programs), "maps": maps, "versions": versions}
+    view = {"version": version, "programs": sorted(programs), "maps": maps, "versions": versions}
+    if globals_values:
+        view["globals"] = globals_values
+    return view
+
+
+def version_globals(meta: dict) -> Optional[dict]:
+    """The globals a version was loaded with, from its metadata (None: it has none)."""
+    return (meta.get("options") or {}).get("globals") or None
 
 
 # --------------------------------------------------------------------------- the result
@@ -274,6 +300,7 @@ class ProgramResult(Result):
     programs: List[dict] = field(default_factory=list)
     removed_versions: Optional[List[str]] = None
     preflight: Optional[dict] = None
+    globals: Optional[Dict[str, Any]] = None   # the version's globals, when it has some
 
     keep_none = ("version", "previous_version", "digest")
 
@@ -380,7 +407,8 @@ class ProgramManager:
         current = self.dep.current_version()
         programs = sorted(self.dep.pinned_programs(current)) if current else []
         maps = {name: spec.as_dict() for name, (_id, spec) in self._pinned_map_specs().items()}
-        return state_view(current, programs, maps, self.dep.versions())
+        globals_values = version_globals(self.dep.read_metadata(current)) if current else None
+        return state_view(current, programs, maps, self.dep.versions(), globals_values)
 
     # ---- state: absent
     def _absent(self) -> ProgramResult:
@@ -419,7 +447,7 @@ class ProgramManager:
         programs = self._program_results(version, list(self._pinned_program_infos(version)))
         return self._result(action=action, version=version, old=old, before=before, prune=prune,
                             programs=programs, maps=self._map_results([]), digest=meta.get("digest"),
-                            program_names=[p["name"] for p in programs])
+                            program_names=[p["name"] for p in programs], globals_values=version_globals(meta))
 
     # ---- state: present with an object
     def _present(self) -> ProgramResult:
@@ -464,13 +492,14 @@ class ProgramManager:
                             before=the_plan.before, prune=the_plan.prune, programs=programs,
                             maps=self._map_results(the_plan.map_plans), digest=digest,
                             program_names=the_plan.programs, map_plans=the_plan.map_plans,
-                            verifier_stats=verifier_stats)
+                            verifier_stats=verifier_stats, globals_values=the_plan.options.get("globals"))
 
     def _plan_load(self, obj, spec: objects.ObjectSpec, data: bytes, label: str) -> "LoadPlan":
         """Read what is pinned and decide (none | switch | load), the maps and the versions to prune."""
         req = self.req
         wanted_programs = self._select_programs(spec, label)
-        options = dict(req.load_options, programs=sorted(wanted_programs))
+        options = versioned_options(dict(req.load_options, programs=sorted(wanted_programs)),
+                                    self._set_globals(obj, label))
         version = objects.compute_version(data, options)
         if req.version and req.version != version:
             raise InvalidInput(f"src {label} is version {version}, not the requested version {req.version}")
@@ -584,6 +613,19 @@ class ProgramManager:
         return out
 
     # ---- configuring and loading
+    def _set_globals(self, obj, label: str) -> Dict[str, Any]:
+        """Check the requested globals against the object's BTF and write them into the initial
+        values of its data sections (libbpf's copy: nothing is loaded yet, in check mode neither).
+        Returns the values as they will read back, for the digest and the result."""
+        if not self.req.globals:
+            return {}
+        globals_ = _globals()
+        writes = globals_.resolve_in(obj, self.req.globals, label=label)
+        for section, items in writes.sections.items():
+            bpf_map = obj.section_map(section)
+            bpf_map.set_initial_value(globals_.patched(bpf_map.initial_value(), items))
+        return writes.values
+
     def _configure(self, obj, spec: objects.ObjectSpec, wanted: List[str]) -> None:
         override = None
         if self.req.program_type:
@@ -754,7 +796,8 @@ class ProgramManager:
 
     def _result(self, *, action: str, version: str, old: Optional[str], before: dict, prune: List[str],
                 programs: List[dict], maps: List[dict], digest: Optional[str], program_names: List[str],
-                map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None) -> "ProgramResult":
+                map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None,
+                globals_values: Optional[dict] = None) -> "ProgramResult":
         changed = action != "none" or bool(prune)
         if self.check_mode or action == "none":
             previous = old if action != "none" else self.dep.previous_version()
@@ -766,7 +809,8 @@ class ProgramManager:
             pinned_after = self.dep.versions()
         result = ProgramResult(changed=changed, version=version, previous_version=previous, action=action,
                                digest=digest, programs=programs, removed_versions=prune,
-                               preflight=self.preflight_report, extra={"maps": maps, "versions": pinned_after})
+                               preflight=self.preflight_report, globals=globals_values or None,
+                               extra={"maps": maps, "versions": pinned_after})
         if verifier_stats:
             result.extra["verifier"] = verifier_stats
         if self.diff_mode:
@@ -782,7 +826,7 @@ class ProgramManager:
                 after_maps[entry["name"]] = spec
             for name, spec in before.get("maps", {}).items():
                 after_maps.setdefault(name, spec)
-            after = state_view(version, program_names, after_maps, pinned_after)
+            after = state_view(version, program_names, after_maps, pinned_after, globals_values)
             result.diff = {"before": before, "after": after}
         return result
 

@@ -167,6 +167,15 @@ EXAMPLES = r"""
         overwrite: false
         purge: true
 
+- name: Count the UDP packets to port 5353 on eth0, the port set as a load-time global
+  ebpf.deploy.bpf_deployment:
+    name: mdns
+    src: files/globals_port.bpf.o
+    globals:
+      target_port: 5353
+    attach:
+      - {program: xdp_port_counter, interface: eth0}
+
 - name: Is this host already running it? (changes nothing)
   ebpf.deploy.bpf_deployment:
     name: fw
@@ -266,7 +275,8 @@ action:
   sample: load
 program:
   description:
-    - The result of the program part, as M(ebpf.deploy.bpf_program) returns it.
+    - The result of the program part, as M(ebpf.deploy.bpf_program) returns it; with O(globals), their
+      values as they read back are in C(program.globals) (RV(ebpf.deploy.bpf_program#module:globals)).
     - On a failure because the verifier refused a program, the name of that program instead (a string).
   returned: always
   type: dict

@@ -95,6 +95,15 @@ EXAMPLES = r"""
     name: pktcount
     version: "{{ pktcount.version }}"
 
+- name: Count the packets to port 5353 only, set in the object's const volatile globals before load
+  ebpf.deploy.bpf_program:
+    name: mdns
+    src: files/globals_port.bpf.o
+    globals:
+      target_port: 5353
+      mode: MATCH_DROP
+      limits: {max_len: 1500, ttl_min: 1}
+
 - name: Replace a pinned map whose spec changed (its contents are lost)
   ebpf.deploy.bpf_program:
     name: pktcount
@@ -124,6 +133,15 @@ digest:
   returned: when O(src) is given, or when the metadata of O(version) is known
   type: str
   sample: 5d41402abc4b2a76b9719d911017c592aa6c1b4c5c1e5bd5d0c4b1f0b0a9f1e2
+globals:
+  description:
+    - The load-time globals of the version (O(globals)), as they read back from the object's BTF
+      (enums by name, char arrays as lists of bytes, structs with every field).
+    - Part of the version digest; the diff shows them too.
+  returned: when the version has globals
+  type: dict
+  sample: {target_port: 5353, mode: MATCH_DROP, limits: {max_len: 1500, ttl_min: 1, reserved: [0, 0, 0]}}
+  version_added: 0.1.0
 action:
   description:
     - What the run did or, in check mode, would do.

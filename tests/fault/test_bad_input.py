@@ -156,6 +156,29 @@ CASES = [
     Case("program-src-fifo-controller", "bpf_program", prog(f"{BAD}/fifo.bpf.o"), r"regular file", timeout=20),
     Case("program-unknown-program-type", "bpf_program", remote("counter_v2", program_type="ebpfd_nope"),
          r"program_type"),
+    # --- load-time globals: refused by name before anything loads -----------------------------------
+    Case("program-global-unknown", "bpf_program", remote("globals_port", globals={"targt_port": 53}),
+         r"no global 'targt_port' \(its globals: burst, limits, mode, seen_packets, tag, target_port\)"),
+    Case("program-global-wrong-type", "bpf_program", remote("globals_port", globals={"target_port": "http"}),
+         r"globals\.target_port: expected an integer"),
+    Case("program-global-out-of-range", "bpf_program", remote("globals_port", globals={"target_port": 70000}),
+         r"globals\.target_port: 70000 does not fit in 16 unsigned bits"),
+    Case("program-global-unknown-enum", "bpf_program", remote("globals_port", globals={"mode": "MATCH_ALL"}),
+         r"globals\.mode: 'MATCH_ALL' is not one of MATCH_COUNT, MATCH_DROP"),
+    Case("program-global-unknown-field", "bpf_program", remote("globals_port", globals={"limits": {"ttl": 1}}),
+         r"globals\.limits: no field ttl"),
+    Case("program-global-array-too-long", "bpf_program", remote("globals_port", globals={"tag": "ebpfd"}),
+         r"globals\.tag: 5 bytes do not fit in 4"),
+    Case("program-global-is-a-map", "bpf_program", remote("globals_port", globals={"port_hits": 1}),
+         r"no global 'port_hits'"),
+    Case("program-global-object-has-none", "bpf_program", remote("counter_v2", globals={"target_port": 53}),
+         r"no global 'target_port' \(its globals: none\)"),
+    Case("program-global-without-object", "bpf_program",
+         lambda L: {"name": L.name, "bpffs_root": str(L.root), "version": "previous", "globals": {"target_port": 53}},
+         r"globals are set when an object is loaded"),
+    Case("deployment-global-out-of-range", "bpf_deployment",
+         lambda L: dict(deployment(L), src=obj("globals_port"), globals={"limits": {"ttl_min": 256}}),
+         r"globals\.limits\.ttl_min: 256 does not fit"),
     # --- names and paths that try to leave the bpffs root ----------------------------------------
     Case("program-name-dotdot-slash", "bpf_program", lambda L: dict(prog("counter_v2")(L), name="../escape"),
          r"leave|may only"),
@@ -298,6 +321,8 @@ CASES = [
          r"rollout_on_failure|ebpfd_sometimes", timeout=60),
     Case("role-verifier-rejected-object", "role", role(dep("reject_packet_access")), r"", timeout=90),
     Case("role-src-missing", "role", role(dep(f"{BAD}/ebpfd_nothing_here.bpf.o")), r"not found", timeout=90),
+    Case("role-global-unknown", "role", role(dep("globals_port", globals={"ebpfd_port": 53})),
+         r"no global 'ebpfd_port'", timeout=90),
 ]
 
 ROLE_PLAY = fl.localhost_play("the rollout role on localhost", """  roles:

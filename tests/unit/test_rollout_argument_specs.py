@@ -40,7 +40,7 @@ FIELDS = ("type", "elements", "choices", "default", "required")
 # bpf_deployment options that reached the role only with this change (role validation refused them)
 ADDED = {"checksum": "sha256:" + "0" * 64, "program_type": "xdp", "verifier_log_level": 1,
          "allowed_signers": "/etc/ebpfd/allowed_signers", "signature": "/srv/ebpfd/x.bpf.o.sig",
-         "signature_namespace": "ebpf.deploy"}
+         "signature_namespace": "ebpf.deploy", "globals": {"target_port": 53, "limits": {"ttl_min": 2}}}
 ADDED_ATTACH = {"force": True}
 ADDED_MAPS = {"overwrite": False, "value_deployment": "other"}
 

@@ -28,12 +28,12 @@ NEVER = {"_dmesg", "_verifier", "_host_cli", "pyroute2"}
 # bpf_preflight's own business, to the others it is an error hint, a map creation or a facts subset.
 NOT_AT_IMPORT = {
     "bpf_attach": {"_limits", "_libbpf", "_program", "_objects", "_map", "_xdp", "_netlink", "_record", "_watcher"},
-    "bpf_deployment": {"_limits", "_map", "_btf", "_codec", "_preflight", "_features", "_facts", "_signature",
+    "bpf_deployment": {"_limits", "_map", "_btf", "_codec", "_globals", "_preflight", "_features", "_facts", "_signature",
                        "_health"},
     "bpf_facts": {"_limits", "_libbpf", "_netlink", "_pins", "_record", "_program", "_map", "_xdp"},
     "bpf_map": {"_limits", "_program", "_objects", "_xdp", "_netlink", "_record", "_watcher"},
     "bpf_preflight": {"_libbpf", "_objects", "_pins", "_program", "_map", "_xdp", "_netlink", "_record"},
-    "bpf_program": {"_limits", "_xdp", "_netlink", "_map", "_btf", "_codec", "_record", "_watcher", "_signature"},
+    "bpf_program": {"_limits", "_xdp", "_netlink", "_map", "_btf", "_codec", "_globals", "_record", "_watcher", "_signature"},
     "xdp_attach": {"_limits", "_libbpf", "_program", "_objects", "_elf", "_map", "_record", "_watcher"},
 }
 # What the import is expected to bring (proves the probe sees our files at all).
