@@ -16,6 +16,7 @@ LAB_VMS     ?= 0
 LAB_VM_IMAGES ?= debian12
 INTEGRATION ?= tests/integration
 FAULT       ?= tests/fault
+COMPAT      ?=
 DURATIONS   ?= --durations=15
 comma := ,
 
@@ -30,12 +31,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 TIMED := tools/timed
 
 .PHONY: help deps venv bpf collection unit sanity lint integration molecule fault bench docs \
-        publish demo test lab-up lab-down build-collection clean
+        publish compat demo test lab-up lab-down build-collection clean
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs publish integration molecule fault"
-	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs publish lab-up lab-down build-collection"
+	@echo "make test   - every test tier: unit sanity lint docs publish compat integration molecule fault"
+	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs publish compat lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
 deps:
@@ -99,11 +100,16 @@ docs: collection
 publish: collection $(PUB_VENV)/.installed
 	@$(TIMED) publish tools/publish.sh
 
+# sanity, unit and a smoke integration run under each newer ansible-core (constraints-core-*.txt),
+# each in its own venv under .build; COMPAT=2.21 runs one
+compat: collection bpf
+	@$(TIMED) compat tools/compat.sh $(COMPAT)
+
 # the VM images build in the background while the first tiers run (the VM tests wait on the image lock)
 test: collection bpf
 	@mkdir -p $(BUILD) && python3 roles/lab/files/ebpfd_lab.py images --image-dir $(BUILD)/images \
 	  --vm-image debian12 --vm-image debian13 >$(BUILD)/images.log 2>&1 &
-	@tools/run-tiers unit sanity lint docs publish integration molecule fault
+	@tools/run-tiers unit sanity lint docs publish compat integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection

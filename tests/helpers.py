@@ -21,7 +21,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,10 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
 BPFFS = Path("/sys/fs/bpf")
 RECORD_DIR = Path("/var/lib/ebpf_deploy")   # the host record's default home
-VENV_BIN = REPO / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-ANSIBLE = str(VENV_BIN / "ansible")
-ANSIBLE_PLAYBOOK = str(VENV_BIN / "ansible-playbook")
+PYTHON = labctl.PYTHON                              # the venv the tests run in (labctl says which)
+ANSIBLE = str(labctl.VENV_BIN / "ansible")
+ANSIBLE_PLAYBOOK = str(labctl.VENV_BIN / "ansible-playbook")
 
 
 # --- names ---------------------------------------------------------------------------------------

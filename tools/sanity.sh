@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # ansible-test sanity on a copy of the collection laid out as ansible_collections/ebpf/deploy,
 # each test in its own venv. get-pip comes from tools/offline_get_pip.py (no download).
+# SANITY_VENV picks the ansible-core that runs it (default .venv; tools/compat.sh passes its own),
+# and that venv's Python is the one the tests run on.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 repo=$(cd "$(dirname "$0")/.." && pwd)
-py="$repo/.venv/bin/python"
+venv=${SANITY_VENV:-$repo/.venv}
+py="$venv/bin/python"
+py_version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # ansible-test looks for its pip bootstrap script in this cache, named after the pip version it pins
 pip_version=$("$py" - <<'PY'
@@ -27,5 +31,5 @@ mkdir -p "$dest"
 (cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dest")
 cd "$dest"
 git init -q . && git add -A >/dev/null 2>&1   # ansible-test lists files through git when present
-"$repo/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@" 2>&1 \
+"$venv/bin/ansible-test" sanity --venv --python "$py_version" --color no "$@" 2>&1 \
   | grep -v "^WARNING: Location 'file:///opt/"   # this machine's pip config lists absent local indexes

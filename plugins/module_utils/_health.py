@@ -303,9 +303,9 @@ def _netns_names(checks: List[dict], deployments: List[dict]) -> List[str]:
 
 
 def _run_command(argv: List[Any]) -> dict:
-    import subprocess  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _process  # pylint: disable=import-outside-toplevel
     try:
-        proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+        proc = _process.run([str(a) for a in argv])
     except OSError as exc:
         return {"rc": None, "msg": f"{argv[0] if argv else ''}: {exc.strerror or exc}"}
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}

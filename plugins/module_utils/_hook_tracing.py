@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import subprocess
 from typing import Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _process
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     InvalidInput,
     SyscallError,
@@ -49,8 +49,7 @@ def tracefs_root() -> Optional[str]:
 
 def mount_tracefs() -> str:
     """Mount tracefs at /sys/kernel/tracing (what `mount -t tracefs tracefs /sys/kernel/tracing` does)."""
-    proc = subprocess.run(["mount", "-t", "tracefs", "tracefs", TRACEFS], capture_output=True, text=True,
-                          check=False)
+    proc = _process.run(["mount", "-t", "tracefs", "tracefs", TRACEFS])
     if proc.returncode != 0 or not os.path.isdir(os.path.join(TRACEFS, "events")):
         raise UnsupportedFeature(f"tracepoints need tracefs and mounting it at {TRACEFS} failed: "
                                  f"{(proc.stderr or proc.stdout).strip() or 'no events directory'}",
@@ -91,10 +90,10 @@ def _lockdown_in_private_securityfs() -> Optional[str]:
     """securityfs is often not mounted; mount it in a mount namespace of its own (gone with the
     process, so the host's mounts stay as they are) and read the lockdown file there."""
     try:
-        proc = subprocess.run(["unshare", "--mount", "sh", "-c",
-                               f"mount -t securityfs securityfs {os.path.dirname(LOCKDOWN)} && cat {LOCKDOWN}"],
-                              capture_output=True, text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        proc = _process.run(["unshare", "--mount", "sh", "-c",
+                             f"mount -t securityfs securityfs {os.path.dirname(LOCKDOWN)} && cat {LOCKDOWN}"],
+                            timeout=10)
+    except (OSError, _process.SubprocessError):
         return None
     return proc.stdout if proc.returncode == 0 and "[" in proc.stdout else None
 
@@ -102,8 +101,8 @@ def _lockdown_in_private_securityfs() -> Optional[str]:
 def _lockdown_from_log() -> Optional[str]:
     # the boot line scrolls out of the ring buffer on a busy host: the last resort
     try:
-        proc = subprocess.run(["dmesg"], capture_output=True, text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        proc = _process.run(["dmesg"], timeout=10)
+    except (OSError, _process.SubprocessError):
         return None
     for line in proc.stdout.splitlines():
         at = line.find("Kernel is locked down")

@@ -904,7 +904,7 @@ class _Decoder:
             values, total = decode_percpu(pad_percpu(value, self.info.value_size), self.value_codec,
                                           self.ncpus)
             out["value"] = total if total is not None else values
-            out["values"] = values
+            out["per_cpu"] = values   # not "values": Jinja would find dict.values()
             out["sum"] = total
         else:
             out["value"] = self.value_codec.decode(value)

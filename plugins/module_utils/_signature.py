@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _process
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, UnsupportedFeature
 
 DEFAULT_NAMESPACE = "ebpf.deploy"
@@ -81,8 +82,7 @@ def _keygen(args: list, *, stdin: Optional[bytes] = None) -> subprocess.Complete
     if exe is None:
         raise UnsupportedFeature("verifying an object's signature needs ssh-keygen (Debian: openssh-client)",
                                  requires="ssh-keygen")
-    return subprocess.run([exe, *args], input=stdin if stdin is not None else b"", capture_output=True, check=False,
-                          timeout=60)
+    return _process.run([exe, *args], stdin=stdin if stdin is not None else b"", text=False, timeout=60)
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:

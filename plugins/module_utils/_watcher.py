@@ -32,13 +32,13 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
 from typing import List, Optional
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _process
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError
 
 PACKAGE = "ansible_collections.ebpf.deploy.plugins.module_utils"
@@ -199,18 +199,12 @@ def start(*, state_dir: str, bpffs_root: str, name: str, token: str, deadline: f
     if systemd_runs_host():
         unit = f"{UNIT_PREFIX}{name}-{token[:8]}"
         delay = max(1, int(deadline - time.time() + 0.999))
-        proc = subprocess.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", f"--on-active={delay}s",
-                               "--timer-property=AccuracySec=1s", "--"] + argv,
-                              capture_output=True, text=True, check=False)
+        proc = _process.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", f"--on-active={delay}s",
+                             "--timer-property=AccuracySec=1s", "--"] + argv)
         if proc.returncode == 0:
             return {"kind": "systemd", "unit": unit}
         # systemd refused (no D-Bus in a container, say): a detached process does the same job
-    log = Path(state_dir) / "watcher.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
-                                start_new_session=True, close_fds=True)
-    proc.returncode = 0  # detached on purpose: no ResourceWarning for a child we never wait for
-    return {"kind": "process", "pid": proc.pid}
+    return {"kind": "process", "pid": _process.start_detached(argv, log_path=str(Path(state_dir) / "watcher.log"))}
 
 
 def _cmdline(pid: int) -> List[str]:
@@ -226,8 +220,7 @@ def cancel(watcher: Optional[dict], token: str) -> None:
     if not watcher:
         return
     if watcher.get("kind") == "systemd" and watcher.get("unit"):
-        subprocess.run(["systemctl", "stop", f"{watcher['unit']}.timer", f"{watcher['unit']}.service"],
-                       capture_output=True, check=False)
+        _process.run(["systemctl", "stop", f"{watcher['unit']}.timer", f"{watcher['unit']}.service"], text=False)
         return
     pid = watcher.get("pid")
     if not isinstance(pid, int) or pid == os.getpid() or pid <= 1:

@@ -253,7 +253,7 @@ map:
 entries:
   description:
     - The map's entries after the run, decoded and sorted by key.
-    - Per-CPU maps add RV(entries[].values) (one per CPU) and RV(entries[].sum); their
+    - Per-CPU maps add RV(entries[].per_cpu) (one value per CPU) and RV(entries[].sum); their
       RV(entries[].value) is the sum when the values are numbers.
     - A prog_array shows the program id in RV(entries[].value) and its name in RV(entries[].program).
   returned: when O(entries) is omitted, or O(dump=true)
@@ -268,7 +268,7 @@ entries:
       description: The decoded value.
       type: raw
       sample: 12
-    values:
+    per_cpu:
       description: The value of every possible CPU (per-CPU maps).
       type: list
       sample: [5, 7]

@@ -412,8 +412,8 @@ def test_percpu_values_per_cpu_and_sum(ansible_module, standalone):
     assert check["changed"] and not path.exists(), "check mode created the map"
     first = four_steps(ansible_module, args)
     assert first["entries"] == [
-        {"key": 1, "value": 5 * ncpus, "values": [5] * ncpus, "sum": 5 * ncpus},
-        {"key": 2, "value": sum(spread), "values": spread, "sum": sum(spread)},
+        {"key": 1, "value": 5 * ncpus, "per_cpu": [5] * ncpus, "sum": 5 * ncpus},
+        {"key": 2, "value": sum(spread), "per_cpu": spread, "sum": sum(spread)},
     ]
     # bpftool: one 4-byte value per CPU
     assert raw_entries(path) == {

@@ -28,8 +28,10 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "lab" / "files" / "ebpfd_lab.py"
 PLAYBOOK = REPO / "playbooks" / "lab.yml"
-_VENV_PY = REPO / ".venv" / "bin" / "python"
-PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
+# The venv the tests run in gives their ansible, ansible-playbook and the lab hosts' Python: make's
+# .venv, or a compat venv of tools/compat.sh (another ansible-core), as the unit tests find theirs.
+VENV_BIN = Path(sys.executable).parent
+PYTHON = sys.executable
 IMAGE_DIR = Path(os.environ.get("EBPF_DEPLOY_LAB_IMAGES") or REPO / "build" / "images")  # VM images, shared
 BPFFS = Path("/sys/fs/bpf")
 
@@ -64,7 +66,7 @@ def ansible_env(**extra: str) -> dict:
         ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_DEPRECATION_WARNINGS="0",
-        PATH=f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+        PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
     )
     env.update(extra)
     return env

@@ -2,20 +2,46 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 
-def _pin(package: str) -> str:
-    for line in (REPO / "constraints.txt").read_text().splitlines():
+def _pin(package: str, constraints: str = "constraints.txt") -> str:
+    for line in (REPO / constraints).read_text().splitlines():
         m = re.match(rf"^{re.escape(package)}==(\S+)", line.strip())
         if m:
             return m[1]
-    raise AssertionError(f"{package} is not pinned in constraints.txt")
+    raise AssertionError(f"{package} is not pinned in {constraints}")
+
+
+def _declared_python(constraints: str) -> str:
+    m = re.search(r"^# python: (3\.\d+)\b", (REPO / constraints).read_text(), re.M)
+    assert m, f"{constraints} names no '# python: 3.N' (the controller Python its venv is made with)"
+    return m[1]
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _tested_cores() -> dict[str, tuple[str, str, str]]:
+    """The one list of tested ansible-core releases, minor -> (pinned version, controller Python,
+    constraints file): .venv's (constraints.txt, every tier) and one per constraints-core-<minor>.txt,
+    the files tools/compat.sh takes its versions from."""
+    cores = {}
+    for constraints in ["constraints.txt", *sorted(p.name for p in REPO.glob("constraints-core-*.txt"))]:
+        pinned = _pin("ansible-core", constraints)
+        minor = ".".join(pinned.split(".")[:2])
+        assert minor not in cores, f"ansible-core {minor} is pinned by {cores.get(minor, ('', '', ''))[2]} and {constraints}"
+        cores[minor] = (pinned, _declared_python(constraints), constraints)
+    return dict(sorted(cores.items(), key=lambda item: _minor(item[0])))
 
 
 def _tested_with() -> dict[str, list[str]]:
@@ -29,7 +55,40 @@ def _tested_with() -> dict[str, list[str]]:
 
 
 def test_tested_with_names_the_pinned_ansible_core():
-    assert _tested_with()["ansible-core"][0] == _pin("ansible-core")
+    assert _tested_with()[f"ansible-core {'.'.join(_pin('ansible-core').split('.')[:2])}"][0] == _pin("ansible-core")
+
+
+def test_tested_with_lists_exactly_the_tested_cores_and_their_pythons():
+    """One row per ansible-core a venv runs, with its pin and its controller Python; no other."""
+    table = _tested_with()
+    cores = _tested_cores()
+    assert {row for row in table if row.startswith("ansible-core")} == {f"ansible-core {m}" for m in cores}
+    for minor, (pinned, python, constraints) in cores.items():
+        version, how = table[f"ansible-core {minor}"]
+        assert version == pinned, (minor, version, constraints)
+        assert f"controller Python {python}" in how and f"`{constraints}`" in how, (minor, how)
+    pythons = sorted({python for _pinned, python, _file in cores.values()}, key=_minor)
+    assert table["controller Python"][0] == ", ".join(pythons), table["controller Python"]
+
+
+def test_compat_constraints_are_named_after_the_core_they_pin():
+    """tools/compat.sh takes the version from the file's name, the venv gets the pinned one."""
+    compat = sorted(REPO.glob("constraints-core-*.txt"))
+    assert compat, "no constraints-core-<minor>.txt: `make compat` would test nothing"
+    for path in compat:
+        minor = path.name.removeprefix("constraints-core-").removesuffix(".txt")
+        assert _pin("ansible-core", path.name).startswith(f"{minor}."), path.name
+
+
+def test_the_main_venv_runs_the_python_constraints_txt_names():
+    if Path(sys.executable).parent != REPO / ".venv" / "bin":
+        pytest.skip(f"run by {sys.executable}, not .venv (a compat venv of tools/compat.sh)")
+    assert f"{sys.version_info[0]}.{sys.version_info[1]}" == _declared_python("constraints.txt")
+
+
+def test_make_test_runs_the_compat_tier():
+    tiers = re.search(r"^\t@tools/run-tiers (.*)$", (REPO / "Makefile").read_text(), re.M)
+    assert tiers and "compat" in tiers[1].split(), "make test's tier list has no compat"
 
 
 def test_tested_with_covers_controller_host_and_debian_releases():
@@ -51,10 +110,15 @@ def test_code_of_conduct_and_contributing_are_linked_from_the_readme():
 
 
 def test_requires_ansible_starts_at_the_tested_core():
-    """requires_ansible must not claim releases no tier runs: its lower bound is the tested minor."""
+    """requires_ansible must not claim releases no tier runs: from the oldest tested minor (.venv's)
+    to the newest one a compat venv runs, and no gap between them."""
     runtime = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())
     tested = ".".join(_pin("ansible-core").split(".")[:2])
-    assert runtime["requires_ansible"] == f">={tested}.0", runtime["requires_ansible"]
+    minors = [_minor(m) for m in _tested_cores()]
+    assert minors[0] == _minor(tested), f"constraints.txt's ansible-core {tested} is not the oldest tested"
+    assert minors == [(minors[0][0], n) for n in range(minors[0][1], minors[0][1] + len(minors))], minors
+    newest = minors[-1]
+    assert runtime["requires_ansible"] == f">={tested}.0,<{newest[0]}.{newest[1] + 1}", runtime["requires_ansible"]
     for role in ("host", "rollout"):
         meta = yaml.safe_load((REPO / "roles" / role / "meta" / "main.yml").read_text())
         assert meta["galaxy_info"]["min_ansible_version"] == tested, role
