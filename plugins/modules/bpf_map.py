@@ -46,9 +46,9 @@ attributes:
       - Reads the map, validates and plans; writes nothing and creates nothing.
   diff_mode:
     details:
-      - The entries that are added, changed or removed, before and after, keyed by map key: a per-CPU
-        value shown as its sum, a PROG_ARRAY slot as its program's name and id, and each side cut after
-        20 entries with C(N more) (RV(added), RV(changed_keys) and RV(removed) list every key).
+      - The entries that are added, changed or removed, before and after, keyed by map key, with a
+        per-CPU value shown as its sum, a PROG_ARRAY slot as its program's name and id, and each side
+        cut after 20 entries with C(N more) (RV(added), RV(changed_keys) and RV(removed) list every key).
   idempotent:
     details:
       - A map that already holds the listed entries (and nothing else with O(purge=true)) is

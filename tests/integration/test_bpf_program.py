@@ -236,6 +236,22 @@ def test_verifier_rejection_keeps_the_running_version(deploy, fixture):
         assert deploy.current() == good["version"]
 
 
+def test_a_co_re_relocation_this_kernel_cannot_resolve_fails_in_one_line_naming_the_field(deploy):
+    """core_missing_field reads a task_struct field no kernel has: libbpf poisons the access, and the
+    module says CO-RE, the type and the field (not a bare verifier line), leaving the host as it was."""
+    good = assert_ok(deploy("counter"), True)
+    before = listing(deploy.root)
+    for check in (True, False):
+        result = deploy("core_missing_field", check=check)
+        msg = assert_one_line_failure(result, "CO-RE relocation", "struct task_struct.ebpfd_missing_field",
+                                      "program 'core_read_missing' not loaded")
+        assert result["error_kind"] == "core_relocation" and isinstance(result["insn"], int), result
+        assert f"insn {result['insn']}" in msg and "rejected by the verifier" not in msg
+        assert "failed to resolve CO-RE relocation" in result["verifier_log"]
+        assert listing(deploy.root) == before, "a failed load left something in the bpffs"
+        assert deploy.current() == good["version"]
+
+
 def test_map_conflict_refused_field_by_field_then_recreated(deploy):
     good = assert_ok(deploy("counter"), True)
     before = listing(deploy.root)
