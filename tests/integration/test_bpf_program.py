@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._limits import memlock_applies
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import lockdown_mode
 from tests.helpers import (RUN_DIR, ModuleRun, assert_one_line_failure, bpftool, forget_deployment, listing,
                            map_set_u64, map_u64, unique)
 
@@ -250,6 +251,22 @@ def test_a_co_re_relocation_this_kernel_cannot_resolve_fails_in_one_line_naming_
         assert "failed to resolve CO-RE relocation" in result["verifier_log"]
         assert listing(deploy.root) == before, "a failed load left something in the bpffs"
         assert deploy.current() == good["version"]
+
+
+def test_a_tracing_program_on_a_locked_down_kernel_is_refused_naming_lockdown(deploy):
+    """fentry programs load for root unless the kernel is locked down; then the EPERM is said as lockdown
+    (not as capabilities or memory limits), in one line, and nothing is pinned."""
+    mode = lockdown_mode()
+    before = listing(deploy.root)
+    result = deploy("fentry_count")
+    if not mode:
+        assert_ok(result, True)
+        return
+    msg = assert_one_line_failure(result, "program 'fentry_unlink' not loaded", f"kernel lockdown ({mode})",
+                                  "BPF_PROG_LOAD: EPERM")
+    assert "CAP_BPF" not in msg and "memory" not in msg, msg
+    assert (result["errno"], result["lockdown"]) == (1, mode)
+    assert listing(deploy.root) == before and deploy.current() is None
 
 
 def test_map_conflict_refused_field_by_field_then_recreated(deploy):
