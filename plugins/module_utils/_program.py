@@ -65,6 +65,11 @@ BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
 LOCKDOWN_REFUSED = {uapi.PROG_TYPES["tracing"]: "tracing (fentry/fexit)", uapi.PROG_TYPES["lsm"]: "lsm"}
 
 
+# What libbpf says when a CO-RE object meets a kernel without (readable) vmlinux BTF.
+NO_KERNEL_BTF = "failed to find valid kernel BTF"
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+
+
 def lockdown_refusal(program: str, prog_type: Optional[int], label: str) -> Optional[EbpfDeployError]:
     """The EPERM of a tracing/LSM load on a locked-down kernel, said as such (None otherwise)."""
     kind = LOCKDOWN_REFUSED.get(prog_type)
@@ -653,6 +658,13 @@ class ProgramManager:
             locked = lockdown_refusal(exc.program, prog_type, label)
             if locked is not None:
                 return locked
+        if not exc.program and any(NO_KERNEL_BTF in line for line in exc.messages):
+            return UnsupportedFeature(
+                f"object '{label}' not loaded: it needs the kernel's BTF (CO-RE relocations or BTF-typed "
+                f"programs) and this kernel has none readable at {VMLINUX_BTF} (libbpf: {NO_KERNEL_BTF})",
+                requires="a kernel built with CONFIG_DEBUG_INFO_BTF", errno=exc.errno,
+                errno_name=_errno.errorcode.get(exc.errno), syscall="bpf_object__load",
+                libbpf_messages=exc.messages, object=label)
         if exc.program and exc.verifier_log.strip():
             verifier = _verifier()
             finding = verifier.classify_rejection(exc.verifier_log)
