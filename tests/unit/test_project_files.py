@@ -99,7 +99,7 @@ def _code_blocks(rst: str) -> list[str]:
 def test_the_guide_shows_the_existing_scenario_as_make_molecule_runs_it():
     """molecule.rst shows molecule/existing's files, which tools/molecule.sh runs: they must not drift."""
     blocks = _code_blocks(MOLECULE_GUIDE)
-    for name in ("molecule.yml", "converge.yml", "verify.yml", "rollout_vars.yml"):
+    for name in ("molecule.yml", "converge.yml", "verify.yml", "vars.yml"):
         text = (REPO / "molecule" / "existing" / name).read_text()
         assert text in blocks, f"molecule.rst does not show molecule/existing/{name} as it is"
     assert "molecule test --all --exclude existing" in (REPO / "tools" / "molecule.sh").read_text()
