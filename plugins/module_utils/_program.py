@@ -63,11 +63,20 @@ BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
 # Program types a locked-down kernel refuses to load even for root (the rest of the EPERM hint,
 # capabilities and memory limits, does not apply then).
 LOCKDOWN_REFUSED = {uapi.PROG_TYPES["tracing"]: "tracing (fentry/fexit)", uapi.PROG_TYPES["lsm"]: "lsm"}
-
-
 # What libbpf says when a CO-RE object meets a kernel without (readable) vmlinux BTF.
 NO_KERNEL_BTF = "failed to find valid kernel BTF"
-VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+
+
+def no_kernel_btf(messages: List[str], errno: int, label: str) -> Optional[EbpfDeployError]:
+    """libbpf found no kernel BTF to relocate the object against, said as such (None otherwise)."""
+    if not any(NO_KERNEL_BTF in line for line in messages):
+        return None
+    from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import VMLINUX_BTF  # pylint: disable=import-outside-toplevel
+    return UnsupportedFeature(
+        f"object '{label}' not loaded: it needs the kernel's BTF (CO-RE relocations or BTF-typed programs) "
+        f"and this kernel has none readable at {VMLINUX_BTF} (libbpf: {NO_KERNEL_BTF})",
+        requires="a kernel built with CONFIG_DEBUG_INFO_BTF", errno=errno, errno_name=_errno.errorcode.get(errno),
+        syscall="bpf_object__load", libbpf_messages=messages, object=label)
 
 
 def lockdown_refusal(program: str, prog_type: Optional[int], label: str) -> Optional[EbpfDeployError]:
@@ -658,13 +667,9 @@ class ProgramManager:
             locked = lockdown_refusal(exc.program, prog_type, label)
             if locked is not None:
                 return locked
-        if not exc.program and any(NO_KERNEL_BTF in line for line in exc.messages):
-            return UnsupportedFeature(
-                f"object '{label}' not loaded: it needs the kernel's BTF (CO-RE relocations or BTF-typed "
-                f"programs) and this kernel has none readable at {VMLINUX_BTF} (libbpf: {NO_KERNEL_BTF})",
-                requires="a kernel built with CONFIG_DEBUG_INFO_BTF", errno=exc.errno,
-                errno_name=_errno.errorcode.get(exc.errno), syscall="bpf_object__load",
-                libbpf_messages=exc.messages, object=label)
+        missing_btf = None if exc.program else no_kernel_btf(exc.messages, exc.errno, label)
+        if missing_btf is not None:
+            return missing_btf
         if exc.program and exc.verifier_log.strip():
             verifier = _verifier()
             finding = verifier.classify_rejection(exc.verifier_log)

@@ -130,3 +130,14 @@ def test_lockdown_refusal_names_lockdown_for_tracing_and_lsm_programs_only(monke
     assert _program.lockdown_refusal("xdp_x", PROG_TYPES["xdp"], "o") is None   # the usual EPERM hint applies
     monkeypatch.setattr(_hook_tracing, "lockdown_mode", lambda: None)
     assert _program.lockdown_refusal("fentry_unlink", PROG_TYPES["tracing"], "o") is None
+
+
+def test_no_kernel_btf_is_said_only_when_libbpf_found_none():
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _program
+
+    found = _program.no_kernel_btf(["libbpf: failed to find valid kernel BTF", "libbpf: Error loading vmlinux BTF: -3"],
+                                   3, "core.bpf.o")
+    assert found.msg.startswith("object 'core.bpf.o' not loaded: it needs the kernel's BTF")
+    assert "/sys/kernel/btf/vmlinux" in found.msg and "CONFIG_DEBUG_INFO_BTF" in found.msg
+    assert found.details["errno_name"] == "ESRCH"
+    assert _program.no_kernel_btf(["libbpf: failed to load object 'x'"], 22, "x.bpf.o") is None
