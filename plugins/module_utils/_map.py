@@ -31,6 +31,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError, InvalidInput, MapConflict, SyscallError, UnsupportedFeature, errno_name,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._map_diff import entries_diff
 from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
 from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
@@ -858,11 +859,11 @@ class MapManager:
                 "max_entries": info.max_entries, "flags": info.map_flags, "pin": handle.pin, "btf": btf}
 
     def _diff(self, plan: Plan, decode: "_Decoder", created: bool, spec: Optional[dict]) -> dict:
-        before = [decode.entry(key, old) for key, old in plan.remove]
-        before += [decode.entry(item.key, old) for item, old in plan.change]
-        after = [decode.entry(item.key, item.value) for item, _old in plan.change]
-        after += [decode.entry(item.key, item.value) for item in plan.add]
-        diff = {"before": {"entries": before}, "after": {"entries": after}}
+        in_key_order = sorted(plan.remove, key=lambda removed: decode.key_codec.sort_key(removed[0]))
+        diff = entries_diff(removed=[decode.entry(key, old) for key, old in in_key_order],
+                            changed=[(decode.entry(item.key, old), decode.entry(item.key, item.value))
+                                     for item, old in plan.change],
+                            added=[decode.entry(item.key, item.value) for item in plan.add])
         if created and spec:
             diff["before"]["map"] = None
             diff["after"]["map"] = {k: spec[k] for k in ("type", "key_size", "value_size", "max_entries", "name")}

@@ -31,12 +31,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
+from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
     MapConflict,
     PreflightRefused,
     SyscallError,
+    UnsupportedFeature,
     VerifierRejected,
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock
@@ -56,6 +58,41 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
 MAP_CONFLICT_CHOICES = ("fail", "recreate")
 MAX_LOG_SIZE = 256 << 20
 BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
+
+
+# Program types a locked-down kernel refuses to load even for root (the rest of the EPERM hint,
+# capabilities and memory limits, does not apply then).
+LOCKDOWN_REFUSED = {uapi.PROG_TYPES["tracing"]: "tracing (fentry/fexit)", uapi.PROG_TYPES["lsm"]: "lsm"}
+# What libbpf says when a CO-RE object meets a kernel without (readable) vmlinux BTF.
+NO_KERNEL_BTF = "failed to find valid kernel BTF"
+
+
+def no_kernel_btf(messages: List[str], errno: int, label: str) -> Optional[EbpfDeployError]:
+    """libbpf found no kernel BTF to relocate the object against, said as such (None otherwise)."""
+    if not any(NO_KERNEL_BTF in line for line in messages):
+        return None
+    from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import VMLINUX_BTF  # pylint: disable=import-outside-toplevel
+    return UnsupportedFeature(
+        f"object '{label}' not loaded: it needs the kernel's BTF (CO-RE relocations or BTF-typed programs) "
+        f"and this kernel has none readable at {VMLINUX_BTF} (libbpf: {NO_KERNEL_BTF})",
+        requires="a kernel built with CONFIG_DEBUG_INFO_BTF", errno=errno, errno_name=_errno.errorcode.get(errno),
+        syscall="bpf_object__load", libbpf_messages=messages, object=label)
+
+
+def lockdown_refusal(program: str, prog_type: Optional[int], label: str) -> Optional[EbpfDeployError]:
+    """The EPERM of a tracing/LSM load on a locked-down kernel, said as such (None otherwise)."""
+    kind = LOCKDOWN_REFUSED.get(prog_type)
+    if kind is None:
+        return None
+    from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import lockdown_mode  # pylint: disable=import-outside-toplevel
+    mode = lockdown_mode()
+    if not mode:
+        return None
+    return UnsupportedFeature(
+        f"program '{program}' not loaded: kernel lockdown ({mode}) refuses {kind} programs, to root too "
+        "(BPF_PROG_LOAD: EPERM); use a tracepoint or raw_tracepoint program here, or a host booted without "
+        "lockdown", requires="a kernel without lockdown", program=program, lockdown=mode, errno=_errno.EPERM,
+        errno_name="EPERM", syscall="BPF_PROG_LOAD", object=label)
 
 
 def _verifier():
@@ -663,10 +700,18 @@ class ProgramManager:
         except libbpf.ObjectLoadError as exc:
             if exc.errno == _errno.ENOSPC and exc.program and (log_size or 0) < MAX_LOG_SIZE:
                 raise _RetryWithBiggerLog((log_size or libbpf.VERBOSE_LOG_SIZE) * 8) from None
-            raise self._explain_load_error(exc, map_plans, label) from None
+            prog_type = obj.program(exc.program).type if exc.program else None
+            raise self._explain_load_error(exc, map_plans, label, prog_type=prog_type) from None
 
     def _explain_load_error(self, exc: "libbpf.ObjectLoadError", map_plans: List[MapPlan],
-                            label: str) -> EbpfDeployError:
+                            label: str, *, prog_type: Optional[int] = None) -> EbpfDeployError:
+        if exc.program and exc.errno == _errno.EPERM and not exc.verifier_log.strip():
+            locked = lockdown_refusal(exc.program, prog_type, label)
+            if locked is not None:
+                return locked
+        missing_btf = None if exc.program else no_kernel_btf(exc.messages, exc.errno, label)
+        if missing_btf is not None:
+            return missing_btf
         if exc.program and exc.verifier_log.strip():
             verifier = _verifier()
             finding = verifier.classify_rejection(exc.verifier_log)

@@ -27,6 +27,9 @@ MAX_STACK = 512
 
 # Kinds, checked in this order; the first whose pattern matches a line wins.
 _KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # libbpf's rewrite of the verifier's complaint about an instruction it poisoned because a CO-RE
+    # relocation found no match in the kernel's BTF (libbpf >= 1.0)
+    ("core_relocation", re.compile(r"failed to resolve CO-RE relocation")),
     ("gpl_only", re.compile(r"cannot call GPL-restricted function")),
     ("null_check", re.compile(
         r"invalid mem access '\w*_or_null'"
@@ -82,14 +85,19 @@ HINTS: dict[str, str] = {
     "gpl_only": "the helper is GPL-only: the program's license must be GPL compatible",
     "stack_limit": "the stack of all nested bpf-to-bpf calls must fit in 512 bytes",
     "invalid_return": "return a value this program type accepts (e.g. an XDP action)",
+    "core_relocation": "guard the access with bpf_core_field_exists()/bpf_core_type_exists(), or build "
+                       "the object for this kernel",
     "unknown": "see the verifier log",
 }
 
 _LOG_BEGIN = "-- BEGIN PROG LOAD LOG --"
 _LOG_END = "-- END PROG LOAD LOG --"
 
-# "8: (db) lock *(u64 *)(r0 +0) += r1": an instruction the verifier walked.
-_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\) ")
+# "8: (db) lock *(u64 *)(r0 +0) += r1": an instruction the verifier walked; "11: <invalid CO-RE
+# relocation>" is one libbpf poisoned (it rewrites the kernel's line for it).
+_INSN_LINE = re.compile(r"^(\d+): (?:\([0-9a-f]{2}\) |<invalid CO-RE relocation>)")
+# "failed to resolve CO-RE relocation <byte_off> [20] struct task_struct.pid (0:0 @ offset 0)"
+_CORE_RELOCATION = re.compile(r"failed to resolve CO-RE relocation <(?P<kind>\w+)> \[\d+\] (?P<target>.+?) \(")
 # An explicit instruction number inside an error message.
 _INSN_IN_MESSAGE = re.compile(r"\b(?:at|from) insn (\d+)\b")
 _STACK_OFFSET = re.compile(r"invalid (?:indirect )?read from stack R\d+ off[= ](-?\d+)")
@@ -274,5 +282,11 @@ def parse_stats(log: str) -> dict[str, int | list[int]]:
 def one_line_message(program: str, finding: VerifierFinding) -> str:
     """A one-line error such as a module puts in `msg`."""
     where = "" if finding.insn is None else " at insn %d" % finding.insn
+    core = _CORE_RELOCATION.search(finding.reason) if finding.error_kind == "core_relocation" else None
+    if core:
+        # the kernel only met a poisoned instruction: say what libbpf could not find, and where it looked
+        return ("program '%s' not loaded: CO-RE relocation %s of %s failed%s: this kernel's BTF "
+                "(/sys/kernel/btf/vmlinux) has no such field or type; %s (core_relocation)" % (
+                    program, core.group("kind"), core.group("target"), where, HINTS["core_relocation"]))
     return "program '%s' rejected by the verifier%s: %s (%s)" % (
         program, where, finding.reason, finding.error_kind)

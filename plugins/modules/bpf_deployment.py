@@ -370,7 +370,8 @@ error_kind:
   description:
     - On a verifier rejection, the kind of error the verifier found, from its log.
     - One of V(gpl_only), V(null_check), V(uninitialized), V(unbounded_loop), V(too_complex), V(stack_limit),
-      V(helper_not_allowed), V(invalid_return), V(bounds), V(unknown).
+      V(helper_not_allowed), V(invalid_return), V(bounds), V(core_relocation) (libbpf could not
+      relocate a CO-RE access against this kernel's BTF), V(unknown).
   returned: failure
   type: str
   sample: null_check

@@ -46,7 +46,9 @@ attributes:
       - Reads the map, validates and plans; writes nothing and creates nothing.
   diff_mode:
     details:
-      - The entries that are added, changed or removed, before and after (decoded).
+      - The entries that are added, changed or removed, before and after, keyed by map key, with a
+        per-CPU value shown as its sum, a PROG_ARRAY slot as its program's name and id, and each side
+        cut after 20 entries with C(N more) (RV(added), RV(changed_keys) and RV(removed) list every key).
   idempotent:
     details:
       - A map that already holds the listed entries (and nothing else with O(purge=true)) is
@@ -306,12 +308,18 @@ memory_estimate:
   type: int
   sample: 83024
 diff:
-  description: The entries touched by the run, before and after (decoded).
+  description:
+    - The entries touched by the run, before and after, each side an object keyed by map key (a struct
+      or array key as compact JSON) whose values are decoded; a per-CPU value is the sum over the CPUs
+      (the per-CPU list when the value type has no sum), a PROG_ARRAY slot the name of its program and
+      that program's id.
+    - A side with more than 20 entries lists the first 20 (changed entries first, then in key order) and
+      says how many more in C(more), for example C(35 more).
   returned: in diff mode
   type: dict
   sample:
-    before: {entries: [{key: 198.51.100.23, value: 0}]}
-    after: {entries: [{key: 198.51.100.23, value: 5}, {key: 192.0.2.7, value: 0}]}
+    before: {entries: {198.51.100.23: 0}}
+    after: {entries: {198.51.100.23: 5, 192.0.2.7: 0}}
 syscall:
   description: When a system call or libbpf/netlink call failed, its name.
   returned: failure

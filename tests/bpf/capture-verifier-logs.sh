@@ -40,6 +40,10 @@ for fixture in reject_packet_access reject_map_lookup reject_unbounded_loop \
     capture "$fixture" "$fixture.bpf.o" bpftool
 done
 
+# A CO-RE relocation this kernel's BTF cannot resolve: libbpf poisons the instruction and rewrites
+# the verifier's complaint about it into "failed to resolve CO-RE relocation ...".
+capture core_missing_field core_missing_field.bpf.o bpftool
+
 # With -d bpftool asks for log_level 1+2+4: full trace plus statistics.
 capture counter_ok counter.bpf.o bpftool -d
 capture reject_stack_limit_verbose reject_stack_limit.bpf.o bpftool -d

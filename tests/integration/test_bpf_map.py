@@ -162,7 +162,7 @@ def test_blocklist_entries_drop_listed_sources_and_pass_the_rest(ansible_module,
             "key_type": "ipv4", "value_type": "u64", "entries": [{"key": veth.peer_ip, "value": 0}]}
     check = direct(args, check=True)
     assert check["changed"] and check["added"] == [veth.peer_ip]
-    assert check["diff"] == {"before": {"entries": []}, "after": {"entries": [{"key": veth.peer_ip, "value": 0}]}}
+    assert check["diff"] == {"before": {"entries": {}}, "after": {"entries": {veth.peer_ip: 0}}}
     assert dump(blocklist) == [], "check mode wrote to the map"
     first = four_steps(ansible_module, args)
     assert first["added"] == [veth.peer_ip]
@@ -190,7 +190,7 @@ def test_blocklist_entries_drop_listed_sources_and_pass_the_rest(ansible_module,
     # without it, the listed value is what the map must hold: the counter is reset (a change)
     reset = direct(args, check=True)
     assert reset["changed"] and reset["changed_keys"] == [veth.peer_ip]
-    assert reset["diff"]["before"]["entries"] == [{"key": veth.peer_ip, "value": 20}]
+    assert reset["diff"]["before"]["entries"] == {veth.peer_ip: 20}
 
     # swap: list the other source and purge the first; the effect shows on the next packets
     swap = dict(args, entries=[{"key": veth.other_ip, "value": 0}], purge=True)
@@ -224,8 +224,7 @@ def test_prog_array_entry_routes_tail_calls_and_purge_stops_them(ansible_module,
     args = {"deployment": name, "map": "jmp_table", "bpffs_root": str(bpffs_root),
             "entries": [{"key": 0, "value": "xdp_stage_count"}]}
     stage_id = bpftool("prog", "show", "pinned", str(progs["xdp_stage_count"]))["id"]
-    assert direct(args, check=True)["diff"]["after"]["entries"] == [
-        {"key": 0, "value": stage_id, "program": "xdp_stage_count"}]
+    assert direct(args, check=True)["diff"]["after"]["entries"] == {"0": f"xdp_stage_count (id {stage_id})"}
     first = four_steps(ansible_module, args)
     assert first["added"] == [0]
     # the module has exited: the entry stays because the table is pinned
@@ -306,7 +305,7 @@ def test_btf_struct_value_round_trips_and_keeps_fields_the_program_updates(
     assert result["changed"] and result["changed_keys"] == [0]
     value = dump(maps["config"])[0]["formatted"]["value"]
     assert (value["rate"], value["burst"], value["flags"]) == (2000, 32, [1, 2]) and value["bytes"] > 0
-    assert result["diff"]["before"]["entries"][0]["value"]["rate"] == 1000
+    assert result["diff"]["before"]["entries"]["0"]["rate"] == 1000
 
     bad = dict(args, entries=[{"key": 0, "value": {"rate": 1, "burts": 2}}])
     result = ansible_module("bpf_map", bad)
@@ -410,6 +409,8 @@ def test_percpu_values_per_cpu_and_sum(ansible_module, standalone):
             "entries": [{"key": 1, "value": 5}, {"key": 2, "value": spread}]}
     check = ansible_module("bpf_map", args, check=True, diff=True)
     assert check["changed"] and not path.exists(), "check mode created the map"
+    predicted = direct(args, check=True)["diff"]["after"]["entries"]
+    assert predicted == {"1": 5 * ncpus, "2": sum(spread)}, "the per-CPU diff is not the sum"
     first = four_steps(ansible_module, args)
     assert first["entries"] == [
         {"key": 1, "value": 5 * ncpus, "per_cpu": [5] * ncpus, "sum": 5 * ncpus},
@@ -447,3 +448,27 @@ def test_percpu_array_counter_of_a_program_reads_sum(ansible_module, standalone)
     assert first["removed"] == [1] and first["added"] == [] and first["changed_keys"] == [2]
     read = ansible_module("bpf_map", {"path": str(path), "value_type": "u64"})
     assert [e["sum"] for e in read["entries"]] == [0, 0, ncpus]
+
+
+# --- --diff as the user reads it -------------------------------------------------------------------
+def test_diff_of_a_real_purge_is_keyed_by_map_key_and_cut_with_n_more(ansible_module, standalone):
+    """`ansible --diff` prints the purge of a 30-entry map as one line per key, a change as -/+ of its
+    key, and the removals beyond the first 20 as "N more"; `removed` still lists every key."""
+    path = standalone("diff")
+    args = {"path": str(path), "create": {"type": "hash", "key_size": 4, "value_size": 8, "max_entries": 64},
+            "key_type": "u32", "value_type": "u64", "entries": [{"key": n, "value": n} for n in range(30)]}
+    ansible_module("bpf_map", args)
+    purge = dict(args, entries=[{"key": 0, "value": 100}], purge=True)
+    env = dict(ansible_module.env, ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_CALLBACK_RESULT_FORMAT="yaml",
+               ANSIBLE_NOCOLOR="1")
+    rc, out, err, _timed_out = helpers.run_group(ansible_module.command("bpf_map", purge, diff=True), env=env)
+    assert rc == 0, f"{out}\n{err}"
+    assert "-        '0': 0\n" in out and "+        '0': 100\n" in out, out   # the changed key, both halves
+    assert "-        '1': 1\n" in out, out       # removed keys in key order, one line each
+    assert "-    more: 10 more\n" in out, out     # 29 removed + 1 changed, 20 shown
+    assert sum(1 for line in out.splitlines() if line.startswith("-        '")) == 20, out
+    assert sorted(raw_entries(path)) == [(0).to_bytes(4, "little")], "the purge did not run"
+    again = dict(args, entries=[{"key": n, "value": n} for n in range(30)])
+    result = direct(again)
+    assert result["added"] == list(range(1, 30)) and result["changed_keys"] == [0]
+    assert len(result["diff"]["after"]["entries"]) == 20 and result["diff"]["after"]["more"] == "10 more"

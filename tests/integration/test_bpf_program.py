@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._limits import memlock_applies
-from tests.helpers import (RUN_DIR, ModuleRun, assert_one_line_failure, bpftool, forget_deployment, listing,
-                           map_set_u64, map_u64, unique)
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import lockdown_mode
+from tests.helpers import (PYTHON, REPO, RUN_DIR, ModuleRun, assert_one_line_failure, bpftool, forget_deployment,
+                           listing, map_set_u64, map_u64, run_group, unique)
 
 REJECTS = {
     # fixture: (program, error_kind, words in the reason)
@@ -234,6 +235,56 @@ def test_verifier_rejection_keeps_the_running_version(deploy, fixture):
         assert words in result["msg"] and result["verifier_log"].strip()
         assert listing(deploy.root) == before, "a failed load left something in the bpffs"
         assert deploy.current() == good["version"]
+
+
+def test_a_co_re_relocation_this_kernel_cannot_resolve_fails_in_one_line_naming_the_field(deploy):
+    """core_missing_field reads a task_struct field no kernel has: libbpf poisons the access, and the
+    module says CO-RE, the type and the field (not a bare verifier line), leaving the host as it was."""
+    good = assert_ok(deploy("counter"), True)
+    before = listing(deploy.root)
+    for check in (True, False):
+        result = deploy("core_missing_field", check=check)
+        msg = assert_one_line_failure(result, "CO-RE relocation", "struct task_struct.ebpfd_missing_field",
+                                      "program 'core_read_missing' not loaded")
+        assert result["error_kind"] == "core_relocation" and isinstance(result["insn"], int), result
+        assert f"insn {result['insn']}" in msg and "rejected by the verifier" not in msg
+        assert "failed to resolve CO-RE relocation" in result["verifier_log"]
+        assert listing(deploy.root) == before, "a failed load left something in the bpffs"
+        assert deploy.current() == good["version"]
+
+
+def test_a_tracing_program_on_a_locked_down_kernel_is_refused_naming_lockdown(deploy):
+    """fentry programs load for root unless the kernel is locked down; then the EPERM is said as lockdown
+    (not as capabilities or memory limits), in one line, and nothing is pinned."""
+    mode = lockdown_mode()
+    before = listing(deploy.root)
+    result = deploy("fentry_count")
+    if not mode:
+        assert_ok(result, True)
+        return
+    msg = assert_one_line_failure(result, "program 'fentry_unlink' not loaded", f"kernel lockdown ({mode})",
+                                  "BPF_PROG_LOAD: EPERM")
+    assert "CAP_BPF" not in msg and "memory" not in msg, msg
+    assert (result["errno"], result["lockdown"]) == (1, mode)
+    assert listing(deploy.root) == before and deploy.current() is None
+
+
+def test_a_co_re_object_on_a_kernel_without_vmlinux_btf_is_refused_naming_btf(deploy, tmp_path):
+    """/sys/kernel/btf/vmlinux hidden (an empty file bound over it, in a private mount namespace of the
+    module's own): libbpf finds no kernel BTF and the module says so, in one line, pinning nothing."""
+    args = {"name": deploy.name, "bpffs_root": str(deploy.root), "src": str(deploy.obj("core_missing_field"))}
+    payload = tmp_path / "args.json"
+    payload.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False)}))
+    module = REPO / "plugins" / "modules" / "bpf_program.py"
+    hide = f"mount --bind /dev/null /sys/kernel/btf/vmlinux && exec {PYTHON} {module} {payload}"
+    env = dict(os.environ, PYTHONPATH=str(REPO / ".build" / "collections"), PYTHONDONTWRITEBYTECODE="1")
+    _rc, out, err, _timed_out = run_group(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
+                                          env=env)
+    result = json.loads(out or "{}") or {"stderr": err}
+    assert_one_line_failure(result, "object 'core_missing_field.bpf.o' not loaded", "kernel's BTF",
+                            "/sys/kernel/btf/vmlinux", "CONFIG_DEBUG_INFO_BTF")
+    assert result["errno_name"] == "ESRCH" and result["syscall"] == "bpf_object__load", result
+    assert listing(deploy.root) == [] and deploy.current() is None
 
 
 def test_map_conflict_refused_field_by_field_then_recreated(deploy):

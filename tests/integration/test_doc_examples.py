@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 RST_DIR = REPO / "docs" / "docsite" / "rst"
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
-GUIDES = ("getting_started", "canary_rollout", "troubleshooting")   # in this order on one lab
+GUIDES = ("getting_started", "own_hosts", "canary_rollout", "troubleshooting")   # in this order on one lab
 MOLECULE_GUIDE = "molecule"
 LAB_HOSTS = 5
 

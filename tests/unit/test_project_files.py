@@ -122,3 +122,49 @@ def test_requires_ansible_starts_at_the_tested_core():
     for role in ("host", "rollout"):
         meta = yaml.safe_load((REPO / "roles" / role / "meta" / "main.yml").read_text())
         assert meta["galaxy_info"]["min_ansible_version"] == tested, role
+
+
+# --- molecule: the version, the variables, the scenario a user runs against their own hosts ----------
+MOLECULE_GUIDE = (REPO / "docs" / "docsite" / "rst" / "molecule.rst").read_text()
+# What molecule itself sets for the playbooks it runs; any other MOLECULE_ name is the project's own
+# and would sit in molecule's reserved prefix.
+MOLECULE_OWN = {"MOLECULE_EPHEMERAL_DIRECTORY", "MOLECULE_SCENARIO_DIRECTORY", "MOLECULE_PROJECT_DIRECTORY",
+                "MOLECULE_SCENARIO_NAME", "MOLECULE_INVENTORY_FILE", "MOLECULE_FILE", "MOLECULE_STATE_FILE"}
+
+
+def test_molecule_guide_states_the_pinned_molecule_version():
+    assert f"molecule {_pin('molecule')}" in MOLECULE_GUIDE
+    assert f"molecule=={_pin('molecule')}" in MOLECULE_GUIDE
+
+
+def test_molecule_scenarios_read_no_variable_of_their_own_with_molecules_prefix():
+    used = set()
+    for path in [*(REPO / "molecule").rglob("*.yml"), REPO / "tools" / "molecule.sh"]:
+        used |= set(re.findall(r"\bMOLECULE_[A-Z0-9_]+", path.read_text()))
+    assert "MOLECULE_EPHEMERAL_DIRECTORY" in used   # the check reads the scenarios at all
+    assert used <= MOLECULE_OWN, sorted(used - MOLECULE_OWN)
+
+
+def _code_blocks(rst: str) -> list[str]:
+    blocks, lines, i = [], rst.splitlines(), 0
+    while i < len(lines):
+        if lines[i].startswith(".. code-block::"):
+            i += 2
+            body = []
+            while i < len(lines) and (lines[i].startswith("   ") or not lines[i].strip()):
+                body.append(lines[i][3:])
+                i += 1
+            blocks.append("\n".join(body).strip() + "\n")
+        else:
+            i += 1
+    return blocks
+
+
+def test_the_guide_shows_the_existing_scenario_as_make_molecule_runs_it():
+    """molecule.rst shows molecule/existing's files, which tools/molecule.sh runs: they must not drift."""
+    blocks = _code_blocks(MOLECULE_GUIDE)
+    for name in ("molecule.yml", "converge.yml", "verify.yml", "vars.yml"):
+        text = (REPO / "molecule" / "existing" / name).read_text()
+        assert text in blocks, f"molecule.rst does not show molecule/existing/{name} as it is"
+    assert "molecule test --all --exclude existing" in (REPO / "tools" / "molecule.sh").read_text()
+    assert "molecule test -s existing" in (REPO / "tools" / "molecule.sh").read_text()

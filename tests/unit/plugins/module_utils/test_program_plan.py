@@ -113,3 +113,31 @@ def test_a_program_listed_twice_is_refused_before_anything_loads():
         Request.from_params({"name": "demo", "src": "/x.o", "remote_src": True,
                              "programs": ["xdp_a", "xdp_b", "xdp_a"]})
     assert err.value.msg == "programs lists 'xdp_a' more than once"
+
+
+# --- an EPERM of a locked-down kernel -----------------------------------------------------------------
+def test_lockdown_refusal_names_lockdown_for_tracing_and_lsm_programs_only(monkeypatch):
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _program
+    from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES
+
+    monkeypatch.setattr(_hook_tracing, "lockdown_mode", lambda: "integrity")
+    refused = _program.lockdown_refusal("fentry_unlink", PROG_TYPES["tracing"], "fentry_count.bpf.o")
+    assert refused.msg.startswith("program 'fentry_unlink' not loaded: kernel lockdown (integrity) refuses "
+                                  "tracing (fentry/fexit) programs")
+    assert refused.details["lockdown"] == "integrity" and refused.details["errno"] == 1
+    assert "lsm programs" in _program.lockdown_refusal("lsm_x", PROG_TYPES["lsm"], "o").msg
+    assert _program.lockdown_refusal("xdp_x", PROG_TYPES["xdp"], "o") is None   # the usual EPERM hint applies
+    monkeypatch.setattr(_hook_tracing, "lockdown_mode", lambda: None)
+    assert _program.lockdown_refusal("fentry_unlink", PROG_TYPES["tracing"], "o") is None
+
+
+def test_no_kernel_btf_is_said_only_when_libbpf_found_none():
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _program
+
+    found = _program.no_kernel_btf(["libbpf: failed to find valid kernel BTF", "libbpf: Error loading vmlinux BTF: -3"],
+                                   3, "core.bpf.o")
+    assert found.msg.startswith("object 'core.bpf.o' not loaded: it needs the kernel's BTF")
+    assert "/sys/kernel/btf/vmlinux" in found.msg and "CONFIG_DEBUG_INFO_BTF" in found.msg
+    assert found.details["errno_name"] == "ESRCH"
+    assert _program.no_kernel_btf(["libbpf: failed to load object 'x'"], 22, "x.bpf.o") is None

@@ -49,6 +49,9 @@ REJECTIONS = {
         "too_complex", 15, "BPF program is too large. Processed 1000001 insn"),
     "helper_not_allowed": (
         "helper_not_allowed", 6, "program of this type cannot use helper bpf_skb_load_bytes#26"),
+    "core_missing_field": (
+        "core_relocation", 11,
+        "failed to resolve CO-RE relocation <byte_off> [20] struct task_struct.ebpfd_missing_field (0:0 @ offset 0)"),
     "invalid_return": (
         "invalid_return", 4,
         "At program exit the register R0 has smin=7 smax=7 should have been in [0, 1]"),
@@ -243,3 +246,12 @@ def test_one_line_message_without_instruction():
     assert verifier.one_line_message("xdp_stack_limit", finding) == (
         "program 'xdp_stack_limit' rejected by the verifier: "
         "combined stack size of 3 calls is 640. Too large (stack_limit)")
+
+
+def test_one_line_message_of_a_co_re_relocation_names_the_type_and_field():
+    finding = verifier.classify_rejection(log("core_missing_field"))
+    assert verifier.one_line_message("core_read_missing", finding) == (
+        "program 'core_read_missing' not loaded: CO-RE relocation byte_off of "
+        "struct task_struct.ebpfd_missing_field failed at insn 11: this kernel's BTF "
+        "(/sys/kernel/btf/vmlinux) has no such field or type; guard the access with "
+        "bpf_core_field_exists()/bpf_core_type_exists(), or build the object for this kernel (core_relocation)")
