@@ -32,8 +32,8 @@ def shown_value(entry: dict) -> Any:
     """What the diff shows of one decoded entry."""
     if "program" in entry:   # PROG_ARRAY: the kernel holds a program id
         return f"{entry['program'] or 'unknown program'} (id {entry['value']})"
-    if "values" in entry:    # per-CPU
-        return entry["sum"] if entry["sum"] is not None else entry["values"]
+    if "per_cpu" in entry:   # per-CPU
+        return entry["sum"] if entry["sum"] is not None else entry["per_cpu"]
     return entry["value"]
 
 

@@ -36,11 +36,11 @@ def test_keys_are_text_structs_compact_json():
 
 
 def test_per_cpu_values_are_shown_as_their_sum_or_the_list_without_one():
-    summed = {"key": 1, "value": 6, "values": [1, 2, 3], "sum": 6}
-    unsummable = {"key": 2, "value": [{"a": 1}, {"a": 2}], "values": [{"a": 1}, {"a": 2}], "sum": None}
+    summed = {"key": 1, "value": 6, "per_cpu": [1, 2, 3], "sum": 6}
+    unsummable = {"key": 2, "value": [{"a": 1}, {"a": 2}], "per_cpu": [{"a": 1}, {"a": 2}], "sum": None}
     assert d.shown_value(summed) == 6
     assert d.shown_value(unsummable) == [{"a": 1}, {"a": 2}]
-    diff = d.entries_diff(removed=[], changed=[({"key": 1, "value": 3, "values": [1, 1, 1], "sum": 3}, summed)],
+    diff = d.entries_diff(removed=[], changed=[({"key": 1, "value": 3, "per_cpu": [1, 1, 1], "sum": 3}, summed)],
                           added=[])
     assert diff == {"before": {"entries": {"1": 3}}, "after": {"entries": {"1": 6}}}
 
