@@ -436,6 +436,16 @@ class EntriesPlan:
         return self.handle is None
 
 
+def per_version_table_refused(deployment: str, map_name: str, pin) -> InvalidInput:
+    """A ``maps:`` entry or bpf_map task naming a PROG_ARRAY the object initialises: refused. Its
+    slots are the version's own (set by libbpf from ``.values`` at load, switched with the version,
+    restored by a rollback); a write would change a version without changing its digest."""
+    return InvalidInput(f"map '{map_name}' of deployment '{deployment}' is a PROG_ARRAY its object initialises "
+                        f"(.values), one per version ({pin}): its slots change only with the version, so it is "
+                        "not written by maps: or bpf_map; change .values in the object instead",
+                        map=map_name, pin=str(pin))
+
+
 class MapManager:
     """One bpf_map task: ``MapManager(request, check_mode=..., diff_mode=...).run() -> MapResult``."""
 
@@ -593,6 +603,10 @@ class MapManager:
         pin = self.pin
         if not os.path.lexists(pin):
             if self.deployment is not None:
+                current = self.deployment.current_version()
+                own = self.deployment.version_map_pin(current, self.req.map) if current else None
+                if own is not None and os.path.lexists(own):
+                    raise per_version_table_refused(self.deployment.name, self.req.map, own)
                 maps = ", ".join(self.deployment.pinned_maps()) or "none"
                 raise InvalidInput(f"deployment '{self.deployment.name}' has no pinned map "
                                    f"'{self.req.map}' under {self.deployment.maps_dir} (pinned maps: {maps})")

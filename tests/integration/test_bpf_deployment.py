@@ -241,11 +241,15 @@ def test_a_static_prog_array_changes_only_at_the_switch_and_back_at_the_rollback
     v1_entry = attached_id(veth)
     v1_slots = table_slots(v1_entry)
     assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1's entry does not reach v1's callee"
+    own_table = bpffs_root / deployment / v1["version"] / "maps" / "jmp_table"
+    assert own_table.exists() and not (bpffs_root / deployment / "maps" / "jmp_table").exists()
 
     a2 = tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static_v2"), confirm_timeout=120)
+    pins = listing(bpffs_root)
     check = ansible_module("bpf_deployment", a2, check=True)
     assert not check["failed"] and check["changed"] and check["action"] == "load", check
     assert table_slots(v1_entry) == v1_slots, "a check-mode load wrote into the running version's table"
+    assert listing(bpffs_root) == pins, "check mode pinned something"
     assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1 tail-calls another callee after check mode"
 
     staged = ansible_module("bpf_program", {"name": deployment, "src": str(bpf_object("tailcall_static_v2")),
@@ -270,3 +274,21 @@ def test_a_static_prog_array_changes_only_at_the_switch_and_back_at_the_rollback
     assert attached_id(veth) == v1_entry
     assert table_slots(v1_entry) == v1_slots
     assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "after the rollback v1's callee counts again"
+
+
+def test_maps_entries_for_a_static_prog_array_are_refused_by_name(ansible_module, veth, bpffs_root, deployment,
+                                                                    bpf_object):
+    v1 = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static")))
+    assert not v1["failed"], v1
+    before = (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth)))
+    write = [{"map": "jmp_table", "entries": [{"key": 0, "value": "xdp_entry"}]}]
+    for check in (True, False):
+        refused = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root,
+                                                                 bpf_object("tailcall_static_v2"), maps=write),
+                                 check=check)
+        assert_one_line_failure(refused, "jmp_table", "one per version")
+        assert (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth))) == before
+    alone = ansible_module("bpf_map", {"deployment": deployment, "map": "jmp_table", "bpffs_root": str(bpffs_root),
+                                       "entries": [{"key": 0, "value": "xdp_entry"}]})
+    assert_one_line_failure(alone, "jmp_table", "one per version")
+    assert (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth))) == before
