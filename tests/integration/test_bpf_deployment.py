@@ -212,6 +212,11 @@ def tailcall_args(veth, name: str, root: Path, obj: Path, **extra) -> dict:
                              "mode": "generic"}]}, **extra)
 
 
+def as_int(shown) -> int:
+    """A bpftool key or value: a number (with BTF) or little-endian hex bytes."""
+    return shown if isinstance(shown, int) else int.from_bytes(bytes(int(b, 16) for b in shown), "little")
+
+
 def table_slots(prog_id: int) -> dict:
     """The slots of the PROG_ARRAY an (entry) program uses, read with bpftool: {slot: program id}."""
     for map_id in bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
@@ -219,9 +224,7 @@ def table_slots(prog_id: int) -> dict:
             slots = {}
             for entry in bpftool("map", "dump", "id", str(map_id)) or []:
                 entry = entry.get("formatted", entry)
-                key, value = entry["key"], entry["value"]
-                as_int = (lambda v: v if isinstance(v, int) else int.from_bytes(bytes(int(b, 16) for b in v), "little"))
-                slots[as_int(key)] = as_int(value)
+                slots[as_int(entry["key"])] = as_int(entry["value"])
             return slots
     raise AssertionError(f"program {prog_id} uses no PROG_ARRAY")
 
@@ -276,8 +279,8 @@ def test_a_static_prog_array_changes_only_at_the_switch_and_back_at_the_rollback
     assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "after the rollback v1's callee counts again"
 
 
-def test_maps_entries_for_a_static_prog_array_are_refused_by_name(ansible_module, veth, bpffs_root, deployment,
-                                                                    bpf_object):
+def test_maps_entries_for_a_static_prog_array_are_refused_by_name(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
     v1 = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static")))
     assert not v1["failed"], v1
     before = (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth)))

@@ -473,7 +473,7 @@ def test_values_with_a_spin_lock_never_tear_while_the_program_updates_them(deplo
                 wrote = direct(dict(base, map=map_name, entries=entries(round_ * 1_000_000), dump=True))
                 # many more reads than module runs allow: the manager itself, in this process
                 reads = [_map.MapManager(_map.Request.from_params(dict(base, map=map_name))).run().as_dict()
-                         for _ in range(100)]
+                         for _read in range(100)]
                 for result in [wrote] + reads:
                     assert not result.get("failed"), result
                     for entry in result["entries"]:
