@@ -66,6 +66,13 @@ options:
         as missing.
       - Either way, fields of a BTF struct value that an entry does not list keep their current
         value.
+      - That keeping is a read, a merge and a write, not one atomic step; an increment the program
+        makes to such a field between the read and the write is lost (the write puts back the value
+        read). A value holding a C(struct bpf_spin_lock) is read and written under that lock
+        (C(BPF_F_LOCK)), so no copy tears against an update the program makes under the lock, but
+        the increments in between are still lost. Keep counters that must not lose one in a map of
+        their own, not in values written while the program runs. The lock itself is the kernel's
+        and may not be listed.
     type: bool
     default: true
   purge:

@@ -459,3 +459,21 @@ def members_at(btf: Btf, type_id: int) -> List[Tuple[str, int, int]]:
     """(name, byte offset, size) of a struct's members, for messages and tests."""
     t = btf.resolve(type_id)
     return [(m.name, m.bit_offset // 8, btf.sizeof(m.type_id)) for m in t.members]
+
+
+SPIN_LOCK = "bpf_spin_lock"
+
+
+def spin_lock_field(btf: Btf, type_id: int) -> Optional[str]:
+    """The name of the member of a map value that is its ``struct bpf_spin_lock``, None without one.
+    The kernel looks for the lock among the value struct's own members only (btf_find_field), and a
+    value holding one is read and written under it with BPF_F_LOCK (a copy that never tears
+    against a program updating the value under the lock)."""
+    value = btf.resolve(type_id)
+    if value.kind_name != "STRUCT":
+        return None
+    for member in value.members:
+        inner = btf.resolve(member.type_id)
+        if inner.kind_name == "STRUCT" and inner.name == SPIN_LOCK:
+            return member.name
+    return None

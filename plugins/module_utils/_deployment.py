@@ -330,6 +330,7 @@ class DeploymentManager:
             prog = self._program(self.req.program_params())
             if prog.action != "none":
                 self._did_switch(prog.version, old_version)
+            self._refuse_per_version_tables(prog)
             attached = [self._attach_one(spec, prog, old_version) for spec in self.attach]
             written = [(spec["map"], self._map_one(spec)) for spec in self.maps]
             removed = self._settle(prog, attached, [result for _name, result in written])
@@ -420,6 +421,13 @@ class DeploymentManager:
                              extra={"predicted": True, "interface": spec["interface"], "netns": spec.get("netns"),
                                     "program": spec["program"], "prog_id": None, "mode": spec.get("mode"),
                                     "method": spec.get("method") or "link"})
+
+    def _refuse_per_version_tables(self, prog: "program.ProgramResult") -> None:
+        """A maps: entry naming the version's own PROG_ARRAY is refused before any interface moves."""
+        own = {m["name"]: m["pin"] for m in prog.extra.get("maps") or [] if m.get("per_version")}
+        for spec in self.maps:
+            if spec["map"] in own:
+                raise _maps().per_version_table_refused(self.name, spec["map"], own[spec["map"]])
 
     def _map_one(self, spec: dict):
         """The bpf_map manager's result for one maps[] entry (predicted for a map not pinned yet)."""

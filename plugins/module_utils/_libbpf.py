@@ -266,6 +266,7 @@ _SIGNATURES = {
     "bpf_link_update": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]),
     "bpf_link_detach": (ctypes.c_int, [ctypes.c_int]),
     "bpf_map_lookup_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
+    "bpf_map_lookup_elem_flags": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]),
     "bpf_map_update_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]),
     "bpf_map_delete_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p]),
     "bpf_map_get_next_key": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
@@ -942,14 +943,19 @@ def value_buffer_size(map_type: int, value_size: int) -> int:
     return value_size
 
 
-def map_lookup(fd: int, key: bytes, value_size: int) -> Optional[bytes]:
-    """The value (``value_size`` bytes, use value_buffer_size for per-CPU maps) or None."""
+def map_lookup(fd: int, key: bytes, value_size: int, flags: int = 0) -> Optional[bytes]:
+    """The value (``value_size`` bytes, use value_buffer_size for per-CPU maps) or None.
+    ``flags``: BPF_F_LOCK reads a value holding a bpf_spin_lock under that lock."""
+    checked_int(flags, "map lookup flags", high=U64_MAX)
     kbuf = ctypes.create_string_buffer(key, len(key))
     vbuf = ctypes.create_string_buffer(max(value_size, 1))
-    ret = lib().bpf_map_lookup_elem(fd, kbuf, vbuf)
+    if flags:
+        ret, syscall = lib().bpf_map_lookup_elem_flags(fd, kbuf, vbuf, flags), "bpf_map_lookup_elem_flags"
+    else:
+        ret, syscall = lib().bpf_map_lookup_elem(fd, kbuf, vbuf), "bpf_map_lookup_elem"
     if ret < 0 and -ret == _errno.ENOENT:
         return None
-    _check(ret, "bpf_map_lookup_elem", f"map fd {fd}")
+    _check(ret, syscall, f"map fd {fd}")
     return vbuf.raw[:value_size]
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
-from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError
+from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError, spin_lock_field
 from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
     Codec, TYPE_NAMES, decode_percpu, encode_percpu, make_codec, round_up8, split_percpu,
 )
@@ -218,6 +218,24 @@ class MapHandle:
     btf_id: int = 0
     key_type_id: int = 0
     value_type_id: int = 0
+    lock_field: Optional[str] = None   # the value's bpf_spin_lock member (value_lock_field)
+
+    @property
+    def lock_flags(self) -> int:
+        """BPF_F_LOCK for every lookup and update of a value that holds a bpf_spin_lock."""
+        return uapi.BPF_F_LOCK if self.lock_field is not None else 0
+
+
+def value_lock_field(btf: Optional[Btf], value_type_id: int) -> Optional[str]:
+    """The member of the map's value that is its bpf_spin_lock, None when it has none (or no BTF to
+    tell). Such a value is copied under its lock (BPF_F_LOCK), so a read or a write never tears
+    against a program updating it under the lock; the lock itself is the kernel's, never written."""
+    if btf is None or not value_type_id:
+        return None
+    try:
+        return spin_lock_field(btf, value_type_id)
+    except BtfError:
+        return None
 
 
 class KernelWriter(Writer):
@@ -233,7 +251,7 @@ class KernelWriter(Writer):
 
     def update(self, key: bytes, value: bytes) -> None:
         try:
-            libbpf.map_update(self.handle.fd, key, value)
+            libbpf.map_update(self.handle.fd, key, value, self.handle.lock_flags)
         except SyscallError as err:
             raise self._error(err, key) from None
 
@@ -437,6 +455,16 @@ class EntriesPlan:
         return self.handle is None
 
 
+def per_version_table_refused(deployment: str, map_name: str, pin) -> InvalidInput:
+    """A ``maps:`` entry or bpf_map task naming a PROG_ARRAY the object initialises: refused. Its
+    slots are the version's own (set by libbpf from ``.values`` at load, switched with the version,
+    restored by a rollback); a write would change a version without changing its digest."""
+    return InvalidInput(f"map '{map_name}' of deployment '{deployment}' is a PROG_ARRAY its object initialises "
+                        f"(.values), one per version ({pin}): its slots change only with the version, so it is "
+                        "not written by maps: or bpf_map; change .values in the object instead",
+                        map=map_name, pin=str(pin))
+
+
 class MapManager:
     """One bpf_map task: ``MapManager(request, check_mode=..., diff_mode=...).run() -> MapResult``."""
 
@@ -594,6 +622,10 @@ class MapManager:
         pin = self.pin
         if not os.path.lexists(pin):
             if self.deployment is not None:
+                current = self.deployment.current_version()
+                own = self.deployment.version_map_pin(current, self.req.map) if current else None
+                if own is not None and os.path.lexists(own):
+                    raise per_version_table_refused(self.deployment.name, self.req.map, own)
                 maps = ", ".join(self.deployment.pinned_maps()) or "none"
                 raise InvalidInput(f"deployment '{self.deployment.name}' has no pinned map "
                                    f"'{self.req.map}' under {self.deployment.maps_dir} (pinned maps: {maps})")
@@ -692,6 +724,7 @@ class MapManager:
             if "btf" in (self.req.key_type, self.req.value_type):
                 raise InvalidInput(f"the BTF of map {handle.info.name} (btf id {btf_id}) cannot be read: {err}") from None
             handle.btf = None
+        handle.lock_field = value_lock_field(handle.btf, value_id)
 
     # ---- codecs
     def _codecs(self, handle: Optional[MapHandle], info) -> Tuple[Codec, Codec]:
@@ -725,7 +758,7 @@ class MapManager:
         out: Dict[bytes, bytes] = {}
         buffer = libbpf.value_buffer_size(info.type, info.value_size)
         for key in libbpf.map_keys(handle.fd, info.key_size):
-            raw = libbpf.map_lookup(handle.fd, key, buffer)
+            raw = libbpf.map_lookup(handle.fd, key, buffer, handle.lock_flags)
             if raw is None:  # an empty PROG_ARRAY slot, or deleted meanwhile
                 continue
             if info.type in PERCPU:
@@ -761,6 +794,10 @@ class MapManager:
                     value = b"".join(split_percpu(padded, info.value_size, ncpus))
                 else:
                     given = entry["value"]
+                    lock = self.handle.lock_field if self.handle else None
+                    if lock is not None and isinstance(given, dict) and lock in given:
+                        raise InvalidInput(f"value field {lock!r} is the value's bpf_spin_lock, which the kernel "
+                                           "keeps (writes go under it): leave it out")
                     if value_codec.is_struct and isinstance(given, dict) and key in current:
                         # fields not listed keep their current value (e.g. counters the program keeps)
                         given = merge_fields(value_codec.decode(current[key]), given)

@@ -8,6 +8,8 @@
 * ``MapSpec``/``ProgramSpec``/``ObjectSpec`` are values read from the ELF by libbpf without
   loading; ``diff_map_spec`` compares a pinned map with the object's field by field and
   ``describe_map_conflict`` says it in one line ("map 'm': type array → hash, max_entries 1 → 4096").
+* ``statically_initialised_maps`` names the maps whose slots the object itself fills at load
+  (``.values = { [0] = &prog }``): relocations in ``.rel.maps`` into that map's variable.
 * ``read_source`` reads the object on the host (inline ``content`` or the file ``src``).
 * ``compute_version`` is the deployment version: 12 hex chars of sha256 over the object bytes and
   the canonical JSON of the options that change what gets loaded.
@@ -73,6 +75,25 @@ def check_bpf_elf(data: bytes, *, source: str = "object") -> None:
 def elf_sections(data: bytes) -> Dict[str, bytes]:
     """Section name -> contents of a checked ELF (NOBITS sections are empty)."""
     return {section.name: section.data for section in elf.read_sections(data)}
+
+
+def statically_initialised_maps(data: bytes) -> frozenset:
+    """Names of the maps declared with initial slots (``.values = { [0] = &prog }``): libbpf writes
+    those slots into the map at load, so whatever map the object loads into changes then.
+    Clang leaves one relocation in ``.rel.maps`` per initialised slot, at a byte offset inside the
+    map's variable in ``.maps``. (An ELF32 or symbol-less object has none.)"""
+    header = elf.read_header(data)
+    if not header.is64:
+        return frozenset()
+    sections = elf.read_sections(data, header)
+    maps = next((s for s in sections if s.name == ".maps"), None)
+    if maps is None:
+        return frozenset()
+    symbols = elf.read_symbols(sections, header)
+    offsets = elf.read_relocations(sections, symbols, header).get(maps.index, {})
+    return frozenset(sym.name for sym in symbols
+                     if sym.shndx == maps.index and sym.name and sym.size
+                     and any(sym.value <= off < sym.value + sym.size for off in offsets))
 
 
 def object_license(data: bytes) -> Optional[str]:
@@ -164,6 +185,8 @@ class MapSpec:
     max_entries: int
     map_flags: int = 0
     internal: bool = False
+    # a PROG_ARRAY whose slots the object fills at load: one per version (see _program.plan_map)
+    per_version: bool = False
 
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type_name, "key_size": self.key_size,
@@ -254,6 +277,7 @@ def open_object(data: bytes, *, name: str = "object", source: Optional[str] = No
         raise InvalidInput(f"libbpf cannot open {label}: {exc.reason}",
                            libbpf_messages=exc.messages) from None
     try:
+        initialised = statically_initialised_maps(data)
         for bpf_map in obj.maps():
             # libbpf pins a map declared __uint(pinning, LIBBPF_PIN_BY_NAME) by itself at load, at
             # /sys/fs/bpf/<map>: outside the deployment, in check mode and in a dry load as well,
@@ -267,7 +291,8 @@ def open_object(data: bytes, *, name: str = "object", source: Optional[str] = No
         maps = tuple(
             MapSpec(name=m.name, type=m.type, type_name=m.type_name, key_size=m.key_size,
                     value_size=m.value_size, max_entries=m.max_entries, map_flags=m.map_flags,
-                    internal=m.is_internal)
+                    internal=m.is_internal,
+                    per_version=m.name in initialised and m.type == MAP_TYPES["prog_array"])
             for m in obj.maps())
     except Exception:
         obj.close()

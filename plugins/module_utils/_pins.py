@@ -7,6 +7,8 @@ Layout, one directory per deployment (every name validated so nothing can leave 
 
     <bpffs_root>/<deployment>/maps/<map>                 shared by all versions
     <bpffs_root>/<deployment>/<version>/progs/<program>  version = 12 hex chars
+    <bpffs_root>/<deployment>/<version>/maps/<map>       a PROG_ARRAY the object initialises:
+                                                         each version has its own
     <bpffs_root>/<deployment>/links/<ifname>:xdp         pinned XDP link ("<netns>@<ifname>:xdp")
     <bpffs_root>/<deployment>/current -> <version>       symlinks inside the bpffs,
     <bpffs_root>/<deployment>/previous -> <version>      switched atomically (symlink + rename)
@@ -310,6 +312,10 @@ class Deployment:
 
     def map_pin(self, map_name: str) -> Path:
         return self.maps_dir / validate_name(map_name, "map name")
+
+    def version_map_pin(self, version: str, map_name: str) -> Path:
+        """A map of one version only (a statically initialised PROG_ARRAY), gone with the version."""
+        return self.version_dir(version) / "maps" / validate_name(map_name, "map name")
 
     def link_pin(self, ifname: str, netns: Optional[str] = None, kind: str = "xdp") -> Path:
         return self.links_dir / link_pin_name(ifname, netns, kind)

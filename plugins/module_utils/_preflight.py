@@ -316,8 +316,8 @@ def check_map_limits(spec) -> List[Finding]:
 def reused_maps(spec, host: HostState) -> set:
     """Maps that will reuse a pinned map of the deployment (same spec): they need no new memory."""
     from ansible_collections.ebpf.deploy.plugins.module_utils._objects import diff_map_spec
-    return {m.name for m in spec.maps
-            if m.name in host.pinned_maps and not diff_map_spec(host.pinned_maps[m.name], m)}
+    return {m.name for m in spec.maps if not m.per_version   # one per version: always new
+            and m.name in host.pinned_maps and not diff_map_spec(host.pinned_maps[m.name], m)}
 
 
 def memory_report(spec, host: HostState) -> dict:
@@ -371,7 +371,7 @@ def check_pinned_maps(spec, host: HostState) -> List[Finding]:
     out = []
     for m in spec.maps:
         pinned = host.pinned_maps.get(m.name)
-        if pinned is None:
+        if pinned is None or m.per_version:   # a per-version table never reuses the shared pin
             continue
         changes = diff_map_spec(pinned, m)
         if changes:

@@ -10,6 +10,9 @@ the pinned maps' specs), compares it with the requested object and options, and 
 * ``switch`` the requested version is already pinned: only ``current`` moves (instant rollback);
 * ``load``   the object is loaded beside the running version with the verifier log captured,
              compatible pinned maps are reused (``bpf_map__reuse_fd``) so their contents survive,
+             except a PROG_ARRAY the object initialises (``.values``): libbpf writes its slots at
+             load, so it is created anew and pinned under the version (the running version's
+             tail calls keep their callees until the switch, and a rollback finds them untouched),
              pins go to a staging directory inside the deployment and are renamed into place,
              then ``current`` is switched and versions beyond ``keep_versions`` are unpinned.
 
@@ -220,7 +223,7 @@ class MapPlan:
     wanted: objects.MapSpec
     pinned: Optional[objects.MapSpec] = None
     pinned_id: Optional[int] = None
-    action: str = "create"          # create | reuse | recreate | repin | internal
+    action: str = "create"          # create | reuse | recreate | repin | internal | per_version
     changes: List[Tuple[str, str, str]] = field(default_factory=list)
     live_id: Optional[int] = None   # for repin: a live map (found via a program) to pin again
 
@@ -230,6 +233,7 @@ class MapPlan:
 
     @property
     def needs_pin(self) -> bool:
+        """Pinned under the deployment's maps/ (a per_version map is pinned with its version)."""
         return self.action in ("create", "recreate", "repin")
 
 
@@ -238,6 +242,9 @@ def plan_map(wanted: objects.MapSpec, pinned: Optional[objects.MapSpec], *, pinn
     """Decide one map: reuse a matching pin, refuse/recreate a conflicting one, re-pin or create."""
     if wanted.internal:
         return MapPlan(wanted.name, wanted, action="internal")
+    if wanted.per_version:
+        # never reused: libbpf would write this version's callees into the running version's table
+        return MapPlan(wanted.name, wanted, action="per_version")
     if pinned is not None:
         changes = objects.diff_map_spec(pinned, wanted)
         if not changes:
@@ -261,7 +268,7 @@ def decide(*, wanted_version: str, wanted_programs: List[str], current_version: 
     ``pinned_programs`` maps each pinned version to the programs pinned under it.
     """
     complete = set(wanted_programs) <= set(pinned_programs.get(wanted_version, ()))
-    maps_ok = all(plan.action in ("reuse", "internal") for plan in map_plans)
+    maps_ok = all(plan.action in ("reuse", "internal", "per_version") for plan in map_plans)
     if complete and maps_ok:
         return "none" if wanted_version == current_version else "switch"
     return "load"
@@ -527,7 +534,7 @@ class ProgramManager:
             programs = self._program_results(the_plan.version, the_plan.programs)
         return self._result(action=the_plan.action, version=the_plan.version, old=the_plan.current,
                             before=the_plan.before, prune=the_plan.prune, programs=programs,
-                            maps=self._map_results(the_plan.map_plans), digest=digest,
+                            maps=self._map_results(the_plan.map_plans, the_plan.version), digest=digest,
                             program_names=the_plan.programs, map_plans=the_plan.map_plans,
                             verifier_stats=verifier_stats, globals_values=the_plan.options.get("globals"))
 
@@ -546,7 +553,7 @@ class ProgramManager:
         before = self._current_view()
         pinned_maps = self._pinned_map_specs()
         live = self._live_maps(current) if any(
-            m.name not in pinned_maps for m in spec.maps if not m.internal) else {}
+            m.name not in pinned_maps for m in spec.maps if not (m.internal or m.per_version)) else {}
         map_plans = [
             plan_map(m, pinned_maps.get(m.name, (None, None))[1], pinned_id=pinned_maps.get(m.name, (None,))[0],
                      live=live.get(m.name[:BPF_OBJ_NAME_MAX]), map_conflict=req.map_conflict)
@@ -776,6 +783,12 @@ class ProgramManager:
             map_moves = [p for p in map_plans if p.needs_pin]
             for plan in map_moves:
                 libbpf.obj_pin(obj.map(plan.name).fd, str(staged_maps / validate_name(plan.name, "map name")))
+            own_maps = [p.name for p in map_plans if p.action == "per_version"
+                        and not dep.version_map_pin(version, p.name).exists()]
+            if own_maps:
+                (staging / "version" / "maps").mkdir()
+            for name in own_maps:
+                libbpf.obj_pin(obj.map(name).fd, str(staging / "version" / "maps" / validate_name(name, "map name")))
             dep.maps_dir.mkdir(parents=True, exist_ok=True)
             for plan in map_moves:
                 target = dep.map_pin(plan.name)
@@ -787,9 +800,12 @@ class ProgramManager:
                 created_version_dir = True
             else:
                 (version_dir / "progs").mkdir(exist_ok=True)
-                for name in to_pin:
-                    target = version_dir / "progs" / name
-                    os.rename(staged_progs / name, target)
+                if own_maps:
+                    (version_dir / "maps").mkdir(exist_ok=True)
+                moves = [("progs", name) for name in to_pin] + [("maps", name) for name in own_maps]
+                for kind, name in moves:
+                    target = version_dir / kind / name
+                    os.rename(staging / "version" / kind / name, target)
                     committed.append(target)
         except BaseException:
             if created_version_dir:
@@ -822,7 +838,7 @@ class ProgramManager:
         return [self._program_result(info=infos.get(name), name=name,
                                      pin=str(self.dep.progs_dir(version) / name)) for name in names]
 
-    def _map_results(self, map_plans: List[MapPlan]) -> List[dict]:
+    def _map_results(self, map_plans: List[MapPlan], version: Optional[str] = None) -> List[dict]:
         pinned = self._pinned_map_specs()
         plans = {p.name: p for p in map_plans}
         names = [p.name for p in map_plans if p.action != "internal"] or sorted(pinned)
@@ -833,9 +849,13 @@ class ProgramManager:
             map_id = pinned[name][0] if name in pinned else None
             if self.check_mode and plan is not None and plan.action in ("create", "recreate"):
                 map_id = None
+            per_version = plan is not None and plan.action == "per_version"
+            pin = self.dep.version_map_pin(version, name) if per_version else self.dep.map_pin(name)
+            if per_version:
+                map_id = None if self.check_mode else _pinned_id(pin)
             entry = spec.as_dict()
-            entry.update(name=name, id=map_id, pin=str(self.dep.map_pin(name)),
-                         reused=plan.reused if plan else True)
+            entry.update(name=name, id=map_id, pin=str(pin), reused=plan.reused if plan else True,
+                         per_version=per_version)
             out.append(entry)
         return out
 
@@ -882,6 +902,15 @@ class _RetryWithBiggerLog(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+def _pinned_id(pin: Path) -> Optional[int]:
+    """The kernel id of the map pinned at ``pin`` (None when nothing is pinned there)."""
+    try:
+        with libbpf.closing_fd(libbpf.obj_get(str(pin))) as fd:
+            return libbpf.map_info(fd).id
+    except SyscallError:
+        return None
 
 
 def _object_name(label: str) -> str:

@@ -84,6 +84,8 @@ BPF_F_MMAPABLE = MAP_FLAGS["mmapable"]
 
 # BPF_MAP_UPDATE_ELEM flags
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+# BPF_MAP_UPDATE_ELEM / BPF_MAP_LOOKUP_ELEM: copy the value under its bpf_spin_lock (not the lock)
+BPF_F_LOCK = 1 << 2
 # BPF_LINK_UPDATE / BPF_PROG_ATTACH flags, and the tcx/mprog position flags
 BPF_F_REPLACE = 1 << 2
 BPF_F_BEFORE, BPF_F_AFTER, BPF_F_ID = 1 << 3, 1 << 4, 1 << 5

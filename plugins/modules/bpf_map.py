@@ -25,6 +25,10 @@ description:
   - In a C(prog_array), values are programs (a program name of a deployment, a pinned program
     path, or a program id); they are written as program file descriptors, so tail calls reach them.
     The map must stay pinned, or the kernel drops its programs when the last user goes away.
+  - A C(prog_array) the object initialises itself (C(.values)) belongs to one version (see
+    M(ebpf.deploy.bpf_program)), so O(deployment) + O(map) naming it, or a C(maps) entry of
+    M(ebpf.deploy.bpf_deployment), is refused in one line, since its slots change only with the version.
+    It can still be read by its O(path).
   - Per-CPU maps take one value for every CPU, or a list with one value per possible CPU; reading
     returns the per-CPU values and their sum.
   - Runs on the same map are serialized with a lock (per deployment, or per pin path).

@@ -16,6 +16,11 @@ description:
   - Programs are pinned per version (V(<bpffs_root>/<name>/<version>/progs/<program>)); maps are
     pinned once per deployment (V(<bpffs_root>/<name>/maps/<map>)) and reused by every later version
     whose map spec matches, so their contents survive an upgrade.
+  - A C(prog_array) the object initialises itself (a C(.values) initialiser naming programs) is the exception; libbpf
+    fills its slots at load, so each version gets its own, created at load and pinned under the version
+    (V(<bpffs_root>/<name>/<version>/maps/<map>)). Loading a new version (or a check-mode run) leaves the
+    running version's tail calls alone; they change with the switch and come back with a rollback, and
+    the table goes when its version is pruned.
   - The version is the first 12 hex digits of the sha256 of the object and of the options that change
     what is loaded. A new object is loaded beside the running version and only then made
     V(current); previous versions stay pinned for an instant rollback (O(keep_versions), O(version)).
@@ -231,13 +236,18 @@ maps:
       type: int
       sample: 0
     pin:
-      description: Pin path, shared by all versions.
+      description: Pin path, shared by all versions (the version's own for RV(maps[].per_version)).
       type: str
       sample: /sys/fs/bpf/ebpf_deploy/pktcount/maps/pkt_count
     reused:
       description: V(true) when the pinned map (and its contents) is kept, V(false) when it is new.
       type: bool
       sample: true
+    per_version:
+      description: V(true) for a C(prog_array) the object initialises, which each version has of its own.
+      type: bool
+      sample: false
+      version_added: 0.1.0
 versions:
   description: Pinned versions after the run, oldest deployed first.
   returned: always

@@ -35,6 +35,7 @@ BAD = Path("/tmp") / f"ebpfd_fault_inputs_{secrets.token_hex(3)}"
 VICTIM = Path("/tmp") / f"ebpfd_fault_victim_{secrets.token_hex(3)}"
 NOT_BPFFS = Path("/tmp") / f"ebpfd_fault_plaindir_{secrets.token_hex(3)}"
 FOREIGN = f"ebpfd_foreign{secrets.token_hex(3)}"   # another tool's directory under the live root
+SPIN_LOCK_DIR = "ebpfd_spinlock"   # spin_lock_pair's programs and maps, pinned under the root by bpftool
 ZERO64 = "0" * 64
 ARGSPEC_HEADER = "Validation of arguments failed:\n"
 
@@ -285,6 +286,10 @@ CASES = [
          r"program id\) \d+ is out of range"),
     Case("map-absent-symlink", "bpf_map", lambda L: {"path": f"{L.root}/ebpfd_maplink", "state": "absent"},
          r"symlink"),
+    Case("map-spin-lock-field-written", "bpf_map",
+         lambda L: {"path": f"{L.root}/{SPIN_LOCK_DIR}/maps/pairs",
+                    "entries": [{"key": 0, "value": {"lock": {"val": 1}, "a": 1, "b": 1}}]},
+         r"'lock' is the value's bpf_spin_lock"),
     # --- a bpffs_root shared with another tool: its directory of the same name is left alone
     Case("program-absent-foreign-dir", "bpf_program",
          lambda L: {"name": FOREIGN, "bpffs_root": str(L.root), "state": "absent"},
@@ -380,6 +385,10 @@ def run_case(case: Case, live) -> dict:
 def _prepare(case: Case, live) -> None:
     if case.id == "map-absent-symlink" and not os.path.lexists(live.root / "ebpfd_maplink"):
         os.symlink(live.map_pin, live.root / "ebpfd_maplink")
+    if case.id == "map-spin-lock-field-written" and not (live.root / SPIN_LOCK_DIR).exists():
+        subprocess.run(["bpftool", "prog", "loadall", obj("spin_lock_pair"), str(live.root / SPIN_LOCK_DIR / "progs"),
+                        "pinmaps", str(live.root / SPIN_LOCK_DIR / "maps")], check=True, capture_output=True,
+                       timeout=60)
     if case.id.endswith("foreign-dir"):  # another tool's pins under a shared root (a dir is enough)
         (live.root / FOREIGN / "tc" / "globals").mkdir(parents=True, exist_ok=True)
     if case.id == "program-root-not-bpffs-absent":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import assert_one_line_failure, listing
+from tests.helpers import assert_one_line_failure, bpftool, listing, map_u64
 from tests.integration import xdp_helpers as h
 
 VETH_TAG = "bd"
@@ -203,3 +203,95 @@ def test_health_input_the_host_cannot_judge_is_refused_before_the_switch(ansible
         run = ansible_module("bpf_deployment", args(veth, deployment, bpffs_root, obj, confirm_timeout=30, health=health))
         assert_one_line_failure(run, expected)
         assert listing(bpffs_root) == [] and attached_id(veth) is None, f"{expected}: something was loaded"
+
+
+# --- a statically initialised PROG_ARRAY: each version calls its own callee ------------------------
+def tailcall_args(veth, name: str, root: Path, obj: Path, **extra) -> dict:
+    return dict({"name": name, "src": str(obj), "bpffs_root": str(root),
+                 "attach": [{"program": "xdp_entry", "interface": veth.host_if, "netns": veth.host_ns,
+                             "mode": "generic"}]}, **extra)
+
+
+def as_int(shown) -> int:
+    """A bpftool key or value: a number (with BTF) or little-endian hex bytes."""
+    return shown if isinstance(shown, int) else int.from_bytes(bytes(int(b, 16) for b in shown), "little")
+
+
+def table_slots(prog_id: int) -> dict:
+    """The slots of the PROG_ARRAY an (entry) program uses, read with bpftool: {slot: program id}."""
+    for map_id in bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
+        if bpftool("map", "show", "id", str(map_id))["type"] == "prog_array":
+            slots = {}
+            for entry in bpftool("map", "dump", "id", str(map_id)) or []:
+                entry = entry.get("formatted", entry)
+                slots[as_int(entry["key"])] = as_int(entry["value"])
+            return slots
+    raise AssertionError(f"program {prog_id} uses no PROG_ARRAY")
+
+
+def hits_by_version(veth, root: Path, name: str, packets: int = 100) -> tuple:
+    """Send packets, then how many each version's callee counted meanwhile: (v1, v2)."""
+    pin = root / name / "maps" / "hits"
+    before = (map_u64(pin, 1), map_u64(pin, 2))
+    assert veth.send(packets) == packets
+    return map_u64(pin, 1) - before[0], map_u64(pin, 2) - before[1]
+
+
+def test_a_static_prog_array_changes_only_at_the_switch_and_back_at_the_rollback(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
+    v1 = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static")))
+    assert not v1["failed"], v1
+    v1_entry = attached_id(veth)
+    v1_slots = table_slots(v1_entry)
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1's entry does not reach v1's callee"
+    own_table = bpffs_root / deployment / v1["version"] / "maps" / "jmp_table"
+    assert own_table.exists() and not (bpffs_root / deployment / "maps" / "jmp_table").exists()
+
+    a2 = tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static_v2"), confirm_timeout=120)
+    pins = listing(bpffs_root)
+    check = ansible_module("bpf_deployment", a2, check=True)
+    assert not check["failed"] and check["changed"] and check["action"] == "load", check
+    assert table_slots(v1_entry) == v1_slots, "a check-mode load wrote into the running version's table"
+    assert listing(bpffs_root) == pins, "check mode pinned something"
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1 tail-calls another callee after check mode"
+
+    staged = ansible_module("bpf_program", {"name": deployment, "src": str(bpf_object("tailcall_static_v2")),
+                                            "bpffs_root": str(bpffs_root), "keep_versions": 2})
+    assert not staged["failed"] and staged["action"] == "load", staged
+    assert attached_id(veth) == v1_entry
+    assert table_slots(v1_entry) == v1_slots, "loading v2 wrote into v1's table"
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1's entry tail-calls v2's callee before the switch"
+    back_to_v1 = ansible_module("bpf_program", {"name": deployment, "version": v1["version"],
+                                                "bpffs_root": str(bpffs_root), "keep_versions": 2})
+    assert not back_to_v1["failed"], back_to_v1
+
+    v2 = ansible_module("bpf_deployment", a2)
+    assert not v2["failed"] and v2["pending"], v2
+    assert attached_id(veth) != v1_entry
+    assert hits_by_version(veth, bpffs_root, deployment) == (0, 100), "after the switch v2's callee counts"
+    assert table_slots(v1_entry) == v1_slots
+
+    rolled = ansible_module("bpf_deployment", {"name": deployment, "state": "rolled_back",
+                                               "bpffs_root": str(bpffs_root)})
+    assert not rolled["failed"] and rolled["version"] == v1["version"], rolled
+    assert attached_id(veth) == v1_entry
+    assert table_slots(v1_entry) == v1_slots
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "after the rollback v1's callee counts again"
+
+
+def test_maps_entries_for_a_static_prog_array_are_refused_by_name(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
+    v1 = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static")))
+    assert not v1["failed"], v1
+    before = (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth)))
+    write = [{"map": "jmp_table", "entries": [{"key": 0, "value": "xdp_entry"}]}]
+    for check in (True, False):
+        refused = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root,
+                                                                 bpf_object("tailcall_static_v2"), maps=write),
+                                 check=check)
+        assert_one_line_failure(refused, "jmp_table", "one per version")
+        assert (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth))) == before
+    alone = ansible_module("bpf_map", {"deployment": deployment, "map": "jmp_table", "bpffs_root": str(bpffs_root),
+                                       "entries": [{"key": 0, "value": "xdp_entry"}]})
+    assert_one_line_failure(alone, "jmp_table", "one per version")
+    assert (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth))) == before

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.ebpf.deploy.plugins.module_utils import _map
 from ansible_collections.ebpf.deploy.plugins.module_utils._map import path_lock_name
 
 from tests import helpers
@@ -472,3 +473,49 @@ def test_diff_of_a_real_purge_is_keyed_by_map_key_and_cut_with_n_more(ansible_mo
     result = direct(again)
     assert result["added"] == list(range(1, 30)) and result["changed_keys"] == [0]
     assert len(result["diff"]["after"]["entries"]) == 20 and result["diff"]["after"]["more"] == "10 more"
+
+
+# --- values holding a bpf_spin_lock: written and read under it (BPF_F_LOCK) ----------------------------
+def test_values_with_a_spin_lock_never_tear_while_the_program_updates_them(deploy, bpffs_root, veth):
+    """The program increments a and b of each entry under the value's lock, per packet; every value
+    bpf_map writes or reads meanwhile has a == b (a copy outside the lock could catch one increment
+    without the other), and the entries written keep being counted."""
+    name, progs, _maps = deploy("spin_lock_pair")
+    base = {"deployment": name, "bpffs_root": str(bpffs_root)}
+
+    def entries(value: int) -> list:
+        return [{"key": key, "value": {"a": value, "b": value}} for key in range(4)]
+
+    for map_name in ("pairs", "pair_slots"):   # the array's slots are there already, zero
+        wrote = direct(dict(base, map=map_name, entries=entries(0)))
+        assert not wrote.get("failed") and wrote["changed"] is (map_name == "pairs"), wrote
+    attach(veth, progs["xdp_lock_pair"])
+    sender = veth.start_sender(100_000_000)   # bounded; stopped by its PID below
+    seen = 0
+    try:
+        for round_ in range(1, 11):
+            for map_name in ("pairs", "pair_slots"):
+                wrote = direct(dict(base, map=map_name, entries=entries(round_ * 1_000_000), dump=True))
+                # many more reads than module runs allow: the manager itself, in this process
+                reads = [_map.MapManager(_map.Request.from_params(dict(base, map=map_name))).run().as_dict()
+                         for _read in range(100)]
+                for result in [wrote] + reads:
+                    assert not result.get("failed"), result
+                    for entry in result["entries"]:
+                        value = entry["value"]
+                        assert value["a"] == value["b"], f"{map_name}: a torn value {entry}"
+                        seen += 1
+    finally:
+        sent = veth.stop_sender(sender)
+    assert seen >= 10 * 2 * 101 * 4 and sent > 0
+    veth.send(20)
+
+    def counted() -> list:
+        return direct(dict(base, map="pairs"))["entries"]
+    assert wait_for(lambda: all(e["value"]["a"] == e["value"]["b"] >= 10_000_020 for e in counted())), \
+        f"the program stopped counting into the entries written: {counted()}"
+
+    # the lock is the kernel's: a value that sets it is refused by name, and nothing is written
+    bad = direct(dict(base, map="pairs", entries=[{"key": 0, "value": {"lock": {"val": 1}, "a": 5, "b": 5}}]))
+    assert bad["failed"] and helpers.one_line(bad["msg"]) and "bpf_spin_lock" in bad["msg"], bad
+    assert direct(dict(base, map="pairs"))["entries"][0]["value"]["a"] != 5

@@ -276,3 +276,49 @@ def test_values_as_read_are_written_back_padded_per_cpu_and_unchanged_otherwise(
     assert percpu(b"\x01\x00\x00\x00\x02\x00\x00\x00") == b"\x01" + bytes(7) + b"\x02" + bytes(7)
     assert plain(b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04"
     assert owned == []
+
+
+# --- BPF_F_LOCK: exactly for values that hold a bpf_spin_lock ------------------------------------------
+def fixture_btf(stem: str):
+    import os
+
+    from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf
+    from ansible_collections.ebpf.deploy.plugins.module_utils._objects import elf_sections
+
+    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", COLLECTIONS.parents[1] / "build" / "bpf")) / f"{stem}.bpf.o"
+    if not obj.exists():
+        pytest.skip(f"{obj} missing: run `make bpf`")
+    return Btf(elf_sections(obj.read_bytes())[".BTF"])
+
+
+def test_the_lock_flag_is_chosen_exactly_for_values_with_a_spin_lock():
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
+
+    locked = fixture_btf("spin_lock_pair")
+    pair = locked.find("pair", "STRUCT")
+    assert m.value_lock_field(locked, pair) == "lock"
+    assert m.MapHandle(fd=-1, pin="", info=None, lock_field="lock").lock_flags == uapi.BPF_F_LOCK == 4
+    # the lock alone is no value with a lock in it; a u64, a struct without one, no BTF: no flag
+    assert m.value_lock_field(locked, locked.find("bpf_spin_lock", "STRUCT")) is None
+    plain = fixture_btf("struct_value")
+    assert m.value_lock_field(plain, plain.find("rate_cfg", "STRUCT")) is None
+    assert m.value_lock_field(plain, plain.find("__u64", "TYPEDEF")) is None
+    assert m.value_lock_field(None, pair) is None and m.value_lock_field(locked, 0) is None
+    assert m.MapHandle(fd=-1, pin="", info=None).lock_flags == 0
+
+
+def test_a_value_that_sets_the_lock_is_refused_by_name():
+    from types import SimpleNamespace
+
+    from ansible_collections.ebpf.deploy.plugins.module_utils._codec import make_codec
+
+    btf = fixture_btf("spin_lock_pair")
+    pair = btf.find("pair", "STRUCT")
+    info = SimpleNamespace(type=m.MAP_HASH, name="pairs", key_size=4, value_size=24, max_entries=16, id=1)
+    manager = m.MapManager(m.Request(path="/sys/fs/bpf/ebpfd_x"))
+    manager.handle = m.MapHandle(fd=-1, pin="", info=info, btf=btf, value_type_id=pair, lock_field="lock")
+    codecs = make_codec("u32", 4), make_codec("btf", 24, btf=btf, type_id=pair)
+    (ok,) = manager._desired([{"key": 0, "value": {"a": 1, "b": 1}}], {}, info, *codecs, 1)
+    assert codecs[1].decode(ok.value) == {"lock": {"val": 0}, "a": 1, "b": 1}
+    with pytest.raises(InvalidInput, match=r"value field 'lock' is the value's bpf_spin_lock.*nothing was written"):
+        manager._desired([{"key": 0, "value": {"lock": {"val": 1}, "a": 1}}], {}, info, *codecs, 1)

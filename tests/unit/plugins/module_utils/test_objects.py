@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,11 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
     object_license,
     parse_checksum,
     read_source,
+    statically_initialised_maps,
     verify_checksum,
 )
+
+BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", Path(__file__).resolve().parents[4] / "build" / "bpf"))
 
 
 def make_elf(*, machine=247, e_type=1, sections=((".text", b"\x95" + b"\0" * 7), ("license", b"GPL\0"))):
@@ -135,3 +139,24 @@ def test_the_object_is_read_from_content_or_a_regular_file_only(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(InvalidInput, match="is not a regular file"):   # and does not block on open
         read_source(str(fifo), None, label="fifo.bpf.o")
+
+
+def fixture_bytes(stem: str) -> bytes:
+    path = BPF_DIR / f"{stem}.bpf.o"
+    if not path.exists():
+        pytest.skip(f"{path} missing: run `make bpf`")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("stem, initialised", [
+    ("tailcall_static", {"jmp_table"}),      # .values = { [0] = &xdp_tail_callee }
+    ("tailcall_static_v2", {"jmp_table"}),
+    ("tailcall", set()),                     # a PROG_ARRAY filled by maps: entries, not by the object
+    ("counter_v2", set()),
+])
+def test_statically_initialised_maps_are_read_from_the_relocations_into_maps(stem, initialised):
+    assert statically_initialised_maps(fixture_bytes(stem)) == initialised
+
+
+def test_an_object_without_maps_has_no_initialised_map():
+    assert statically_initialised_maps(make_elf()) == frozenset()

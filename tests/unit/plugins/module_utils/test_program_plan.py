@@ -28,6 +28,17 @@ def test_matching_pinned_map_is_reused():
     assert (plan.action, plan.reused, plan.needs_pin, plan.pinned_id) == ("reuse", True, False, 7)
 
 
+def test_a_statically_initialised_prog_array_is_never_reused_and_needs_no_load_of_its_own():
+    table = spec(name="jmp_table", type=3, type_name="prog_array", value_size=4, per_version=True)
+    # not even a matching shared pin, nor a live table of the running version: libbpf would write into it
+    plan = plan_map(table, spec(name="jmp_table", type=3, type_name="prog_array", value_size=4), pinned_id=7,
+                    live=(8, table), map_conflict="fail")
+    assert (plan.action, plan.reused, plan.needs_pin) == ("per_version", False, False)
+    # a pinned version brings its own table: switching to it needs no load
+    assert decide(wanted_version=V2, wanted_programs=["p"], current_version=V1, pinned_programs={V2: ["p"]},
+                  map_plans=[plan]) == "switch"
+
+
 def test_conflicting_pinned_map_is_refused_with_both_specs():
     with pytest.raises(MapConflict) as err:
         plan_map(spec(type=1, type_name="hash", max_entries=4096), spec(), pinned_id=7, live=None,
