@@ -188,17 +188,45 @@ def _interfaces_by_name(facts: dict) -> dict:
     return out
 
 
+def _hook_link(want: dict, links: Dict[str, dict], taken: set) -> Optional[str]:
+    """The pin name (``<target>:<hook>``) of the deployment's link other than XDP that ``want``
+    names: by its hook and interface where it gives them, else the first one not yet judged."""
+    hook, interface = want.get("hook"), want.get("interface")
+    where = None
+    if interface:
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import link_pin_name  # pylint: disable=import-outside-toplevel
+        try:
+            where = link_pin_name(interface, want.get("netns"), kind="any").rsplit(":", 1)[0] + ":"
+        except InvalidInput:
+            return None
+    for name, link in links.items():
+        if name in taken or link["hook"] == "xdp" or (hook and link["hook"] != hook):
+            continue
+        if where is None or name.startswith(where):
+            return name
+    return None
+
+
 def _attached_from_facts(facts: dict, deployments: list) -> list:
-    """Each wanted attachment: does its interface run the deployment's current program (and mode)?"""
+    """Each wanted attachment: does its target run the deployment's current program (and, for
+    XDP, mode)? XDP from the interfaces, every other hook from the links pinned under links/."""
     by_interface = {(e.get("netns") or None, e["interface"]): e for e in facts.get("xdp", [])}
     found = []
     for dep in deployments:
         state = (facts.get("deployments") or {}).get(dep["name"]) or {}
         programs = (state.get("versions") or {}).get(state.get("current")) or {}
+        links = state.get("attachments") or {}
+        taken: set = set()
         for want in dep.get("attach") or []:
+            wanted_id = programs.get(want["program"])
+            pin_name = _hook_link(want, links, taken) if want.get("hook") != "xdp" else None
+            if pin_name is not None or (want.get("hook") not in (None, "xdp") or not want.get("interface")):
+                taken.add(pin_name)
+                found.append(_judge_link(f"{dep['name']} {want['program']} on {pin_name or want.get('hook') or 'its hook'}",
+                                         links.get(pin_name), wanted_id))
+                continue
             label = f"{dep['name']} {want['program']} on {want['interface']}"
             entry = by_interface.get((want.get("netns") or None, want["interface"]))
-            wanted_id = programs.get(want["program"])
             if entry is None:
                 problem = "interface not found"
             elif not entry.get("prog_id"):
@@ -213,13 +241,25 @@ def _attached_from_facts(facts: dict, deployments: list) -> list:
     return found
 
 
+def _judge_link(label: str, link: Optional[dict], wanted_id: Optional[int]) -> dict:
+    if link is None:
+        problem = "no link pinned"
+    elif not link.get("prog_id"):
+        problem = "the pinned link is gone from the kernel"
+    elif link["prog_id"] != wanted_id:
+        problem = f"program id {link['prog_id']} attached, not {wanted_id}"
+    else:
+        problem = None
+    return {"name": f"{label} ({problem})" if problem else label, "ok": problem is None}
+
+
 def _attached_from_switch(registered: Optional[dict]) -> list:
     """Each attachment as the bpf_deployment run of the switch left it."""
     found = []
     for result in _results(registered):
         name = (result.get("item") or {}).get("name")
         for entry in result.get("attach") or []:
-            label = f"{name} {entry.get('program')} on {entry.get('interface')}"
+            label = f"{name} {entry.get('program')} on {entry.get('interface') or entry.get('hook')}"
             ok = not result.get("failed") and bool(entry.get("prog_id"))
             found.append({"name": label if ok else f"{label} (not attached)", "ok": ok})
     return found
@@ -322,7 +362,7 @@ def on_host(health: dict, *, deployments: List[dict], bpffs_root: str) -> dict:
     validate(checks)
     soak = float(health.get("soak_seconds") or 0)
     kinds = {c["type"] for c in checks}
-    subsets = ["programs", "xdp"] + (["interfaces"] if "interface" in kinds else []) + (["dmesg"] if "dmesg" in kinds else [])
+    subsets = ["programs", "links", "xdp"] + (["interfaces"] if "interface" in kinds else []) + (["dmesg"] if "dmesg" in kinds else [])
     netns = _netns_names(checks, deployments)
     started = time.monotonic()
     raw: dict = {"deployments": deployments}

@@ -37,7 +37,7 @@ extends_documentation_fragment:
   - ebpf.deploy.pins
   - ebpf.deploy.lock
   - ebpf.deploy.record
-  - ebpf.deploy.xdp_attachment.deployment
+  - ebpf.deploy.hook_attachment.deployment
   - ebpf.deploy.map_entries.deployment
 attributes:
   check_mode:
