@@ -137,14 +137,14 @@ def test_tcx_deployment_switch_rollback_and_absent(ansible_module, veth, bpffs_r
 def test_watcher_rollback_and_health_for_a_tcx_item(ansible_module, veth, bpffs_root, state_dir, name, bpf_object):
     """The health check `attached` judges the tcx link; the host rolls back by itself at the deadline."""
     health = {"soak_seconds": 0, "checks": [{"type": "attached"}]}
-    v1 = ok(ansible_module("bpf_deployment", deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter"),
-                                                         [item(veth)], health=health)))
+    v1_args = deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter"), [item(veth)], health=health)
+    v1 = ok(ansible_module("bpf_deployment", v1_args))
     assert v1["health"]["checks"][0]["passed"], v1["health"]
     assert "1 attachment(s) as wanted" in v1["health"]["checks"][0]["detail"]
     v1_link = link(bpffs_root, name, veth)
+    v2_items = [item(veth, hook="tcx_ingress"), item(veth, "tcx_count_egress")]
     v2 = ok(ansible_module("bpf_deployment", deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter_v2"),
-                                                         [item(veth, hook="tcx_ingress"),
-                                                          item(veth, "tcx_count_egress")], confirm_timeout=2)))
+                                                         v2_items, confirm_timeout=2)))
     assert v2["pending"] and link(bpffs_root, name, veth)["prog_id"] != v1_link["prog_id"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and link(bpffs_root, name, veth)["prog_id"] != v1_link["prog_id"]:
