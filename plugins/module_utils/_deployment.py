@@ -4,15 +4,17 @@
 """Private to ebpf.deploy: the manager behind ``ebpf.deploy.bpf_deployment``.
 
 A whole deployment in one run: the object's programs pinned as a version (the bpf_program
-manager), each attachment on its interface (the xdp_attach manager) and each map's entries (the
-bpf_map manager), in that order, in one process and under the deployment's lock for the whole
-run, so that converging a host, or asking in check mode whether it has converged, costs one
-module run instead of one per part.
+manager), each attachment on its hook (the xdp_attach manager for XDP, bpf_attach's for every
+other hook; _attach_item decides which) and each map's entries (the bpf_map manager), in that
+order, in one process and under the deployment's lock for the whole run, so that converging a
+host, or asking in check mode whether it has converged, costs one module run instead of one per
+part.
 
 Every switch is a transaction of the host's record (_record): before the first change of a run
 the record says *pending* (and, with ``confirm_timeout``, a watcher that outlives the module will
 roll it back at the deadline); each part tells the record what it is about to replace (the program
-that held an interface, kept pinned under ``replaced/``; the prior bytes of each map entry).
+that held an interface or a hook's link, kept pinned under ``replaced/``; the prior bytes of each
+map entry).
 Then:
 
 * ``state: committed`` confirms the pending version; only then are old versions unpinned;

@@ -220,37 +220,41 @@ def _attached_from_facts(facts: dict, deployments: list) -> list:
         for want in dep.get("attach") or []:
             wanted_id = programs.get(want["program"])
             pin_name = _hook_link(want, links, taken) if want.get("hook") != "xdp" else None
-            if pin_name is not None or (want.get("hook") not in (None, "xdp") or not want.get("interface")):
-                taken.add(pin_name)
-                found.append(_judge_link(f"{dep['name']} {want['program']} on {pin_name or want.get('hook') or 'its hook'}",
-                                         links.get(pin_name), wanted_id))
+            if pin_name is None and want.get("hook") in (None, "xdp") and want.get("interface"):
+                entry = by_interface.get((want.get("netns") or None, want["interface"]))
+                found.append(_judged(f"{dep['name']} {want['program']} on {want['interface']}",
+                                     _xdp_problem(entry, want, wanted_id)))
                 continue
-            label = f"{dep['name']} {want['program']} on {want['interface']}"
-            entry = by_interface.get((want.get("netns") or None, want["interface"]))
-            if entry is None:
-                problem = "interface not found"
-            elif not entry.get("prog_id"):
-                problem = "no XDP program attached"
-            elif entry["prog_id"] != wanted_id:
-                problem = f"program id {entry['prog_id']} attached, not {wanted_id}"
-            elif want.get("mode") and entry.get("mode") != want["mode"]:
-                problem = f"mode {entry.get('mode')}, not {want['mode']}"
-            else:
-                problem = None
-            found.append({"name": f"{label} ({problem})" if problem else label, "ok": problem is None})
+            taken.add(pin_name)
+            found.append(_judged(f"{dep['name']} {want['program']} on {pin_name or want.get('hook') or 'its hook'}",
+                                 _link_problem(links.get(pin_name), wanted_id)))
     return found
 
 
-def _judge_link(label: str, link: Optional[dict], wanted_id: Optional[int]) -> dict:
-    if link is None:
-        problem = "no link pinned"
-    elif not link.get("prog_id"):
-        problem = "the pinned link is gone from the kernel"
-    elif link["prog_id"] != wanted_id:
-        problem = f"program id {link['prog_id']} attached, not {wanted_id}"
-    else:
-        problem = None
+def _judged(label: str, problem: Optional[str]) -> dict:
     return {"name": f"{label} ({problem})" if problem else label, "ok": problem is None}
+
+
+def _xdp_problem(entry: Optional[dict], want: dict, wanted_id: Optional[int]) -> Optional[str]:
+    if entry is None:
+        return "interface not found"
+    if not entry.get("prog_id"):
+        return "no XDP program attached"
+    if entry["prog_id"] != wanted_id:
+        return f"program id {entry['prog_id']} attached, not {wanted_id}"
+    if want.get("mode") and entry.get("mode") != want["mode"]:
+        return f"mode {entry.get('mode')}, not {want['mode']}"
+    return None
+
+
+def _link_problem(link: Optional[dict], wanted_id: Optional[int]) -> Optional[str]:
+    if link is None:
+        return "no link pinned"
+    if not link.get("prog_id"):
+        return "the pinned link is gone from the kernel"
+    if link["prog_id"] != wanted_id:
+        return f"program id {link['prog_id']} attached, not {wanted_id}"
+    return None
 
 
 def _attached_from_switch(registered: Optional[dict]) -> list:

@@ -5,7 +5,7 @@
 
 Each group below is the argument spec of one concept, with its types, choices and defaults; the
 modules build their ``ARGUMENT_SPEC`` from the groups with ``compose()`` and add only the options
-that are theirs alone (``state``, ``create``, the hooks of bpf_attach, ...). Each group is
+that are theirs alone (``state``, ``create``, bpf_attach's ``section``, ...). Each group is
 documented by the doc fragment of the same name in ``plugins/doc_fragments/`` (the sub-options of
 bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``hook_attachment`` and
 ``map_entries``), and ``make sanity`` (validate-modules) holds every module's docs to its spec.

@@ -190,3 +190,27 @@ def test_bad_items_are_refused_in_one_line_and_change_nothing(ansible_module, ve
     assert result["failed"] and message in result["msg"] and "\n" not in result["msg"], result["msg"]
     assert not (bpffs_root / name).exists() and not list(state_dir.glob(f"root-*/{name}"))
     assert tcx_ids(veth) == []
+
+
+def test_rollout_role_with_a_tcx_deployment_passes_attached(tmp_path):
+    """canary.yml on one lab host, one stage: a tcx deployment (hook from its section) is switched,
+    judged `attached` from its pinned link, committed; bpf_facts over SSH sees the link run it."""
+    from tests.lab import labctl   # pylint: disable=import-outside-toplevel
+    repo = Path(__file__).resolve().parents[2]
+    with labctl.running(count=1) as lab:
+        variables = {"rollout_deployments": [{"name": "ebpfd_tcx", "src": str(helpers.BPF_DIR / "tcx_counter.bpf.o"),
+                                              "program_type": "sched_cls",
+                                              "attach": [{"interface": "eth0", "program": "tcx_count"}]}],
+                     "rollout_health": {"soak_seconds": 0, "checks": [{"type": "attached"}]},
+                     "rollout_serial": [1]}
+        vars_file = tmp_path / "vars.json"
+        vars_file.write_text(json.dumps(variables))
+        proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(repo / "playbooks" / "canary.yml"),
+                               "-e", f"@{vars_file}"], capture_output=True, text=True, cwd=repo, timeout=600,
+                              check=False, env=labctl.ansible_env())
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "1 health check(s) passed" in proc.stdout, proc.stdout[-3000:]
+        facts = lab.ansible("all", "ebpf.deploy.bpf_facts", json.dumps({"gather_subset": ["programs", "links"]}))
+        (result,) = labctl.parse_oneline(facts.stdout).values()
+        dep = result["ansible_facts"]["ebpf"]["deployments"]["ebpfd_tcx"]
+        assert dep["attachments"]["eth0:tcx_ingress"]["prog_id"] == dep["versions"][dep["current"]]["tcx_count"], dep
