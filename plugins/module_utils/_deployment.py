@@ -234,7 +234,7 @@ class DeploymentManager:
             return self._present()
 
     def _validate(self) -> None:
-        sections = self._sections() if any(not spec.get("hook") for spec in self.attach) else {}
+        sections = self._sections() if self.attach else {}   # each item's hook, or its program's type
         self.items = []
         seen = set()
         for spec in self.attach:
@@ -254,7 +254,7 @@ class DeploymentManager:
 
     def _sections(self) -> Dict[str, str]:
         """{program: ELF section} of the object this run deploys (or of the version it names,
-        or of the committed one), for the items that leave their hook to the section."""
+        or of the committed one): the hook of an item that names none, the program type of all."""
         req = self.req
         try:
             if req.content is not None or req.src:

@@ -64,3 +64,13 @@ def test_the_request_of_an_item_is_bpf_attachs():
     assert req.before == "7" and req.force is False and req.state == "present"
     gone = items.request("/r", "d", {"program": "p", "hook": "tcx_ingress"}, state="absent", force=True)
     assert gone.state == "absent" and gone.force is True
+
+
+def test_the_sections_of_an_object_are_read_without_libbpf():
+    from tests import helpers
+    path = helpers.BPF_DIR / "tcx_counter_v2.bpf.o"
+    if not path.exists():
+        pytest.skip(f"{path} missing: run `make bpf`")
+    assert items.program_sections(path.read_bytes()) == {"tcx_count": "tcx/ingress",
+                                                         "tcx_count_egress": "tcx/egress"}
+    assert items.program_sections(b"not an object") == {}
