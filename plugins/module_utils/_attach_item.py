@@ -81,7 +81,7 @@ def hook_of(spec: dict, *, section: Optional[str], program_type: Optional[str] =
     prog_type = PROG_TYPES.get(program_type) if program_type else (
         hooks.hook(parsed.hook).prog_types[0] if parsed else None)
     if prog_type is not None:
-        where = f"section {section}" if section else f"program_type {program_type}"
+        where = f"program_type {program_type}" if program_type else f"section {section}"
         hooks.check_prog_type(row, prog_type, prog_label=f"{program!r} ({where})",
                               type_name=PROG_TYPE_NAMES.get(prog_type, str(prog_type)))
     target = spec.get("target") or (parsed.target if parsed and parsed.hook == row.name else None)

@@ -253,13 +253,15 @@ class DeploymentManager:
             raise InvalidInput(f"maps lists {', '.join(twice)} more than once")
 
     def _sections(self) -> Dict[str, str]:
-        """{program: ELF section} of the object this run deploys (or of the version it names,
-        or of the committed one): the hook of an item that names none, the program type of all."""
+        """{program: ELF section} of the object this run deploys (or of the version it names, or
+        of the committed or pending one: a state absent without src): the hook of an item that
+        names none, the program type of all."""
         req = self.req
         try:
             if req.content is not None or req.src:
                 return items.program_sections(objects.read_source(req.src, req.content, label=req.src or "object"))
-            version = req.version or self.record.state().get("committed")
+            state = self.record.state()
+            version = req.version or state.get("committed") or (state.get("pending") or {}).get("version")
             return items.program_sections(self.record.version_object(version)) if version else {}
         except (EbpfDeployError, OSError, ValueError):
             return {}   # the program manager refuses an object it cannot read, in its own words
