@@ -11,7 +11,8 @@ short_description: Converge a whole BPF deployment (programs, attachments on any
 version_added: 0.1.0
 description:
   - Does in one module run what M(ebpf.deploy.bpf_program), M(ebpf.deploy.xdp_attach) (or
-    M(ebpf.deploy.bpf_attach), for tcx, cgroup, tracing and netfilter hooks) and M(ebpf.deploy.bpf_map) do one by one, with the same options and the same guarantees, so that a
+    M(ebpf.deploy.bpf_attach), for tcx, cgroup, tracing and netfilter hooks) and
+    M(ebpf.deploy.bpf_map) do one by one, with the same options and the same guarantees, so that a
     host converges, or says in check mode whether it has converged, in one round trip.
   - The object's programs are loaded beside the running version and pinned as a version under
     O(bpffs_root)/O(name)/; then every O(attach) entry is switched atomically to its program of the

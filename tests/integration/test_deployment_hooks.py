@@ -143,8 +143,8 @@ def test_watcher_rollback_and_health_for_a_tcx_item(ansible_module, veth, bpffs_
     assert "1 attachment(s) as wanted" in v1["health"]["checks"][0]["detail"]
     v1_link = link(bpffs_root, name, veth)
     v2_items = [item(veth, hook="tcx_ingress"), item(veth, "tcx_count_egress")]
-    v2 = ok(ansible_module("bpf_deployment", deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter_v2"),
-                                                         v2_items, confirm_timeout=2)))
+    v2_args = deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter_v2"), v2_items, confirm_timeout=2)
+    v2 = ok(ansible_module("bpf_deployment", v2_args))
     assert v2["pending"] and link(bpffs_root, name, veth)["prog_id"] != v1_link["prog_id"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and link(bpffs_root, name, veth)["prog_id"] != v1_link["prog_id"]:
@@ -153,12 +153,12 @@ def test_watcher_rollback_and_health_for_a_tcx_item(ansible_module, veth, bpffs_
     assert link(bpffs_root, name, veth, "tcx_egress") is None
 
 
-def test_a_switch_that_fails_after_a_link_update_gives_the_link_back(ansible_module, veth, bpffs_root, state_dir,
-                                                                    name, bpf_object):
+def test_a_switch_that_fails_after_a_link_update_gives_the_link_back(ansible_module, veth, bpffs_root,
+                                                                     state_dir, name, bpf_object):
     """v2's ingress link is updated, then its egress item fails (an anchor that is not there): the
     run undoes itself - v1's program back on the same link, v1 current, nothing pending."""
-    v1 = ok(ansible_module("bpf_deployment", deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter"),
-                                                         [item(veth)])))
+    v1_args = deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter"), [item(veth)])
+    v1 = ok(ansible_module("bpf_deployment", v1_args))
     v1_link = link(bpffs_root, name, veth)
     bad = deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter_v2"),
                      [item(veth), item(veth, "tcx_count_egress", before="999999")])
@@ -166,8 +166,7 @@ def test_a_switch_that_fails_after_a_link_update_gives_the_link_back(ansible_mod
     assert failed["failed"] and "999999" in failed["msg"] and "\n" not in failed["msg"], failed["msg"]
     assert f"given back to program id {v1_link['prog_id']}" in failed["msg"], failed["msg"]
     assert link(bpffs_root, name, veth) == v1_link and tcx_ids(veth, TCX_EGRESS) == []
-    again = ok(ansible_module("bpf_deployment", deployment(name, bpffs_root, state_dir, bpf_object("tcx_counter"),
-                                                            [item(veth)])))
+    again = ok(ansible_module("bpf_deployment", v1_args))
     assert not again["changed"] and again["committed"] == v1["version"], again
 
 
