@@ -1,11 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to ebpf.deploy
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documents the option group XDP_ATTACHMENT of plugins/module_utils/_options.py: as the options
-of xdp_attach, and (DEPLOYMENT) as the sub-options of bpf_deployment's attach.
-
-ansible-core merges fragments into a module's top-level options only, so the sub-options are
-written out a second time here, beside the first, short and pointing at xdp_attach for the detail.
+"""Documents the option group XDP_ATTACHMENT of plugins/module_utils/_options.py, the options of
+xdp_attach (bpf_deployment's attach items are documented by hook_attachment's DEPLOYMENT part).
 """
 from __future__ import annotations
 
@@ -47,48 +44,4 @@ options:
         must make way for a bpf_link.
     type: bool
     default: false
-"""
-
-    DEPLOYMENT = r"""
-options:
-  attach:
-    description:
-      - The XDP attachments of the deployment, each as M(ebpf.deploy.xdp_attach) would make it, with
-        a program of this deployment.
-      - Interfaces that are not listed are left alone.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      program:
-        description: The program of the deployment to attach.
-        type: str
-        required: true
-      interface:
-        description: Name of the network interface.
-        type: str
-        required: true
-      netns:
-        description: The named network namespace of O(attach[].interface); omitted, the module's own.
-        type: str
-      mode:
-        description:
-          - The XDP mode, as O(ebpf.deploy.xdp_attach#module:mode) describes. Omitted, the kernel
-            picks native where the driver has it and generic otherwise.
-        type: str
-        choices: [native, generic, offload]
-      method:
-        description:
-          - V(link) attaches with a C(bpf_link) pinned under O(bpffs_root)/O(name)C(/links/), updated
-            atomically on an upgrade.
-          - V(netlink) sets the program on the interface through rtnetlink (C(IFLA_XDP)).
-        type: str
-        choices: [link, netlink]
-        default: link
-      force:
-        description:
-          - Take over an interface that holds a program this deployment did not attach (another
-            tool's or another deployment's).
-        type: bool
-        default: false
 """

@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
@@ -309,12 +309,15 @@ class AttachResult(Result):
 class AttachManager:
     """read → plan → act → report for one hook and target."""
 
-    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False, bpf=None):
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False, bpf=None,
+                 before_change: Optional[Callable[[dict, object], None]] = None):
         request.validate()
         self.request = request
         self.check_mode = check_mode
         self.diff_mode = diff_mode   # the diff is returned either way: Ansible shows it in diff mode
         self._bpf = bpf
+        # bpf_deployment's record: told what held the link (its program id, or None) before a change
+        self.before_change = before_change
         self.warnings: list = []
 
     @property
@@ -458,11 +461,23 @@ class AttachManager:
 
     # --- run ---------------------------------------------------------------------------------------
     def run(self) -> AttachResult:
+        hook_row, family = self._family()
+        with self._lock(hook_row):
+            return self._run(hook_row, family)
+
+    def link_pin_name(self) -> str:
+        """``<target>:<hook>``, the name of the link pin, from the options alone (a missing target,
+        an unknown one or a kernel without the hook refused in one line; nothing is changed)."""
+        hook_row, family = self._family()
+        if (self.request.before or self.request.after) and hook_row.family != "tcx":
+            raise InvalidInput(f"before/after order programs on tcx hooks only, not on {hook_row.name}")
+        return os.path.basename(self.link_pin_path(hook_row, family.resolve(check_mode=True)))
+
+    def _family(self):
         hook_row, target_opt = self.resolve_hook()
         family = family_for(hook_row)(hook_row, _WithTarget(self.request, target_opt))
         family.check_kernel()
-        with self._lock(hook_row):
-            return self._run(hook_row, family)
+        return hook_row, family
 
     def _lock(self, hook_row: hooks.Hook):
         from ansible_collections.ebpf.deploy.plugins.module_utils._lock import deployment_lock  # pylint: disable=import-outside-toplevel
@@ -487,6 +502,8 @@ class AttachManager:
         self.warnings.extend(the_plan.warnings)
         link_id = current.link_id if current.pin_state == "live" else None
         if the_plan.changed and not self.check_mode:
+            if self.before_change is not None:
+                self.before_change({"prog_id": current.prog_id if current.pin_state == "live" else None}, self.bpf)
             link_id = self._act(the_plan, family, target, desired, current)
         return self._report(the_plan, family, target, desired, current, link_id)
 

@@ -4,15 +4,17 @@
 """Private to ebpf.deploy: the manager behind ``ebpf.deploy.bpf_deployment``.
 
 A whole deployment in one run: the object's programs pinned as a version (the bpf_program
-manager), each attachment on its interface (the xdp_attach manager) and each map's entries (the
-bpf_map manager), in that order, in one process and under the deployment's lock for the whole
-run, so that converging a host, or asking in check mode whether it has converged, costs one
-module run instead of one per part.
+manager), each attachment on its hook (the xdp_attach manager for XDP, bpf_attach's for every
+other hook; _attach_item decides which) and each map's entries (the bpf_map manager), in that
+order, in one process and under the deployment's lock for the whole run, so that converging a
+host, or asking in check mode whether it has converged, costs one module run instead of one per
+part.
 
 Every switch is a transaction of the host's record (_record): before the first change of a run
 the record says *pending* (and, with ``confirm_timeout``, a watcher that outlives the module will
 roll it back at the deadline); each part tells the record what it is about to replace (the program
-that held an interface, kept pinned under ``replaced/``; the prior bytes of each map entry).
+that held an interface or a hook's link, kept pinned under ``replaced/``; the prior bytes of each
+map entry).
 Then:
 
 * ``state: committed`` confirms the pending version; only then are old versions unpinned;
@@ -41,9 +43,11 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+from ansible_collections.ebpf.deploy.plugins.module_utils import _attach_item as items
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
+from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
 from ansible_collections.ebpf.deploy.plugins.module_utils import _options as options
 from ansible_collections.ebpf.deploy.plugins.module_utils import _program as program
 from ansible_collections.ebpf.deploy.plugins.module_utils import _record as record
@@ -64,13 +68,11 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
 PROGRAM_KEYS = tuple(key for key in options.names(options.PROGRAM, options.OBJECT, options.PINS, options.LOCK)
                      if key != "remote_src") + ("state", "preflight_fail_on")
 ATTACH_KEYS = options.names(options.DEPLOYMENT_ATTACH)
+# what the record keeps of an XDP item (the keys it kept before items named other hooks)
+XDP_ITEM_KEYS = options.names(options.XDP_ATTACHMENT) + ("program",)
 MAP_KEYS = options.names(options.DEPLOYMENT_MAP)
 STATES = ("present", "absent", "committed", "rolled_back")
 ROLLBACK_TARGETS = ("committed", "previous")
-
-
-def _attach_label(spec: dict) -> str:
-    return f"{spec['netns']}@{spec['interface']}" if spec.get("netns") else spec["interface"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,11 @@ class Parts:
         return xdp.XdpManager(request, **options)
 
     @staticmethod
+    def hook(request, **options):
+        """The manager of an item on any hook but XDP: bpf_attach's."""
+        return items.manager(request, **options)
+
+    @staticmethod
     def map(request, **options):
         return _maps().MapManager(request, **options)
 
@@ -155,6 +162,10 @@ class Parts:
                              our_link_pin=our_link_pin)
 
     @staticmethod
+    def give_back_hook(root: str, name: str, held: dict) -> str:
+        return items.give_back(root, name, held)
+
+    @staticmethod
     def restore_entries(pin: str, prior: List[dict]) -> int:
         return _maps().restore_entries(pin, prior)
 
@@ -181,6 +192,7 @@ class DeploymentManager:
         self.name = request.name
         self.root = request.bpffs_root or program.DEFAULT_BPFFS_ROOT
         self.attach: List[dict] = [dict(a) for a in request.attach or []]
+        self.items: List[items.Item] = []   # self.attach with each hook decided (by _validate)
         self.maps: List[dict] = [dict(m) for m in request.maps or []]
         self.warnings: List[str] = []
         self.record = record.Record(request.state_dir or record.DEFAULT_STATE_DIR, self.root, self.name)
@@ -223,18 +235,37 @@ class DeploymentManager:
             return self._present()
 
     def _validate(self) -> None:
+        sections = self._sections() if self.attach else {}   # each item's hook, or its program's type
+        self.items = []
         seen = set()
         for spec in self.attach:
-            key = (spec.get("netns"), spec["interface"])
-            if key in seen:
-                raise InvalidInput(f"attach lists interface {_attach_label(spec)} twice")
-            seen.add(key)
-            xdp_request(self.root, self.name, spec).validate()
-            self.parts.check_interface(spec)
+            item = items.resolve(spec, root=self.root, name=self.name, sections=sections,
+                                 program_type=self.req.program_type)
+            if item.label in seen:
+                raise InvalidInput(f"attach lists {'interface ' if item.xdp else ''}{item.label} twice")
+            seen.add(item.label)
+            if item.xdp:
+                xdp_request(self.root, self.name, spec).validate()
+                self.parts.check_interface(spec)
+            self.items.append(item)
         names = [m["map"] for m in self.maps]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise InvalidInput(f"maps lists {', '.join(twice)} more than once")
+
+    def _sections(self) -> Dict[str, str]:
+        """{program: ELF section} of the object this run deploys (or of the version it names, or
+        of the committed or pending one: a state absent without src): the hook of an item that
+        names none, the program type of all."""
+        req = self.req
+        try:
+            if req.content is not None or req.src:
+                return items.program_sections(objects.read_source(req.src, req.content, label=req.src or "object"))
+            state = self.record.state()
+            version = req.version or state.get("committed") or (state.get("pending") or {}).get("version")
+            return items.program_sections(self.record.version_object(version)) if version else {}
+        except (EbpfDeployError, OSError, ValueError):
+            return {}   # the program manager refuses an object it cannot read, in its own words
 
     # ---- the record's transaction
     def _ensure_pending(self, version: Optional[str] = None) -> None:
@@ -272,8 +303,8 @@ class DeploymentManager:
             return
         self._done.append(("program", lambda: self._undo_switch(version, old)))
 
-    def _before_attach(self, spec: dict) -> Callable[[dict, "xdp.Bpf"], None]:
-        label = _attach_label(spec)
+    def _before_attach(self, item: "items.Item") -> Callable[[dict, "xdp.Bpf"], None]:
+        label, spec = item.label, item.spec
 
         def remember(held: dict, bpf: "xdp.Bpf") -> None:
             self._ensure_pending()
@@ -282,9 +313,12 @@ class DeploymentManager:
             kept = None
             if held.get("prog_id"):
                 kept = str(Deployment(self.root, self.name).path / REPLACED_DIR
-                           / link_pin_name(spec["interface"], spec.get("netns")))
+                           / (link_pin_name(spec["interface"], spec.get("netns")) if item.xdp else label))
                 self.parts.keep_program(bpf, held["prog_id"], kept)
-            held = dict(held, interface=spec["interface"], netns=spec.get("netns"), kept_pin=kept)
+            if item.xdp:
+                held = dict(held, interface=spec["interface"], netns=spec.get("netns"), kept_pin=kept)
+            else:   # what give_back needs to find the hook again, in a later run or at the deadline
+                held = dict(held, hook=item.hook, spec={k: spec.get(k) for k in ATTACH_KEYS}, kept_pin=kept)
             record.remember_holder(self.txn["pending"], label, held)
             self.record.write_state(self.txn)
             # recorded before the change: an attach that failed halfway is given back too
@@ -331,7 +365,7 @@ class DeploymentManager:
             if prog.action != "none":
                 self._did_switch(prog.version, old_version)
             self._refuse_per_version_tables(prog)
-            attached = [self._attach_one(spec, prog, old_version) for spec in self.attach]
+            attached = [self._attach_one(item, prog, old_version) for item in self.items]
             written = [(spec["map"], self._map_one(spec)) for spec in self.maps]
             removed = self._settle(prog, attached, [result for _name, result in written])
         except (EbpfDeployError, OSError, ValueError) as exc:
@@ -371,7 +405,8 @@ class DeploymentManager:
             # as they read back; a rollback or a restore loads the version with them again
             "globals": prog.globals if data is not None else known.get("globals"),
             "map_conflict": self.req.map_conflict or "fail",
-            "attach": [{k: a.get(k) for k in ATTACH_KEYS} for a in self.attach],
+            "attach": [{k: item.spec.get(k) for k in (XDP_ITEM_KEYS if item.xdp else ATTACH_KEYS)}
+                       for item in self.items],
             "maps": [{k: m.get(k) for k in MAP_KEYS} for m in self.maps],
             # verified again before the stored object is loaded (a restore at boot)
             "signed": (self._program_manager.signed.as_record() if data is not None and self._program_manager
@@ -387,33 +422,45 @@ class DeploymentManager:
         self._program_manager = manager
         return manager.run()
 
-    def _attach_one(self, spec: dict, prog: "program.ProgramResult", old_version: Optional[str]) -> "xdp.XdpResult":
-        request = xdp_request(self.root, self.name, spec)
+    def _attach_request(self, item: "items.Item", **changes):
+        """The request of the manager that attaches ``item`` (XDP's, or bpf_attach's)."""
+        if item.xdp:
+            return xdp_request(self.root, self.name, dict(item.spec, **changes))
+        return items.request(self.root, self.name, item.spec, **changes)
+
+    def _attach_manager(self, item: "items.Item"):
+        return self.parts.xdp if item.xdp else self.parts.hook
+
+    def _attach_one(self, item: "items.Item", prog: "program.ProgramResult", old_version: Optional[str]):
+        request = self._attach_request(item)
         if self.check_mode and prog.action != "none":
-            return self._predict_attach(spec, request, prog, old_version)
+            return self._predict_attach(item, request, prog, old_version)
         given_back = len(self._done)
-        result = self.parts.xdp(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
-                                before_change=self._before_attach(spec)).run()
+        result = self._attach_manager(item)(request, check_mode=self.check_mode, diff_mode=self.diff_mode,
+                                            before_change=self._before_attach(item)).run()
         self.warnings.extend(result.warnings)
         result.warnings = []
         if result.changed and not self.check_mode and len(self._done) == given_back:
             # no holder recorded to give back (no record, or an earlier pending switch has it)
             had_program = result.previous_prog_id is not None
-            self._reattach.append(lambda: self._restore_attach(spec, had_program=had_program))
-        result.extra["program"] = spec["program"]
+            self._reattach.append(lambda: self._restore_attach(item, had_program=had_program))
+        result.extra["program"] = item.spec["program"]
         return result
 
-    def _predict_attach(self, spec: dict, request: "xdp.Request", prog: "program.ProgramResult",
-                        old_version: Optional[str]) -> "xdp.XdpResult":
-        """Check mode with a version that is not current yet: the interface would get its program."""
+    def _predict_attach(self, item: "items.Item", request, prog: "program.ProgramResult",
+                        old_version: Optional[str]):
+        """Check mode with a version that is not current yet: the target would get its program."""
         now = None
         if old_version is not None:
             try:
-                now = self.parts.xdp(request, check_mode=True).run()
+                now = self._attach_manager(item)(request, check_mode=True).run()
             except InvalidInput:
                 now = None  # the running version lacks this program: the new one brings it
         before = ((now.diff if now else None) or {}).get("before") or {}
         attached_now = bool(before.get("prog_id")) if now else False
+        spec = item.spec
+        if not item.xdp:
+            return _predict_hook(item, before, prog.version)
         after = {"program": spec["program"], "version": prog.version, "mode": spec.get("mode"),
                  "method": spec.get("method") or "link"}
         return xdp.XdpResult(changed=True, action="replace" if attached_now else "attach",
@@ -445,15 +492,15 @@ class DeploymentManager:
                               before_write=self._before_map_write(spec["map"])).run()
 
     # ---- undoing a run that failed after it changed something
-    def _restore_attach(self, spec: dict, *, had_program: bool) -> None:
-        """Run after ``current`` is back: attach it again, or detach when the interface had nothing."""
+    def _restore_attach(self, item: "items.Item", *, had_program: bool) -> None:
+        """Run after ``current`` is back: attach it again, or detach when the target had nothing."""
         state = "present" if had_program else "absent"
-        request = xdp_request(self.root, self.name, dict(spec, state=state, force=True))
+        manager = self._attach_manager(item)
         try:
-            self.parts.xdp(request).run()
+            manager(self._attach_request(item, state=state, force=True)).run()
         except InvalidInput:
-            if state == "present":  # the old version lacks this program: leave the interface bare
-                self.parts.xdp(xdp_request(self.root, self.name, dict(spec, state="absent"))).run()
+            if state == "present":  # the old version lacks this program: leave the target bare
+                manager(self._attach_request(item, state="absent")).run()
             else:
                 raise
 
@@ -493,8 +540,11 @@ class DeploymentManager:
         return [f"{len(self._reattach)} attachment(s) restored"] if self._reattach else []
 
     def _give_back_one(self, label: str, held: dict) -> List[str]:
-        action = self.parts.give_back(self.root, held, our_link_pin=str(
-            Deployment(self.root, self.name).link_pin(held["interface"], held.get("netns"))))
+        if held.get("hook"):
+            action = self.parts.give_back_hook(self.root, self.name, held)
+        else:
+            action = self.parts.give_back(self.root, held, our_link_pin=str(
+                Deployment(self.root, self.name).link_pin(held["interface"], held.get("netns"))))
         if action == "none":
             return []
         what = f"program id {held['prog_id']}" if held.get("prog_id") else "nothing"
@@ -695,25 +745,30 @@ class DeploymentManager:
         if spec is None:
             raise InvalidInput(f"the record of deployment {self.name!r} has no version {version}")
         self._ensure_version(version)
-        keep = {(a.get("netns"), a["interface"]) for a in spec.get("attach") or []}
+        keep = {self._recorded_item(a).label for a in spec.get("attach") or []}
         for gone in drop or []:
-            if (gone.get("netns"), gone["interface"]) not in keep:
-                self.parts.xdp(xdp_request(self.root, self.name, dict(gone, state="absent"))).run()
+            item = self._recorded_item(gone)
+            if item.label not in keep:
+                self._attach_manager(item)(self._attach_request(item, state="absent")).run()
         params = {"name": self.name, "bpffs_root": self.root, "state_dir": str(self.record.state_dir),
                   "version": version, "attach": [dict(a, force=True) for a in spec.get("attach") or []],
                   "maps": spec.get("maps") or [], "lock_timeout": self.req.lock_timeout or 60,
                   "keep_versions": 1}
         return DeploymentManager(Request.from_params(params), keep_record=False, parts=self.parts).run()
 
+    def _recorded_item(self, spec: dict) -> "items.Item":
+        """An item of a recorded version (its hook was decided when it was recorded)."""
+        return items.resolve(spec, root=self.root, name=self.name, sections={})
+
     # ---- state: absent
     def _absent(self) -> dict:
         detached = []
-        for spec in self.attach:
-            request = xdp_request(self.root, self.name, dict(spec, state="absent"))
-            result = self.parts.xdp(request, check_mode=self.check_mode, diff_mode=self.diff_mode).run()
+        for item in self.items:
+            request = self._attach_request(item, state="absent")
+            result = self._attach_manager(item)(request, check_mode=self.check_mode, diff_mode=self.diff_mode).run()
             self.warnings.extend(result.warnings)
             result.warnings = []
-            result.extra["program"] = spec.get("program")
+            result.extra["program"] = item.spec.get("program")
             detached.append(result)
         prog = self._program(self.req.program_params(state="absent"))
         had_record = self.record.path.exists()
@@ -728,7 +783,8 @@ class DeploymentManager:
                   "maps": [], "committed": None, "pending": False, "record": None}
         if self.diff_mode:
             result["diff"] = {"before": {"version": prog.previous_version,
-                                         "attach": {_attach_label(a.extra): a.diff["before"] for a in detached},
+                                         "attach": {item.label: a.diff["before"]
+                                                    for item, a in zip(self.items, detached)},
                                          "record": record.summary(self.state)},
                               "after": {}}
         return self._finish(result)
@@ -759,11 +815,11 @@ class DeploymentManager:
             result["preflight"] = prog.preflight
         if self.diff_mode:
             before = {"program": (prog.diff or {}).get("before"),
-                      "attach": {_attach_label(a.extra): (a.diff or {}).get("before") for a in attached},
+                      "attach": {item.label: (a.diff or {}).get("before") for item, a in zip(self.items, attached)},
                       "maps": {name: (m.diff or {}).get("before") for name, m in written},
                       "record": record.summary(self._state_at_start)}
             after = {"program": (prog.diff or {}).get("after"),
-                     "attach": {_attach_label(a.extra): (a.diff or {}).get("after") for a in attached},
+                     "attach": {item.label: (a.diff or {}).get("after") for item, a in zip(self.items, attached)},
                      "maps": {name: (m.diff or {}).get("after") for name, m in written},
                      "record": summary}
             result["diff"] = {"before": before, "after": after}
@@ -790,6 +846,20 @@ def _maps():
     """The map manager, imported only when a run touches map entries (a plain run does not pay)."""
     from ansible_collections.ebpf.deploy.plugins.module_utils import _map as maps  # pylint: disable=import-outside-toplevel
     return maps
+
+
+def _predict_hook(item: "items.Item", before: dict, version: Optional[str]):
+    """A hook item in check mode before its version is pinned: what bpf_attach would do."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachResult  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import hook  # pylint: disable=import-outside-toplevel
+    row = hook(item.hook)
+    action = ("attach" if not before.get("prog_id") else "update" if row.updatable
+              else "overlap" if row.overlap else "detach_attach")
+    after = {"program": item.spec["program"], "version": version, "hook": item.hook}
+    return AttachResult(changed=True, action=action, previous_prog_id=before.get("prog_id"),
+                        diff={"before": before, "after": after},
+                        extra={"predicted": True, "hook": item.hook, "target": before.get("target"),
+                               "program": item.spec["program"], "prog_id": None, "link_pin": None, "link_id": None})
 
 
 def xdp_request(root: str, name: str, spec: dict) -> "xdp.Request":

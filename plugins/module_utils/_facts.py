@@ -194,9 +194,14 @@ def classify_pin(path: str, bpffs_root: str) -> Optional[dict]:
             netns, ifname, kind = _pins.parse_link_pin_name(parts[2])
         except InvalidInput:
             return {"deployment": parts[0], "kind": "link", "name": parts[2]}
+        if kind not in _INTERFACE_HOOKS and not kind.startswith(("tcx_", "tc_")):
+            return {"deployment": parts[0], "kind": "link", "name": parts[2], "hook": kind}
         return {"deployment": parts[0], "kind": "link", "name": parts[2], "interface": ifname,
                 "netns": netns, "hook": kind}
     return None
+
+
+_INTERFACE_HOOKS = ("xdp",)   # with tcx_* and tc_*: the hooks whose link pin names an interface
 
 
 def _deployment_pointers(bpffs_root: str, name: str) -> dict:
@@ -231,7 +236,19 @@ def gather_objects(subsets: list, *, bpffs_root: str, libbpf=None) -> dict:
     if "links" in subsets:
         out["links"] = [k for k in (_link_fact(i, index, placement, libbpf) for i in list(libbpf.link_ids())) if k]
     out["deployments"] = _deployments(placement, bpffs_root)
+    if "links" in subsets:
+        _add_attachments(out["deployments"], out["links"])
     return out
+
+
+def _add_attachments(deployments: dict, links: list) -> None:
+    """Per deployment, every pinned link under its links/ (every hook, XDP's too): {pin name: {hook,
+    link_id, prog_id}}; prog_id None when the link is pinned but no longer in the kernel's list."""
+    prog_of = {link["id"]: link.get("prog_id") for link in links}
+    for dep in deployments.values():
+        dep["attachments"] = {name: {"hook": name.rpartition(":")[2], "link_id": link_id,
+                                     "prog_id": prog_of.get(link_id)}
+                              for name, link_id in sorted(dep.get("links", {}).items())}
 
 
 def _owner(places: list, kind: str) -> dict:
@@ -304,6 +321,8 @@ def _link_fact(link_id: int, index: dict, placement: dict, libbpf) -> Optional[d
             "pins": index.get(("link", link_id), [])}
     places = [p for p in placement.get(("link", link_id), []) if p["kind"] == "link"]
     fact["deployment"] = places[0]["deployment"] if places else None
+    if places and places[0].get("hook"):
+        fact["hook"] = places[0]["hook"]
     if places and places[0].get("interface"):
         fact["interface"] = places[0]["interface"]
         fact["netns"] = places[0].get("netns")

@@ -199,29 +199,73 @@ def _interfaces_by_name(facts: dict) -> dict:
     return out
 
 
+def _hook_link(want: dict, links: Dict[str, dict], taken: set) -> Optional[str]:
+    """The pin name (``<target>:<hook>``) of the deployment's link other than XDP that ``want``
+    names: by its hook and interface where it gives them, else the first one not yet judged."""
+    hook, interface = want.get("hook"), want.get("interface")
+    where = None
+    if interface:
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import link_pin_name  # pylint: disable=import-outside-toplevel
+        try:
+            where = link_pin_name(interface, want.get("netns"), kind="any").rsplit(":", 1)[0] + ":"
+        except InvalidInput:
+            return None
+    for name, link in links.items():
+        if name in taken or link["hook"] == "xdp" or (hook and link["hook"] != hook):
+            continue
+        if where is None or name.startswith(where):
+            return name
+    return None
+
+
 def _attached_from_facts(facts: dict, deployments: list) -> list:
-    """Each wanted attachment: does its interface run the deployment's current program (and mode)?"""
+    """Each wanted attachment: does its target run the deployment's current program (and, for
+    XDP, mode)? XDP from the interfaces, every other hook from the links pinned under links/."""
     by_interface = {(e.get("netns") or None, e["interface"]): e for e in facts.get("xdp", [])}
     found = []
     for dep in deployments:
         state = (facts.get("deployments") or {}).get(dep["name"]) or {}
         programs = (state.get("versions") or {}).get(state.get("current")) or {}
+        links = state.get("attachments") or {}
+        taken: set = set()
         for want in dep.get("attach") or []:
-            label = f"{dep['name']} {want['program']} on {want['interface']}"
-            entry = by_interface.get((want.get("netns") or None, want["interface"]))
             wanted_id = programs.get(want["program"])
-            if entry is None:
-                problem = "interface not found"
-            elif not entry.get("prog_id"):
-                problem = "no XDP program attached"
-            elif entry["prog_id"] != wanted_id:
-                problem = f"program id {entry['prog_id']} attached, not {wanted_id}"
-            elif want.get("mode") and entry.get("mode") != want["mode"]:
-                problem = f"mode {entry.get('mode')}, not {want['mode']}"
-            else:
-                problem = None
-            found.append({"name": f"{label} ({problem})" if problem else label, "ok": problem is None})
+            pin_name = _hook_link(want, links, taken) if want.get("hook") != "xdp" else None
+            if pin_name is None and want.get("hook") in (None, "xdp") and want.get("interface"):
+                entry = by_interface.get((want.get("netns") or None, want["interface"]))
+                found.append(_judged(f"{dep['name']} {want['program']} on {want['interface']}",
+                                     _xdp_problem(entry, want, wanted_id)))
+                continue
+            taken.add(pin_name)
+            found.append(_judged(f"{dep['name']} {want['program']} on {pin_name or want.get('hook') or 'its hook'}",
+                                 _link_problem(links.get(pin_name), wanted_id)))
     return found
+
+
+def _judged(label: str, problem: Optional[str]) -> dict:
+    return {"name": f"{label} ({problem})" if problem else label, "ok": problem is None}
+
+
+def _xdp_problem(entry: Optional[dict], want: dict, wanted_id: Optional[int]) -> Optional[str]:
+    if entry is None:
+        return "interface not found"
+    if not entry.get("prog_id"):
+        return "no XDP program attached"
+    if entry["prog_id"] != wanted_id:
+        return f"program id {entry['prog_id']} attached, not {wanted_id}"
+    if want.get("mode") and entry.get("mode") != want["mode"]:
+        return f"mode {entry.get('mode')}, not {want['mode']}"
+    return None
+
+
+def _link_problem(link: Optional[dict], wanted_id: Optional[int]) -> Optional[str]:
+    if link is None:
+        return "no link pinned"
+    if not link.get("prog_id"):
+        return "the pinned link is gone from the kernel"
+    if link["prog_id"] != wanted_id:
+        return f"program id {link['prog_id']} attached, not {wanted_id}"
+    return None
 
 
 def _attached_from_switch(registered: Optional[dict]) -> list:
@@ -230,7 +274,7 @@ def _attached_from_switch(registered: Optional[dict]) -> list:
     for result in _results(registered):
         name = (result.get("item") or {}).get("name")
         for entry in result.get("attach") or []:
-            label = f"{name} {entry.get('program')} on {entry.get('interface')}"
+            label = f"{name} {entry.get('program')} on {entry.get('interface') or entry.get('hook')}"
             ok = not result.get("failed") and bool(entry.get("prog_id"))
             found.append({"name": label if ok else f"{label} (not attached)", "ok": ok})
     return found
@@ -333,7 +377,7 @@ def on_host(health: dict, *, deployments: List[dict], bpffs_root: str) -> dict:
     validate(checks)
     soak = float(health.get("soak_seconds") or 0)
     kinds = {c["type"] for c in checks}
-    subsets = ["programs", "xdp"] + (["interfaces"] if "interface" in kinds else []) + (["dmesg"] if "dmesg" in kinds else [])
+    subsets = ["programs", "links", "xdp"] + (["interfaces"] if "interface" in kinds else []) + (["dmesg"] if "dmesg" in kinds else [])
     netns = _netns_names(checks, deployments)
     started = time.monotonic()
     raw: dict = {"deployments": deployments}

@@ -5,9 +5,9 @@
 
 Each group below is the argument spec of one concept, with its types, choices and defaults; the
 modules build their ``ARGUMENT_SPEC`` from the groups with ``compose()`` and add only the options
-that are theirs alone (``state``, ``create``, the hooks of bpf_attach, ...). Each group is
+that are theirs alone (``state``, ``create``, bpf_attach's ``section``, ...). Each group is
 documented by the doc fragment of the same name in ``plugins/doc_fragments/`` (the sub-options of
-bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``xdp_attachment`` and
+bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``hook_attachment`` and
 ``map_entries``), and ``make sanity`` (validate-modules) holds every module's docs to its spec.
 
     group            modules                                  doc fragment
@@ -18,6 +18,7 @@ bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``xdp_att
     OBJECT           bpf_program, bpf_deployment, bpf_preflight  ebpf.deploy.object
     PROGRAM          bpf_program, bpf_deployment              ebpf.deploy.program
     XDP_ATTACHMENT   xdp_attach; bpf_deployment's attach[]    ebpf.deploy.xdp_attachment
+    HOOK_ATTACHMENT  bpf_attach; bpf_deployment's attach[]    ebpf.deploy.hook_attachment
     MAP_ENTRIES      bpf_map; bpf_deployment's maps[]         ebpf.deploy.map_entries
 
 Every module imports this file, so it imports nothing of the collection: the choices are written
@@ -75,13 +76,56 @@ PROGRAM: Spec = dict(
     globals=dict(type="dict"),
 )
 
-# one XDP program on one interface
-XDP_ATTACHMENT: Spec = dict(
-    interface=dict(type="str", required=True),
+# the network target of a hook: an interface, in a named network namespace
+NET_TARGET: Spec = dict(
+    interface=dict(type="str"),
     netns=dict(type="str"),
+)
+
+FORCE: Spec = dict(
+    force=dict(type="bool", default=False),
+)
+
+# how an XDP program is put on its interface
+XDP_MODE: Spec = dict(
     mode=dict(type="str", choices=["native", "generic", "offload"]),
     method=dict(type="str", choices=["link", "netlink"], default="link"),
-    force=dict(type="bool", default=False),
+)
+
+# one XDP program on one interface
+XDP_ATTACHMENT: Spec = dict(
+    interface=dict(NET_TARGET["interface"], required=True),
+    netns=NET_TARGET["netns"],
+    **XDP_MODE,
+    **FORCE,
+)
+
+# every hook (_hooks.HOOKS), and the netfilter families and hooks (_uapi.NF_PFS, NF_HOOKS)
+HOOK_NAMES = [
+    "cgroup_bind4", "cgroup_bind6", "cgroup_connect4", "cgroup_connect6", "cgroup_connect_unix", "cgroup_device",
+    "cgroup_getpeername4", "cgroup_getpeername6", "cgroup_getpeername_unix", "cgroup_getsockname4",
+    "cgroup_getsockname6", "cgroup_getsockname_unix", "cgroup_getsockopt", "cgroup_post_bind4", "cgroup_post_bind6",
+    "cgroup_recvmsg4", "cgroup_recvmsg6", "cgroup_recvmsg_unix", "cgroup_sendmsg4", "cgroup_sendmsg6",
+    "cgroup_sendmsg_unix", "cgroup_setsockopt", "cgroup_skb_egress", "cgroup_skb_ingress", "cgroup_sock_create",
+    "cgroup_sock_ops", "cgroup_sock_release", "cgroup_sysctl", "fentry", "fexit", "kprobe", "kretprobe", "lsm",
+    "netfilter", "raw_tracepoint", "tc_egress", "tc_ingress", "tcx_egress", "tcx_ingress", "tracepoint", "uprobe",
+    "uretprobe", "xdp",
+]
+NF_PF_NAMES = ["ipv4", "ipv6"]
+NF_HOOK_NAMES = ["forward", "local_in", "local_out", "postrouting", "prerouting"]
+
+# one program on one hook and its target (bpf_attach; a bpf_deployment attach[] item)
+HOOK_ATTACHMENT: Spec = dict(
+    hook=dict(type="str", choices=HOOK_NAMES),
+    target=dict(type="str"),
+    **NET_TARGET,
+    cgroup=dict(type="str"),
+    pf=dict(type="str", choices=NF_PF_NAMES),
+    hooknum=dict(type="str", choices=NF_HOOK_NAMES),
+    priority=dict(type="int"),
+    before=dict(type="str"),
+    after=dict(type="str"),
+    **FORCE,
 )
 
 # how a map's entries are written
@@ -128,7 +172,8 @@ def names(*groups: Spec) -> Tuple[str, ...]:
 
 
 # bpf_deployment's attach[] and maps[]: an attachment or a map's entries of this deployment
-DEPLOYMENT_ATTACH: Spec = compose(XDP_ATTACHMENT, program=dict(type="str", required=True))
+# (an item whose hook is xdp, named or from its program's section, takes the XDP mode too)
+DEPLOYMENT_ATTACH: Spec = compose(HOOK_ATTACHMENT, XDP_MODE, program=dict(type="str", required=True))
 DEPLOYMENT_MAP: Spec = compose(
     MAP_ENTRIES,
     map=dict(type="str", required=True),

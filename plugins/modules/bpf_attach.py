@@ -46,6 +46,7 @@ extends_documentation_fragment:
   - ebpf.deploy.attributes.no_action_plugin
   - ebpf.deploy.pins
   - ebpf.deploy.lock
+  - ebpf.deploy.hook_attachment
 attributes:
   check_mode:
     details:
@@ -58,64 +59,10 @@ attributes:
     details:
       - The wanted program attached by our link (in the wanted order) is C(changed=false).
 options:
-  hook:
-    description:
-      - The attach hook. Omitted, it is read from O(section).
-      - V(tcx_ingress), V(tcx_egress) need O(interface); the V(cgroup_*) hooks need O(cgroup);
-        V(tracepoint) and V(raw_tracepoint) need O(target) (or a section that names it);
-        V(netfilter) needs O(pf), O(hooknum) and O(priority).
-    type: str
-    choices: [tcx_ingress, tcx_egress, tc_ingress, tc_egress, cgroup_skb_ingress, cgroup_skb_egress,
-              cgroup_sock_create, cgroup_sock_release, cgroup_post_bind4, cgroup_post_bind6, cgroup_sock_ops,
-              cgroup_device, cgroup_bind4, cgroup_bind6, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4,
-              cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6,
-              cgroup_getsockname4, cgroup_getsockname6, cgroup_connect_unix, cgroup_sendmsg_unix,
-              cgroup_recvmsg_unix, cgroup_getpeername_unix, cgroup_getsockname_unix, cgroup_sysctl,
-              cgroup_getsockopt, cgroup_setsockopt, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe,
-              uretprobe, fentry, fexit, lsm, netfilter, xdp]
   section:
     description:
       - The program's ELF section as libbpf spells it (C(SEC("...")) in the source), used for the
         default of O(hook) and O(target). C(tc/ingress) means tcx, as in libbpf 1.3.
-    type: str
-  target:
-    description:
-      - V(tracepoint) C(category/name) (e.g. C(syscalls/sys_enter_getpid)) or a V(raw_tracepoint)
-        name (e.g. C(sys_enter)); for the hooks refused on this version, the function, C(binary:symbol)
-        or LSM hook. Omitted, the section's target.
-    type: str
-  interface:
-    description: The network interface of a tcx hook.
-    type: str
-  netns:
-    description:
-      - A named network namespace (C(/run/netns/<name>)) that holds O(interface), or where a netfilter
-        hook is attached. Omit for the namespace the module runs in.
-    type: str
-  cgroup:
-    description:
-      - A cgroup v2 directory, absolute, or relative to the first cgroup2 mount (V(/sys/fs/cgroup), or
-        V(/sys/fs/cgroup/unified) on a hybrid host).
-    type: str
-  pf:
-    description: The protocol family of a netfilter hook.
-    type: str
-    choices: [ipv4, ipv6]
-  hooknum:
-    description: The netfilter hook.
-    type: str
-    choices: [prerouting, local_in, forward, local_out, postrouting]
-  priority:
-    description: The netfilter priority (lower runs first; the kernel refuses the extreme values).
-    type: int
-  before:
-    description:
-      - tcx only. Run before this program - a program id, C(<deployment>/<program>) (its current
-        version), or C(<deployment>) (the program its link on the same interface and direction runs).
-      - Mutually exclusive with O(after).
-    type: str
-  after:
-    description: tcx only. Run after this program (forms as for O(before)).
     type: str
   deployment:
     description:
@@ -138,10 +85,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  force:
-    description: Replace (or with O(state=absent), detach) a program this collection did not deploy on our link pin.
-    type: bool
-    default: false
 notes:
   - Tracepoints need tracefs; the module mounts it at C(/sys/kernel/tracing) when it is not mounted
     (never in check mode) and says so in a warning.
@@ -297,28 +240,16 @@ requires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
-from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
-from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import HOOK_ATTACHMENT, LOCK, PINS, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 ARGUMENT_SPEC = compose(
-    PINS, LOCK,
-    hook=dict(type="str", choices=sorted(HOOKS)),
+    PINS, LOCK, HOOK_ATTACHMENT,
     section=dict(type="str"),
-    target=dict(type="str"),
-    interface=dict(type="str"),
-    netns=dict(type="str"),
-    cgroup=dict(type="str"),
-    pf=dict(type="str", choices=sorted(NF_PFS)),
-    hooknum=dict(type="str", choices=sorted(NF_HOOKS)),
-    priority=dict(type="int"),
-    before=dict(type="str"),
-    after=dict(type="str"),
     deployment=dict(type="str"),
     program=dict(type="str"),
     pin=dict(type="path"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    force=dict(type="bool", default=False),
 )
 
 

@@ -7,17 +7,24 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: bpf_deployment
-short_description: Converge a whole BPF deployment (programs, XDP attachments, map entries) in one task
+short_description: Converge a whole BPF deployment (programs, attachments on any hook, map entries) in one task
 version_added: 0.1.0
 description:
-  - Does in one module run what M(ebpf.deploy.bpf_program), M(ebpf.deploy.xdp_attach) and
+  - Does in one module run what M(ebpf.deploy.bpf_program), M(ebpf.deploy.xdp_attach) (or
+    M(ebpf.deploy.bpf_attach), for tcx, cgroup, tracing and netfilter hooks) and
     M(ebpf.deploy.bpf_map) do one by one, with the same options and the same guarantees, so that a
     host converges, or says in check mode whether it has converged, in one round trip.
   - The object's programs are loaded beside the running version and pinned as a version under
     O(bpffs_root)/O(name)/; then every O(attach) entry is switched atomically to its program of the
     new version; then every O(maps) entry's entries are written.
-  - Before anything is loaded, every attachment is checked (network namespace and interface exist,
-    mode and method are valid), so a typo changes nothing.
+  - Each O(attach) entry's hook is O(attach[].hook), or what its program's ELF section names
+    (C(SEC("tcx/ingress")) attaches to tcx ingress); an entry with O(attach[].interface) whose section
+    names no hook is an XDP entry. The record's rollback, the confirm watcher and the restore at boot
+    put every hook back as it was (the old program on the same link, a hook the old version did not
+    use detached).
+  - Before anything is loaded, every attachment is checked (the hook takes the program's type, the
+    target - network namespace, interface, cgroup, tracepoint - exists, mode and method are valid),
+    so a typo changes nothing.
   - When an attachment or a map write fails after the new version became current, the run undoes
     itself before failing - the attachments it switched and the V(current) version go back to what
     they were (a deployment new to the host is detached and removed) - and the message says so.
@@ -37,7 +44,7 @@ extends_documentation_fragment:
   - ebpf.deploy.pins
   - ebpf.deploy.lock
   - ebpf.deploy.record
-  - ebpf.deploy.xdp_attachment.deployment
+  - ebpf.deploy.hook_attachment.deployment
   - ebpf.deploy.map_entries.deployment
 attributes:
   check_mode:
@@ -223,6 +230,16 @@ EXAMPLES = r"""
     state: absent
     attach:
       - {program: xdp_blocklist, interface: eth0}
+
+- name: Count eth0's ingress with tcx (hook from SEC("tcx/ingress")) and one service's egress
+  ebpf.deploy.bpf_deployment:
+    name: pktcount
+    src: files/pktcount.bpf.o
+    program_type: sched_cls   # libbpf < 1.3 cannot tell the type of a tcx/ section
+    confirm_timeout: 300
+    attach:
+      - {program: tcx_count, interface: eth0}
+      - {program: tcx_count_egress, hook: tcx_egress, interface: eth0, after: policy}
 """
 
 RETURN = r"""
@@ -282,7 +299,10 @@ program:
   type: dict
   sample: {changed: true, version: 3f1c2a9b0d4e, action: load, programs: [{name: xdp_packet_counter, id: 812}]}
 attach:
-  description: One result per O(attach) entry, as M(ebpf.deploy.xdp_attach) returns it, with the program name.
+  description:
+    - One result per O(attach) entry, as M(ebpf.deploy.xdp_attach) returns it for an XDP entry and
+      M(ebpf.deploy.bpf_attach) for the other hooks (then with C(hook), C(target), C(link_pin),
+      C(link_id), C(chain) instead of C(interface), C(mode), C(method)), with the program name.
   returned: always
   type: list
   elements: dict
@@ -316,7 +336,10 @@ attach:
       type: str
       sample: link
     action:
-      description: V(none), V(attach), V(replace), V(reattach), V(repin), V(detach).
+      description:
+        - XDP - V(none), V(attach), V(replace), V(reattach), V(repin), V(detach).
+        - Other hooks, as M(ebpf.deploy.bpf_attach) says - V(update) (the link's program swapped atomically),
+          V(overlap) (a tracepoint - new link first, then the old one released), V(detach_attach) (netfilter), ...
       type: str
       sample: replace
     changed:
@@ -327,6 +350,14 @@ attach:
       description: In check mode, set when the result is predicted because the version is not pinned yet.
       type: bool
       sample: true
+    hook:
+      description: The hook of an entry other than XDP.
+      type: str
+      sample: tcx_ingress
+    link_pin:
+      description: Where the link of an entry other than XDP is pinned.
+      type: str
+      sample: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress
   sample: [{interface: eth0, netns: null, program: xdp_packet_counter, prog_id: 812, action: replace, changed: true}]
 maps:
   description: One result per O(maps) entry, as M(ebpf.deploy.bpf_map) returns it, with the map name.

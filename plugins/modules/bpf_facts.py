@@ -180,16 +180,23 @@ ansible_facts:
             - {id: 37, name: pkt_count, type: array, key_size: 4, value_size: 8, max_entries: 1, flags: 0,
                pins: [/sys/fs/bpf/ebpf_deploy/pktcount/maps/pkt_count], deployment: pktcount}
         links:
-          description: Every bpf_link (id, type, prog_id, ifindex, pins, deployment, interface, netns).
+          description:
+            - Every bpf_link (id, type, prog_id, ifindex, pins, deployment, hook, interface, netns); C(hook) is
+              the hook its pin under a deployment's C(links/) names, C(interface) only for XDP, tcx and tc links.
           returned: when V(links) is gathered
           type: list
           elements: dict
         deployments:
-          description: Per ebpf.deploy deployment found under O(bpffs_root) - versions (program name → id), maps, links, current, previous.
+          description:
+            - Per ebpf.deploy deployment found under O(bpffs_root) - versions (program name → id), maps, links,
+              current, previous.
+            - With V(links) gathered, C(attachments) too - every link pinned under the deployment's C(links/),
+              of every hook, by pin name C(<target>:<hook>) with its C(hook), C(link_id) and C(prog_id).
           returned: when V(programs), V(maps) or V(links) is gathered
           type: dict
           sample: {pktcount: {current: 0123456789ab, previous: null, versions: {0123456789ab: {xdp_packet_counter: 412}},
-                              maps: {pkt_count: 37}, links: {"eth0:xdp": 17}}}
+                              maps: {pkt_count: 37}, links: {"eth0:xdp": 17},
+                              attachments: {"eth0:xdp": {hook: xdp, link_id: 17, prog_id: 412}}}}
         xdp:
           description: For every interface of the root namespace and of O(xdp_netns) - C(mode), C(prog_id) and C(progs) (mode → id).
           returned: when V(xdp) is gathered

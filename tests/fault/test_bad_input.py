@@ -115,6 +115,14 @@ def deployment(live) -> dict:
             "attach": [{"interface": live.ifname, "netns": live.netns, "program": fl.PROGRAM}]}
 
 
+def tcx_deployment(live) -> dict:
+    """bpf_deployment of the tcx counter onto the live interface's tcx ingress (hook from the section;
+    libbpf 1.1 needs the type of a tcx/ section said)."""
+    return {"name": live.name, "src": obj("tcx_counter"), "remote_src": True, "bpffs_root": str(live.root),
+            "program_type": "sched_cls",
+            "attach": [{"interface": live.ifname, "netns": live.netns, "program": "tcx_count"}]}
+
+
 def short_section_headers(data: bytes, entsize: int) -> bytes:
     """An ELF64 whose e_shentsize is below the 64 bytes of a section header, cut where such a table
     would end (reading real headers at that step runs past the end of the file)."""
@@ -314,6 +322,23 @@ CASES = [
          lambda L: dict(deployment(L), attach=deployment(L)["attach"] * 2), r"twice"),
     Case("deployment-map-listed-twice", "bpf_deployment",
          lambda L: dict(deployment(L), maps=[{"map": "pkt_count", "entries": []}] * 2), r"more than once"),
+    # attach items on other hooks: refused before anything loads
+    Case("deployment-hook-wrong-program-type", "bpf_deployment",
+         lambda L: dict(deployment(L), attach=[dict(deployment(L)["attach"][0], hook="tcx_ingress")]),
+         r"is a xdp program; hook tcx_ingress takes sched_cls"),
+    Case("deployment-hook-missing-target", "bpf_deployment",
+         lambda L: dict(tcx_deployment(L), attach=[{"program": "tcx_count"}]), r"hook tcx_ingress needs interface"),
+    Case("deployment-hook-missing-cgroup", "bpf_deployment",
+         lambda L: dict(tcx_deployment(L), program_type="cgroup_skb",
+                        attach=[{"program": "tcx_count", "hook": "cgroup_skb_egress"}]), r"needs cgroup"),
+    Case("deployment-hook-unknown-interface", "bpf_deployment",
+         lambda L: dict(tcx_deployment(L), attach=[{"program": "tcx_count", "interface": "ebpfdnope0"}]),
+         r"ebpfdnope0"),
+    Case("deployment-hook-xdp-mode-on-tcx", "bpf_deployment",
+         lambda L: dict(tcx_deployment(L), attach=[dict(tcx_deployment(L)["attach"][0], mode="generic")]),
+         r"mode is an XDP option"),
+    Case("deployment-hook-item-twice", "bpf_deployment",
+         lambda L: dict(tcx_deployment(L), attach=tcx_deployment(L)["attach"] * 2), r"twice"),
     # --- the rollout role ----------------------------------------------------------------------------
     Case("role-soak-past-the-confirm-timeout", "role",
          role(dep(), rollout_confirm_timeout=5, rollout_health={"soak_seconds": 10, "checks": [{"type": "attached"}]}),

@@ -206,3 +206,34 @@ def test_dmesg_shows_only_bpf_lines_and_a_reboot_during_the_soak_fails_the_check
     assert only([{"type": "dmesg"}], {"dmesg": boot})["passed"]
     rebooted = only([{"type": "dmesg"}], {"dmesg": [], "dmesg_rebooted": True})
     assert not rebooted["passed"] and "rebooted" in rebooted["detail"]
+
+
+def test_attached_judges_every_hook_from_the_links_under_links():
+    """A tcx, cgroup or tracepoint item is judged by the deployment's link pinned for it (the hook
+    from the item, or the first link on its interface); XDP items by the interface, as before."""
+    from ansible_collections.ebpf.deploy.plugins.filter.health import health_observations
+
+    def facts(tcx_prog, cgroup_link=True):
+        attachments = {"h@veth0:tcx_ingress": {"hook": "tcx_ingress", "link_id": 3, "prog_id": tcx_prog},
+                       "eth0:xdp": {"hook": "xdp", "link_id": 4, "prog_id": 8}}
+        if cgroup_link:
+            attachments["svc:cgroup_skb_egress"] = {"hook": "cgroup_skb_egress", "link_id": 5, "prog_id": None}
+        return {"ansible_facts": {"ebpf": {
+            "deployments": {"pkt": {"current": "aaaaaaaaaaaa", "attachments": attachments,
+                                    "versions": {"aaaaaaaaaaaa": {"tcx_count": 7, "xdp_count": 8, "cg": 9}}}},
+            "xdp": [{"interface": "eth0", "netns": None, "prog_id": 8, "mode": "generic"}]}}}
+
+    raw = {"facts_after": facts(7), "deployments": [{"name": "pkt", "attach": [
+        {"program": "tcx_count", "interface": "veth0", "netns": "h"},   # hook from its section
+        {"program": "xdp_count", "interface": "eth0"},
+        {"program": "cg", "hook": "cgroup_skb_egress", "cgroup": "svc"},
+        {"program": "tcx_count", "hook": "tcx_egress", "interface": "veth0", "netns": "h"}]}]}
+    assert health_observations(raw)["attached"] == [
+        {"name": "pkt tcx_count on h@veth0:tcx_ingress", "ok": True},
+        {"name": "pkt xdp_count on eth0", "ok": True},
+        {"name": "pkt cg on svc:cgroup_skb_egress (the pinned link is gone from the kernel)", "ok": False},
+        {"name": "pkt tcx_count on tcx_egress (no link pinned)", "ok": False}]
+    raw["facts_after"] = facts(5, cgroup_link=False)
+    judged = health_observations(raw)["attached"]
+    assert judged[0] == {"name": "pkt tcx_count on h@veth0:tcx_ingress (program id 5 attached, not 7)", "ok": False}
+    assert judged[2] == {"name": "pkt cg on cgroup_skb_egress (no link pinned)", "ok": False}

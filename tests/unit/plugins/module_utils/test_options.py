@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _options as options
 from ansible_collections.ebpf.deploy.plugins.module_utils._codec import TYPE_NAMES
+from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import HOOKS, NF_HOOKS, NF_PFS
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import DEFAULT_BPFFS_ROOT
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import MAP_CONFLICT_CHOICES
 from ansible_collections.ebpf.deploy.plugins.module_utils._record import DEFAULT_STATE_DIR
@@ -40,10 +41,23 @@ def test_the_choices_are_the_ones_the_managers_accept():
     assert options.PROGRAM["map_conflict"]["choices"] == list(MAP_CONFLICT_CHOICES)
     assert options.PINS["bpffs_root"]["default"] == DEFAULT_BPFFS_ROOT
     assert options.RECORD["state_dir"]["default"] == DEFAULT_STATE_DIR
+    assert options.HOOK_ATTACHMENT["hook"]["choices"] == sorted(HOOKS)
+    assert options.HOOK_ATTACHMENT["pf"]["choices"] == sorted(NF_PFS)
+    assert options.HOOK_ATTACHMENT["hooknum"]["choices"] == sorted(NF_HOOKS)
+
+
+def test_bpf_attach_takes_the_hook_group_and_its_own_options_only():
+    from ansible_collections.ebpf.deploy.plugins.modules.bpf_attach import ARGUMENT_SPEC
+    own = set(ARGUMENT_SPEC) - set(options.HOOK_ATTACHMENT) - set(options.PINS) - set(options.LOCK)
+    assert own == {"section", "deployment", "program", "pin", "state"}
 
 
 def test_deployment_parts_are_the_standalone_groups_plus_what_names_the_part():
-    assert set(options.DEPLOYMENT_ATTACH) == set(options.XDP_ATTACHMENT) | {"program"}
+    # an item on any hook: bpf_attach's options, XDP's mode and method, the program
+    assert set(options.DEPLOYMENT_ATTACH) == (set(options.XDP_ATTACHMENT) | set(options.HOOK_ATTACHMENT)
+                                              | {"program"})
+    assert set(options.XDP_ATTACHMENT) <= set(options.DEPLOYMENT_ATTACH)
+    assert "required" not in options.DEPLOYMENT_ATTACH["interface"]   # a cgroup or tracepoint item has none
     assert set(options.DEPLOYMENT_MAP) == set(options.MAP_ENTRIES) | {"map", "entries"}
     # bpf_map checks each entry; bpf_deployment's entries go to the map manager as they are
     assert options.DEPLOYMENT_MAP["entries"] == dict(type="list", elements="dict", default=[])
