@@ -410,7 +410,8 @@ def run_case(case: Case, live) -> dict:
 def _prepare(case: Case, live) -> None:
     if case.id == "map-absent-symlink" and not os.path.lexists(live.root / "ebpfd_maplink"):
         os.symlink(live.map_pin, live.root / "ebpfd_maplink")
-    if case.id == "map-spin-lock-field-written" and not (live.root / SPIN_LOCK_DIR).exists():
+    if case.id == "map-spin-lock-field-written" and not (live.root / SPIN_LOCK_DIR / "maps").exists():
+        (live.root / SPIN_LOCK_DIR).mkdir(exist_ok=True)   # bpftool pins under an existing bpffs dir only
         subprocess.run(["bpftool", "prog", "loadall", obj("spin_lock_pair"), str(live.root / SPIN_LOCK_DIR / "progs"),
                         "pinmaps", str(live.root / SPIN_LOCK_DIR / "maps")], check=True, capture_output=True,
                        timeout=60)
