@@ -28,7 +28,7 @@ import contextlib
 import errno as _errno
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -628,6 +628,10 @@ class ProgramManager:
         req.preflight_fail_on or worse; otherwise keep the report for the result."""
         from ansible_collections.ebpf.deploy.plugins.module_utils import _preflight as preflight  # pylint: disable=import-outside-toplevel
 
+        if self.req.program_type:   # what the load will use (libbpf < 1.3 cannot type a tcx/ section)
+            prog_type = libbpf.prog_type_from_name(self.req.program_type)[0]
+            spec = replace(spec, programs=tuple(
+                replace(p, type=prog_type, type_name=self.req.program_type) for p in spec.programs))
         report = preflight.run(data, source=label, bpffs_root=str(self.dep.root), deployment=self.req.name,
                                spec=spec)
         # a pinned map with another spec is map_conflict's to decide (recreate may be asked for)

@@ -219,10 +219,9 @@ def test_rollout_role_with_a_tcx_deployment_passes_attached(tmp_path):
                                               "program_type": "sched_cls",
                                               "attach": [{"interface": "eth0", "program": "tcx_count"}]}],
                      "rollout_health": {"soak_seconds": 0, "checks": [{"type": "attached"}]},
-                     "rollout_serial": [1],
-                     # preflight reads the types from the sections, not program_type: on libbpf 1.1 it
-                     # refuses a tcx/ section (the program manager's preflight call, a known limit)
-                     "rollout_preflight": False}
+                     # the switch's preflight types the programs as the load will (program_type: on
+                     # libbpf 1.1 a tcx/ section names no type)
+                     "rollout_serial": [1]}
         vars_file = tmp_path / "vars.json"
         vars_file.write_text(json.dumps(variables))
         proc = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), str(repo / "playbooks" / "canary.yml"),
