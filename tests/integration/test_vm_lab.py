@@ -311,7 +311,7 @@ def test_a_canary_whose_sshd_stops_mid_stage_reverts_by_itself(vm_lab, bpf_objec
             if cut.stdout.strip():
                 cuts[vm] = json.loads(cut.stdout)
         assert len(cuts) == 1, f"the cut landed on {sorted(cuts)}:\n" + out[-3000:]
-        ((canary, cut),) = cuts.items()
+        canary, cut = next(iter(cuts.items()))
         pending = cut["state"]["pending"]
         print(f"\ncut {cut['at'] - pending['deadline'] + timeout:.1f} s after the switch armed its watcher")
         assert proc.returncode != 0, "the rollout went on without its canary:\n" + out[-3000:]
