@@ -80,7 +80,14 @@ def test_vms_come_up_in_their_groups_with_the_netns_host(vm_lab):
         assert hv["ansible_python_interpreter"] == "/usr/bin/python3"
         assert hv["lab_data_interface"] == "eth0" and hv["lab_peer_netns"] == f"{lab.prefix}-pv{n}"
         assert hv["lab_address"] == f"10.251.{128 + n}.1" and hv["lab_peer_address"] == f"10.251.{128 + n}.2"
+    # status reads each VM's SSH banner with a 3 s timeout: a freshly booted TCG guest still busy with
+    # its first-boot jobs may miss it once, so the lab gets a few reads to say up
     status = lab.status()
+    for _retry in range(6):
+        if status["up"]:
+            break
+        time.sleep(5)
+        status = lab.status()
     assert status["up"], status
     assert {v["accel"] for v in lab.vm_hosts} <= {"kvm", "tcg"}
 
@@ -180,7 +187,7 @@ def test_a_hook_one_kernel_lacks_is_refused_there_by_preflight_and_passes_on_the
         errors = [f for f in r.get("findings", []) if f["severity"] == "error"]
         release = lab.ssh(vm, "uname -r").stdout.strip()
         if image == "debian12":
-            assert r["_status"] == "FAILED" and [f["check"] for f in errors] == ["hook"], (image, r)
+            assert r["_status"].startswith("FAILED") and [f["check"] for f in errors] == ["hook"], (image, r)
             assert "tcx_ingress" in errors[0]["message"] and "kernel >= 6.6" in errors[0]["message"] \
                 and release in errors[0]["message"], (image, errors[0]["message"])
             assert "\n" not in r["msg"], (image, r["msg"])
