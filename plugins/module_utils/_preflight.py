@@ -180,8 +180,10 @@ def check_object(spec, code, host: HostState) -> List[Finding]:
     code_by_name = {p.name: p for p in code.programs}
     helpers_by_prog = {name: _race_lint.program_helper_ids(prog, big_endian=code.big_endian)
                        for name, prog in code_by_name.items()}
-    findings += check_hooks(spec, host)
-    findings += check_program_types(spec, host)
+    hooks = check_hooks(spec, host)
+    findings += hooks
+    # the hook finding says why more precisely than "libbpf knows no such section"
+    findings += check_program_types(spec, host, skip={f.program for f in hooks})
     findings += check_helpers(spec, helpers_by_prog, host)
     findings += check_license(spec, helpers_by_prog)
     findings += check_program_size(spec)
@@ -214,12 +216,13 @@ def check_hooks(spec, host: HostState) -> List[Finding]:
     return out
 
 
-def check_program_types(spec, host: HostState) -> List[Finding]:
+def check_program_types(spec, host: HostState, skip: Iterable[str] = ()) -> List[Finding]:
+    """``skip``: programs another finding already refused."""
     out = []
-    hook_refused = {f.program for f in check_hooks(spec, host)}
+    skip = set(skip)
     for prog in spec.programs:
-        if prog.name in hook_refused:
-            continue   # the hook finding says why more precisely than "libbpf knows no such section"
+        if prog.name in skip:
+            continue
         if prog.type == 0:
             out.append(Finding("error", "program_type",
                                f"program '{prog.name}': section '{prog.section}' names no program type "
