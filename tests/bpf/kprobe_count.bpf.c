@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kprobe_count.bpf.c - fixture for bpf_attach's kprobe hooks (VM lab): getpid(2) calls per process.
+ *
+ * kp_getpid (kprobe __x64_sys_getpid): entries[tgid]++.
+ * krp_getpid (kretprobe __x64_sys_getpid): returns[tgid]++.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define COUNTS(name) \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1024); \
+		__type(key, __u32); \
+		__type(value, __u64); \
+	} name SEC(".maps")
+
+COUNTS(entries);
+COUNTS(returns);
+
+static __always_inline int bump(void *map)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 one = 1, *value = bpf_map_lookup_elem(map, &tgid);
+
+	if (value)
+		__sync_fetch_and_add(value, 1);
+	else
+		bpf_map_update_elem(map, &tgid, &one, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_getpid")
+int kp_getpid(void *ctx)
+{
+	return bump(&entries);
+}
+
+SEC("kretprobe/__x64_sys_getpid")
+int krp_getpid(void *ctx)
+{
+	return bump(&returns);
+}
+
+char LICENSE[] SEC("license") = "GPL";
