@@ -2,8 +2,11 @@
 /*
  * fentry_count.bpf.c - fixture for bpf_attach's fentry/fexit hooks (VM lab): getpid(2) calls per process.
  *
- * fe_getpid (fentry __x64_sys_getpid): entries[tgid]++.
- * fx_getpid (fexit __x64_sys_getpid): returns[tgid]++.
+ * fe_getpid (fentry __do_sys_getpid): entries[tgid]++.
+ * fx_getpid (fexit __do_sys_getpid): returns[tgid]++.
+ *
+ * __do_sys_getpid, not __x64_sys_getpid: the syscall wrapper is no BTF function on Debian's 6.1
+ * and 6.12 kernels (so libbpf cannot load for it: ESRCH); the two share one address.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -31,13 +34,13 @@ static __always_inline int bump(void *map)
 	return 0;
 }
 
-SEC("fentry/__x64_sys_getpid")
+SEC("fentry/__do_sys_getpid")
 int fe_getpid(void *ctx)
 {
 	return bump(&entries);
 }
 
-SEC("fexit/__x64_sys_getpid")
+SEC("fexit/__do_sys_getpid")
 int fx_getpid(void *ctx)
 {
 	return bump(&returns);
