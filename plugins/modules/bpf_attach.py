@@ -32,9 +32,9 @@ description:
     replaced without O(force=true). Programs of other tools on the same hook are left alone.
   - C(kprobe)/C(kretprobe) and C(uprobe)/C(uretprobe) are perf events on the kernel's kprobe and
     uprobe PMUs with a C(BPF_PERF_EVENT) link; C(fentry), C(fexit) and C(lsm) programs are linked
-    where they were loaded for (their section: libbpf resolves the kernel function or LSM hook at
+    where they were loaded for (their section; libbpf resolves the kernel function or LSM hook at
     load), so O(section) must be known and a O(target) that disagrees with it is refused. Like
-    tracepoints, their links cannot swap a program: an upgrade is RV(action=overlap).
+    tracepoints, their links cannot swap a program, so an upgrade is RV(action=overlap).
   - What a host lacks is named before anything changes - no kprobe or uprobe PMU, kernel lockdown
     (fentry, fexit and lsm programs cannot load), no C(bpf) among the active LSMs.
   - XDP is attached by M(ebpf.deploy.xdp_attach). C(tc_ingress)/C(tc_egress) (clsact) are accepted

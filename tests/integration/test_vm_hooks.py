@@ -12,7 +12,9 @@ line with nothing attached, state absent detaches it and counting stops.
 """
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -37,7 +39,7 @@ HOOKS = {
     "uretprobe": ("uprobe_count", "urp_getpid", f"uretprobe/{LIBC}:getpid", "returns",
                   "/usr/bin/ebpfd-nope:getpid", "cannot read binary /usr/bin/ebpfd-nope"),
 }
-# the process prints its pid from /proc (not with getpid), then calls getpid() `n` times
+# the process prints its pid from /proc (not with getpid), then makes `n` calls
 GETPIDS = "python3 -c 'import os; print(open(\"/proc/self/stat\").read().split()[0], flush=True); [os.getpid() for _ in range({n})]'"
 OPENS = "python3 -c 'print(open(\"/proc/self/stat\").read().split()[0], flush=True); [open(\"/etc/hostname\").close() for _ in range({n})]'"
 
@@ -46,30 +48,51 @@ def where(image: str) -> str:
     return f"{image} (kernel {KERNELS[image]})"
 
 
-def run_in_guest(lab, vm: str, command: str) -> int:
-    """Run a guest process to its end; its tgid."""
-    proc = lab.ssh(vm, command, timeout=120)
-    assert proc.returncode == 0, (vm, command, proc.stdout, proc.stderr)
-    return int(proc.stdout.split()[0])
-
-
-def count(lab, vm: str, deployment: str, map_name: str, tgid: int) -> int:
-    """The u64 at key tgid of the deployment's map, read with the guest's bpftool (0: no entry)."""
-    key = " ".join(str(b) for b in tgid.to_bytes(4, "little"))
-    proc = lab.ssh(vm, f"bpftool -j map lookup pinned {BPFFS}/{deployment}/maps/{map_name} key {key}", timeout=120)
-    if proc.returncode != 0 and "not found" in (proc.stdout + proc.stderr).lower():
+# Run in the guest in one ssh session (a TCG guest takes seconds per command): the process that
+# makes n calls and the same one making none, then each map's u64 at the two tgids, read with the
+# guest's bpftool; prints {map path: count(busy) - count(base)}.
+_GUEST_COUNTS = """
+import json, subprocess, sys
+child, n, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def tgid(calls):
+    out = subprocess.run(["python3", "-c", child.format(n=calls)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+def value(path, pid):
+    key = [str(b) for b in pid.to_bytes(4, "little")]
+    out = subprocess.run(["bpftool", "-j", "map", "lookup", "pinned", path, "key", *key], capture_output=True, text=True)
+    if out.returncode != 0:
+        assert "not found" in (out.stdout + out.stderr).lower(), (path, out.stdout, out.stderr)
         return 0
+    data = json.loads(out.stdout)
+    if isinstance(data.get("formatted"), dict):
+        return int(data["formatted"]["value"])
+    return int.from_bytes(bytes(int(b, 16) for b in data["value"]), "little")
+base, busy = tgid(0), tgid(n)
+print(json.dumps({path: value(path, busy) - value(path, base) for path in paths}))
+"""
+
+
+def counted(lab, vm: str, child: str, n: int, maps: dict) -> dict:
+    """{name: calls of a guest process making n calls beyond the same process making none} for
+    maps {name: pinned map path} (the interpreter's own start-up calls are the same in both, so the
+    difference is exact)."""
+    script = base64.b64encode(_GUEST_COUNTS.encode()).decode()
+    args = " ".join(shlex.quote(a) for a in (child, str(n), *maps.values()))
+    proc = lab.ssh(vm, f"echo {script} | base64 -d > /tmp/ebpfd_counts.py && python3 /tmp/ebpfd_counts.py {args}; "
+                       "rc=$?; rm -f /tmp/ebpfd_counts.py; exit $rc", timeout=300)
     assert proc.returncode == 0, (vm, proc.stdout, proc.stderr)
-    out = json.loads(proc.stdout)
-    if isinstance(out.get("formatted"), dict):
-        return int(out["formatted"]["value"])
-    return int.from_bytes(bytes(int(b, 16) for b in out["value"]), "little")
+    by_path = json.loads(proc.stdout)
+    return {name: by_path[path] for name, path in maps.items()}
+
+
+def all_links(lab, vm: str) -> list:
+    proc = lab.ssh(vm, "bpftool -j link show", timeout=120)
+    assert proc.returncode == 0, (vm, proc.stderr)
+    return json.loads(proc.stdout or "[]")
 
 
 def links_of(lab, vm: str, prog_id: int) -> list:
-    proc = lab.ssh(vm, "bpftool -j link show", timeout=120)
-    assert proc.returncode == 0, (vm, proc.stderr)
-    return [link for link in json.loads(proc.stdout or "[]") if link.get("prog_id") == prog_id]
+    return [link for link in all_links(lab, vm) if link.get("prog_id") == prog_id]
 
 
 def prog_id(loaded: dict, program: str) -> int:
@@ -133,14 +156,11 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
     rows = list(HOOKS.items())
 
     def linked(vm: str) -> dict:
-        return {hook: [link["id"] for link in links_of(lab, vm, prog_ids[vm][row[1]])] for hook, row in rows}
-
-    def counted(vm: str) -> dict:
-        """Per hook, the calls of a process making N getpid() calls beyond the same one making none
-        (the interpreter's own start-up calls are the same in both: the difference is exact)."""
-        base, busy = (run_in_guest(lab, vm, GETPIDS.format(n=n)) for n in (0, N))
-        return {hook: count(lab, vm, deployments[row[0]], row[3], busy) - count(lab, vm, deployments[row[0]], row[3], base)
+        links = all_links(lab, vm)
+        return {hook: [link["id"] for link in links if link.get("prog_id") == prog_ids[vm][row[1]]]
                 for hook, row in rows}
+
+    maps = {hook: f"{BPFFS}/{deployments[row[0]]}/maps/{row[3]}" for hook, row in rows}
 
     check = loop_on_vms(lab, tmp_path, "bpf_attach", attach, check=True)
     for vm, image in vms(lab).items():
@@ -156,7 +176,7 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
             assert r["changed"] and r["action"] == "attach", (where(image), hook, r)
             assert r["prog_id"] == prog_ids[vm][row[1]] and links[hook] == [r["link_id"]], (where(image), hook, r, links)
             assert r["link_pin"] == f"{BPFFS}/{deployments[row[0]]}/links/{pin_key(row[2])}:{hook}", (where(image), r)
-        got = counted(vm)
+        got = counted(lab, vm, GETPIDS, N, maps)
         assert got == {hook: N for hook in HOOKS}, f"{where(image)}: not {N} calls counted: {got}"
 
     for check_mode in (True, False):
@@ -173,7 +193,7 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
         for (hook, _row), r in zip(rows, repaired[vm]):
             assert r["changed"] and r["action"] == "attach" and "removed by hand" in r["drift"], (where(image), hook, r)
             assert links[hook] == [r["link_id"]], (where(image), hook, links)
-        got = counted(vm)
+        got = counted(lab, vm, GETPIDS, N, maps)
         assert got == {hook: N for hook in HOOKS}, f"{where(image)}: the repaired links count {got}"
 
     bad = [dict(item, hook=hook, target=row[4]) for item, (hook, row) in zip(attach, rows)]
@@ -190,7 +210,7 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
         for (hook, _row), r in zip(rows, gone[vm]):
             assert r["changed"] and r["action"] == "detach", (where(image), hook, r)
         assert all(ids == [] for ids in linked(vm).values()), f"{where(image)}: still linked: {linked(vm)}"
-        got = counted(vm)
+        got = counted(lab, vm, GETPIDS, N, maps)
         assert got == {hook: 0 for hook in HOOKS}, f"{where(image)}: still counting after state absent: {got}"
     again = loop_on_vms(lab, tmp_path, "bpf_attach", [dict(item, state="absent") for item in attach])
     assert all(not r["changed"] for results in again.values() for r in results), again
@@ -221,11 +241,10 @@ def _prove_lsm(lab, name, prog_ids):
         assert r["_status"] == "CHANGED" and r["hook"] == "lsm" and r["target"] == {"target": "file_open"}, \
             (where(image), r)
         assert [link["id"] for link in links_of(lab, vm, prog_ids[vm])] == [r["link_id"]], where(image)
+    maps = {"lsm": f"{BPFFS}/{name}/maps/opens"}
     for vm, image in vms(lab).items():
-        # the interpreter opens its own files too: the same command without the opens is the baseline
-        base = count(lab, vm, name, "opens", run_in_guest(lab, vm, OPENS.format(n=0)))
-        opened = count(lab, vm, name, "opens", run_in_guest(lab, vm, OPENS.format(n=N)))
-        assert base > 0 and opened - base == N, f"{where(image)}: lsm file_open counted {opened} - {base}, not {N}"
+        got = counted(lab, vm, OPENS, N, maps)
+        assert got == {"lsm": N}, f"{where(image)}: lsm file_open counted {got}, not {N} opens"
     again = on_vms(lab, "bpf_attach", args)
     assert all(r["_status"] == "SUCCESS" and r["action"] == "none" for r in again.values()), again
 
@@ -238,5 +257,5 @@ def _prove_lsm(lab, name, prog_ids):
     gone = on_vms(lab, "bpf_attach", dict(args, state="absent"))
     for vm, image in vms(lab).items():
         assert gone[vm]["_status"] == "CHANGED" and links_of(lab, vm, prog_ids[vm]) == [], (where(image), gone[vm])
-        assert count(lab, vm, name, "opens", run_in_guest(lab, vm, OPENS.format(n=N))) == 0, \
-            f"{where(image)}: lsm still counts after state absent"
+        got = counted(lab, vm, OPENS, N, maps)
+        assert got == {"lsm": 0}, f"{where(image)}: lsm still counts after state absent: {got}"
