@@ -39,9 +39,9 @@ HOOKS = {
     "uretprobe": ("uprobe_count", "urp_getpid", f"uretprobe/{LIBC}:getpid", "returns",
                   "/usr/bin/ebpfd-nope:getpid", "cannot read binary /usr/bin/ebpfd-nope"),
 }
-# the process prints its pid from /proc (not with getpid), then makes `n` calls
-GETPIDS = "python3 -c 'import os; print(open(\"/proc/self/stat\").read().split()[0], flush=True); [os.getpid() for _ in range({n})]'"
-OPENS = "python3 -c 'print(open(\"/proc/self/stat\").read().split()[0], flush=True); [open(\"/etc/hostname\").close() for _ in range({n})]'"
+# the guest process (python3 -c): prints its pid from /proc (not with getpid), then makes {n} calls
+GETPIDS = 'import os; print(open("/proc/self/stat").read().split()[0], flush=True); [os.getpid() for _ in range({n})]'
+OPENS = 'print(open("/proc/self/stat").read().split()[0], flush=True); [open("/etc/hostname").close() for _ in range({n})]'
 
 
 def where(image: str) -> str:
