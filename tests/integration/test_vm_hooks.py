@@ -60,12 +60,12 @@ def tgid(calls):
 def value(path, pid):
     key = [str(b) for b in pid.to_bytes(4, "little")]
     out = subprocess.run(["bpftool", "-j", "map", "lookup", "pinned", path, "key", *key], capture_output=True, text=True)
+    if out.stdout.strip() == "null":   # bpftool 7.1 (Debian 12): a missing key, exit status 255
+        return 0
     if out.returncode != 0:
         assert "not found" in (out.stdout + out.stderr).lower(), (path, out.stdout, out.stderr)
         return 0
     data = json.loads(out.stdout)
-    if data is None:   # bpftool 7.1 (Debian 12) prints null for a missing key
-        return 0
     if isinstance(data.get("formatted"), dict):
         return int(data["formatted"]["value"])
     return int.from_bytes(bytes(int(b, 16) for b in data["value"]), "little")
