@@ -32,8 +32,14 @@ options:
   target:
     description:
       - V(tracepoint) C(category/name) (e.g. C(syscalls/sys_enter_getpid)) or a V(raw_tracepoint)
-        name (e.g. C(sys_enter)); for the hooks refused on this version, the function, C(binary:symbol)
-        or LSM hook. Omitted, the section's target.
+        name (e.g. C(sys_enter)).
+      - V(kprobe)/V(kretprobe) the kernel function, C(function) or C(function+offset)
+        (e.g. C(__x64_sys_getpid)), looked up in C(/proc/kallsyms).
+      - V(uprobe)/V(uretprobe) C(/absolute/binary:symbol) (C(+offset) allowed), the symbol from the
+        binary's C(.symtab) or C(.dynsym) (e.g. C(/usr/lib/x86_64-linux-gnu/libc.so.6:getpid)).
+      - V(fentry)/V(fexit) the kernel function and V(lsm) the LSM hook (e.g. C(file_open)) the program
+        was loaded for; it must agree with O(section).
+      - Omitted, the section's target.
     type: str
   interface:
     description: The network interface of a tcx hook.
@@ -118,7 +124,7 @@ options:
         description: The named network namespace of O(attach[].interface) (or of a netfilter hook); omitted, the module's own.
         type: str
       target:
-        description: A tracepoint's C(category/name) or a raw tracepoint's name; omitted, the section's.
+        description: The hook's target as for M(ebpf.deploy.bpf_attach)'s O(ebpf.deploy.bpf_attach#module:target); omitted, the section's.
         type: str
       cgroup:
         description: A cgroup v2 directory of a C(cgroup_*) hook (absolute, or relative to the cgroup2 mount).

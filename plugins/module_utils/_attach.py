@@ -351,6 +351,16 @@ class AttachManager:
                                "tcx/ingress or tracepoint/syscalls/sys_enter_getpid)")
         return hooks.hook(from_section.hook), req.target or from_section.target
 
+    def section_target(self, hook_row: hooks.Hook) -> Optional[str]:
+        """The target the program's section names for this hook (fentry/fexit/lsm programs were
+        loaded for it), None without a section or when it names another hook."""
+        section = self.request.section or self._recorded_section()
+        try:
+            parsed = hooks.parse_section(section) if section else None
+        except InvalidInput:
+            return None
+        return parsed.target if parsed is not None and parsed.hook == hook_row.name else None
+
     def _recorded_section(self) -> Optional[str]:
         """``sections: {program: section}`` in the current version's metadata, when bpf_program keeps it."""
         req = self.request
@@ -475,7 +485,8 @@ class AttachManager:
 
     def _family(self):
         hook_row, target_opt = self.resolve_hook()
-        family = family_for(hook_row)(hook_row, _WithTarget(self.request, target_opt))
+        family = family_for(hook_row)(hook_row, _WithTarget(self.request, target_opt,
+                                                            loaded_target=self.section_target(hook_row)))
         family.check_kernel()
         return hook_row, family
 
@@ -623,11 +634,13 @@ class AttachManager:
 
 
 class _WithTarget:
-    """The request as a family sees it: ``target`` filled from the section when not given."""
+    """The request as a family sees it: ``target`` filled from the section when not given, and
+    ``loaded_target`` the one the section names (where fentry/fexit/lsm programs were loaded for)."""
 
-    def __init__(self, request: Request, target: Optional[str]) -> None:
+    def __init__(self, request: Request, target: Optional[str], *, loaded_target: Optional[str] = None) -> None:
         self._request = request
         self.target = target
+        self.loaded_target = loaded_target
 
     def __getattr__(self, name: str):
         return getattr(self._request, name)

@@ -11,10 +11,14 @@ before libbpf opens it, or what libbpf does not give before a load, is read here
 - ``section_headers(data, header)``: each section's raw header, for checking a file's bounds;
 - ``read_sections(data)``: the sections with their names and contents (NOBITS ones are empty);
 - ``read_symbols(data, sections, header)`` and ``read_relocations(...)`` (ELF64): the symbol
-  table and, per section, which symbol each relocated byte offset refers to.
+  table and, per section, which symbol each relocated byte offset refers to;
+- ``symbol_file_offset(data, name)`` (ELF64 executables and shared libraries): where a function
+  named in ``.symtab`` or ``.dynsym`` lies in the file, through the PT_LOAD program headers (what
+  the kernel's uprobe PMU takes as its offset).
 
 _objects checks that a file is a complete BPF object and reads its license; _race_lint reads each
-program's instructions and the maps its ``ld_imm64`` instructions refer to.
+program's instructions and the maps its ``ld_imm64`` instructions refer to; _hook_tracing finds a
+uprobe's offset in a binary.
 """
 from __future__ import annotations
 
@@ -27,12 +31,15 @@ ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 EM_BPF = 247
 ET_REL = 1
-SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS, SHT_REL = 1, 2, 3, 8, 9
+SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS, SHT_REL, SHT_DYNSYM = 1, 2, 3, 8, 9, 11
+PT_LOAD = 1
+SHN_UNDEF = 0
 SHF_EXECINSTR = 0x4
 STT_FUNC = 2
 STB_GLOBAL, STB_WEAK = 1, 2
 SHDR_SIZE_32, SHDR_SIZE_64 = 40, 64  # sizeof(Elf32_Shdr), sizeof(Elf64_Shdr)
 SYM_SIZE_64, REL_SIZE_64 = 24, 16    # sizeof(Elf64_Sym), sizeof(Elf64_Rel)
+PHDR_SIZE_64 = 56                    # sizeof(Elf64_Phdr)
 HEADER_SIZE_32, HEADER_SIZE_64 = 52, 64
 # e_machine and e_type values, named for messages about a file that is not a BPF object
 MACHINES = {
@@ -138,9 +145,10 @@ def read_sections(data: bytes, header: Optional[ElfHeader] = None) -> List[Secti
             for index, sh in enumerate(headers)]
 
 
-def read_symbols(sections: List[Section], header: ElfHeader) -> List[Symbol]:
-    """The ELF64 symbol table, in order (its index is what a relocation names); [] without one."""
-    symtab = next((s for s in sections if s.header.type == SHT_SYMTAB), None)
+def read_symbols(sections: List[Section], header: ElfHeader, *, table: int = SHT_SYMTAB) -> List[Symbol]:
+    """The ELF64 symbol table (``table``: SHT_SYMTAB, or SHT_DYNSYM for the dynamic symbols), in
+    order (its index is what a relocation names); [] without one."""
+    symtab = next((s for s in sections if s.header.type == table), None)
     if symtab is None:
         return []
     strtab = sections[symtab.header.link].data
@@ -165,3 +173,51 @@ def read_relocations(sections: List[Section], symbols: List[Symbol],
             r_offset, r_info = struct.unpack_from(header.endian + "QQ", sec.data, off)
             table[r_offset] = symbols[r_info >> 32]
     return relocs
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A PT_LOAD program header: where ``memsz`` bytes at ``vaddr`` come from in the file."""
+
+    offset: int
+    vaddr: int
+    memsz: int
+
+
+def load_segments(data: bytes, header: ElfHeader) -> List[Segment]:
+    """The ELF64 PT_LOAD program headers (e_phoff, e_phentsize, e_phnum); [] without any."""
+    (phoff,) = struct.unpack_from(header.endian + "Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from(header.endian + "HH", data, 0x36)
+    if phoff + phnum * max(phentsize, PHDR_SIZE_64) > len(data):
+        raise ElfError("the program header table runs past the end of the file")
+    out = []
+    for index in range(phnum):
+        p_type, _flags, offset, vaddr, _paddr, _filesz, memsz, _align = struct.unpack_from(
+            header.endian + "IIQQQQQQ", data, phoff + index * phentsize)
+        if p_type == PT_LOAD:
+            out.append(Segment(offset, vaddr, memsz))
+    return out
+
+
+def symbol_file_offset(data: bytes, name: str) -> Optional[int]:
+    """The file offset of the defined function ``name`` in an ELF64 executable or shared library
+    (``.symtab`` first, then ``.dynsym``: stripped libraries keep only the latter), or None when
+    the file defines no such function. Its address becomes a file offset through the PT_LOAD
+    segment that holds it, as libbpf does for ``bpf_program__attach_uprobe``."""
+    header = read_header(data)
+    if not header.is64:
+        raise ElfError("only 64-bit ELF files are read for uprobe symbols")
+    sections = read_sections(data, header)
+    for table in (SHT_SYMTAB, SHT_DYNSYM):
+        for sym in read_symbols(sections, header, table=table):
+            if sym.name == name and sym.type == STT_FUNC and sym.shndx != SHN_UNDEF:
+                return vaddr_to_offset(load_segments(data, header), sym.value)
+    return None
+
+
+def vaddr_to_offset(segments: List[Segment], vaddr: int) -> Optional[int]:
+    """A virtual address as a file offset, through the segment that maps it (pure)."""
+    for seg in segments:
+        if seg.vaddr <= vaddr < seg.vaddr + seg.memsz:
+            return vaddr - seg.vaddr + seg.offset
+    return None

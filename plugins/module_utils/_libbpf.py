@@ -1310,3 +1310,31 @@ def link_info_words(fd: int) -> Tuple[int, Tuple[int, ...]]:
     """(link type, the per-type union of bpf_link_info as 32-bit words) of a link fd."""
     info = link_info(fd)
     return info.type, info.raw
+
+
+# For _hook_tracing: kprobes and uprobes through their PMU (perf_event_open(2) of type
+# /sys/bus/event_source/devices/{kprobe,uprobe}/type, as libbpf does), and fentry/fexit/lsm links
+# through BPF_RAW_TRACEPOINT_OPEN with no name (kernel >= 5.5; lsm >= 5.7): the kernel takes the
+# target the program was loaded for (its attach_btf_id), which libbpf set from the section.
+def perf_event_open_probe(pmu_type: int, name: str, offset: int, *, retprobe_bit: Optional[int], label: str) -> int:
+    """perf_event_open(2) of a kprobe (``name`` a kernel function, ``offset`` into it) or uprobe
+    (``name`` a binary's path, ``offset`` in the file) on its PMU, for every process (pid -1, CPU
+    0, as libbpf does: a BPF program on it runs on every CPU). ``retprobe_bit`` set: the return
+    probe (the bit from the PMU's format/retprobe). The caller links a program to the fd and closes it."""
+    _nr_bpf, nr_perf = _syscall_numbers()
+    text = ctypes.create_string_buffer(name.encode())
+    attr = _PerfEventAttr(type=pmu_type, size=ctypes.sizeof(_PerfEventAttr),
+                          config=(1 << retprobe_bit) if retprobe_bit is not None else 0,
+                          sample_period=1, wakeup_events=1, config1=ctypes.addressof(text), config2=offset)
+    fd = _libc().syscall(ctypes.c_long(nr_perf), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(0),
+                         ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    if fd < 0:
+        raise SyscallError("perf_event_open", _errno_now(), label)
+    return fd
+
+
+def tracing_link_open(prog_fd: int, *, label: str) -> int:
+    """BPF_RAW_TRACEPOINT_OPEN with a NULL name: the link of an fentry/fexit/lsm program at the
+    function or LSM hook it was loaded for; returns the link fd."""
+    attr = _RawTpAttr(name=0, prog_fd=prog_fd)
+    return _sys_bpf(BPF_RAW_TRACEPOINT_OPEN, attr, "BPF_RAW_TRACEPOINT_OPEN", label)

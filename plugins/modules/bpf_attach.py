@@ -30,9 +30,15 @@ description:
   - The kernel is the source of truth. A link detached or replaced by hand is reported as RV(drift)
     and repaired. A link pin of ours that runs a program this collection did not deploy is never
     replaced without O(force=true). Programs of other tools on the same hook are left alone.
-  - XDP is attached by M(ebpf.deploy.xdp_attach). C(tc_ingress)/C(tc_egress) (clsact), C(kprobe),
-    C(kretprobe), C(uprobe), C(uretprobe), C(fentry), C(fexit) and C(lsm) are accepted and refused
-    with what is missing (a kernel without kprobes, kernel lockdown, or this version).
+  - C(kprobe)/C(kretprobe) and C(uprobe)/C(uretprobe) are perf events on the kernel's kprobe and
+    uprobe PMUs with a C(BPF_PERF_EVENT) link; C(fentry), C(fexit) and C(lsm) programs are linked
+    where they were loaded for (their section; libbpf resolves the kernel function or LSM hook at
+    load), so O(section) must be known and a O(target) that disagrees with it is refused. Like
+    tracepoints, their links cannot swap a program, so an upgrade is RV(action=overlap).
+  - What a host lacks is named before anything changes - no kprobe or uprobe PMU, kernel lockdown
+    (fentry, fexit and lsm programs cannot load), no C(bpf) among the active LSMs.
+  - XDP is attached by M(ebpf.deploy.xdp_attach). C(tc_ingress)/C(tc_egress) (clsact) are accepted
+    and refused (use tcx).
 author:
   - ebpf.deploy maintainers (@ebpf-deploy)
 requirements:
@@ -92,6 +98,12 @@ notes:
     unpins the link, which releases it unless another process holds it open.
   - C(bpftool net show) of bpftool 7.1 (Debian 12) does not list tcx links; bpftool 7.3 and later do.
     RV(chain) is the kernel's own list (C(BPF_PROG_QUERY)).
+  - Where each tracing hook is proven, counting the calls of a real process - tracepoint and
+    raw_tracepoint on kernel 6.18; kprobe, kretprobe, fentry, fexit, uprobe, uretprobe and lsm
+    (C(file_open)) on Debian 12 (kernel 6.1) and Debian 13 (kernel 6.12) VM lab hosts (the 6.18 test
+    kernel has no kprobe PMU and is locked down).
+  - The C(lsm) hook needs a kernel built with C(CONFIG_BPF_LSM) and C(bpf) in its active LSM list
+    (C(/sys/kernel/security/lsm)); add it with the C(lsm=) boot parameter when it is missing.
 seealso:
   - module: ebpf.deploy.bpf_program
   - module: ebpf.deploy.xdp_attach
@@ -133,6 +145,21 @@ EXAMPLES = r"""
     deployment: tracing
     program: tp_getpid
     section: tracepoint/syscalls/sys_enter_getpid
+
+- name: Count getpid calls with a kprobe, and calls of libc's getpid() with a uprobe
+  ebpf.deploy.bpf_attach:
+    deployment: probes
+    program: "{{ item.program }}"
+    section: "{{ item.section }}"
+  loop:
+    - {program: kp_getpid, section: kprobe/__x64_sys_getpid}
+    - {program: up_getpid, section: "uprobe//usr/lib/x86_64-linux-gnu/libc.so.6:getpid"}
+
+- name: Count file opens with an LSM program (the target comes from the section it was loaded for)
+  ebpf.deploy.bpf_attach:
+    deployment: opens
+    program: lsm_open
+    section: lsm/file_open
 
 - name: Count packets at IPv4 local_in in namespace blue
   ebpf.deploy.bpf_attach:
