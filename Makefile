@@ -14,7 +14,10 @@ LAB_HOSTS   ?= 3
 LAB_STATE   ?= $(BUILD)/lab
 LAB_VMS     ?= 0
 LAB_VM_IMAGES ?= debian12
-INTEGRATION ?= tests/integration
+# the VM lab's tests are their own tier, `vm` (make test runs it beside the others)
+VM_TESTS    := tests/integration/test_vm_lab.py tests/integration/test_vm_hooks.py
+INTEGRATION ?= tests/integration $(addprefix --ignore=,$(VM_TESTS))
+VM          ?= $(VM_TESTS)
 FAULT       ?= tests/fault
 COMPAT      ?=
 DURATIONS   ?= --durations=15
@@ -30,13 +33,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 TIMED := tools/timed
 
-.PHONY: help deps venv bpf collection unit sanity lint integration molecule fault bench docs \
+.PHONY: help deps venv bpf collection unit sanity lint integration vm molecule fault bench docs \
         publish compat demo test lab-up lab-down build-collection clean
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs publish compat integration molecule fault"
-	@echo "finer: deps venv bpf unit sanity lint integration molecule fault bench docs publish compat lab-up lab-down build-collection"
+	@echo "make test   - every test tier: unit sanity lint docs publish compat integration molecule fault, and vm beside them"
+	@echo "finer: deps venv bpf unit sanity lint integration vm molecule fault bench docs publish compat lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
 deps:
@@ -85,6 +88,10 @@ lint: collection
 integration: collection bpf
 	@$(TIMED) integration $(PY) -m pytest -q $(DURATIONS) $(INTEGRATION)
 
+# the VM lab hosts (Debian 12 and 13 under qemu): `VM=` a test file or node id to run just that
+vm: collection bpf
+	@$(TIMED) vm $(PY) -m pytest -q $(DURATIONS) $(VM)
+
 molecule: collection bpf
 	@$(TIMED) molecule tools/molecule.sh
 
@@ -105,11 +112,10 @@ publish: collection $(PUB_VENV)/.installed
 compat: collection bpf
 	@$(TIMED) compat tools/compat.sh $(COMPAT)
 
-# the VM images build in the background while the first tiers run (the VM tests wait on the image lock)
+# the vm tier runs beside the others from the start (tools/run-tiers --beside); its first test
+# builds the VM images (cached under build/images) before it boots them
 test: collection bpf
-	@mkdir -p $(BUILD) && python3 roles/lab/files/ebpfd_lab.py images --image-dir $(BUILD)/images \
-	  --vm-image debian12 --vm-image debian13 >$(BUILD)/images.log 2>&1 &
-	@tools/run-tiers unit sanity lint docs publish compat integration molecule fault
+	@tools/run-tiers --beside vm unit sanity lint docs publish compat integration molecule fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection

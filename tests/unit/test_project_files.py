@@ -86,9 +86,10 @@ def test_the_main_venv_runs_the_python_constraints_txt_names():
     assert f"{sys.version_info[0]}.{sys.version_info[1]}" == _declared_python("constraints.txt")
 
 
-def test_make_test_runs_the_compat_tier():
+def test_make_test_runs_the_compat_tier_and_the_vm_tier_beside_the_others():
     tiers = re.search(r"^\t@tools/run-tiers (.*)$", (REPO / "Makefile").read_text(), re.M)
     assert tiers and "compat" in tiers[1].split(), "make test's tier list has no compat"
+    assert "--beside vm" in tiers[1], "make test does not run the vm tier (beside the others)"
 
 
 def test_tested_with_covers_controller_host_and_debian_releases():
