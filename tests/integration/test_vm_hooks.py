@@ -6,9 +6,14 @@ test_bpf_attach.py).
 One lab (session fixture `vm_lab`); every step runs on both VMs at once (`ansible vm ...`, the
 guests' own Python, libbpf and bpftool) and every assertion names the image and kernel. Each hook:
 deployed with bpf_program, attached in check mode (nothing attached), attached, a guest process
-makes exactly N calls and the guest's bpftool reads N for its tgid, re-run unchanged (check mode
-too), a link pin removed by hand is drift that the next run repairs, a bad target is refused in one
-line with nothing attached, state absent detaches it and counting stops.
+makes exactly N calls (getpid, and opens for lsm) and the guest's bpftool reads N for its tgid,
+re-run unchanged, a bad target is refused in one line with nothing changed, state absent detaches
+it and counting stops.
+
+A module run costs 15-25 s in a TCG guest (cProfile there: ~12 s importing and compiling
+ansible's basic.py and our module_utils), so every hook shares each step's one task, and what the
+hooks share in the attachment manager (a link pin removed by hand repaired, a second absent) is
+proven on this machine's kernel in test_bpf_attach.py, not here.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from tests.integration.test_vm_lab import KERNELS, REPO, on_vms, vms
+from tests.integration.test_vm_lab import KERNELS, REPO, vms
 from tests.lab import labctl
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -38,10 +43,13 @@ HOOKS = {
                f"{LIBC}:ebpfd_nope", f"no function 'ebpfd_nope' in {LIBC}"),
     "uretprobe": ("uprobe_count", "urp_getpid", f"uretprobe/{LIBC}:getpid", "returns",
                   "/usr/bin/ebpfd-nope:getpid", "cannot read binary /usr/bin/ebpfd-nope"),
+    "lsm": ("lsm_count", "lsm_open", "lsm/file_open", "opens",
+            "bprm_check_security", "target 'bprm_check_security' disagrees with 'file_open'"),
 }
-# the guest process (python3 -c): prints its pid from /proc (not with getpid), then makes {n} calls
-GETPIDS = 'import os; print(open("/proc/self/stat").read().split()[0], flush=True); [os.getpid() for _ in range({n})]'
-OPENS = 'print(open("/proc/self/stat").read().split()[0], flush=True); [open("/etc/hostname").close() for _ in range({n})]'
+# the guest process (python3 -c): prints its pid from /proc (not with getpid), then makes {n}
+# getpid calls and {n} opens (getpid does not open, open does not call getpid)
+CALLS = ('import os; print(open("/proc/self/stat").read().split()[0], flush=True); '
+         '[os.getpid() for _ in range({n})]; [open("/etc/hostname").close() for _ in range({n})]')
 
 
 def where(image: str) -> str:
@@ -93,15 +101,6 @@ def all_links(lab, vm: str) -> list:
     return json.loads(proc.stdout or "[]")
 
 
-def links_of(lab, vm: str, prog_id: int) -> list:
-    return [link for link in all_links(lab, vm) if link.get("prog_id") == prog_id]
-
-
-def prog_id(loaded: dict, program: str) -> int:
-    (prog,) = [p for p in loaded["programs"] if p["name"] == program]
-    return prog["id"]
-
-
 def one_line_failure(result: dict, image: str) -> str:
     assert result.get("failed") or result.get("_status") == "FAILED!", (image, result)
     msg = result["msg"]
@@ -140,7 +139,7 @@ def loop_on_vms(lab, tmp_path: Path, module: str, items: list[dict], *, check: b
 def test_every_probe_hook_counts_a_guest_process_s_calls_on_both_kernels(vm_lab, bpf_object, tmp_path):
     lab = vm_lab
     tag = lab.prefix[5:]
-    deployments = {fixture: f"ebpfd_vmh_{tag}_{fixture[:-len('_count')]}"
+    deployments = {fixture: f"ebpfd_vmh_{tag}_{fixture.split('_')[0]}"
                    for fixture in sorted({row[0] for row in HOOKS.values()})}
     attach = [{"deployment": deployments[row[0]], "program": row[1], "section": row[2]} for row in HOOKS.values()]
     try:
@@ -178,25 +177,13 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
             assert r["changed"] and r["action"] == "attach", (where(image), hook, r)
             assert r["prog_id"] == prog_ids[vm][row[1]] and links[hook] == [r["link_id"]], (where(image), hook, r, links)
             assert r["link_pin"] == f"{BPFFS}/{deployments[row[0]]}/links/{pin_key(row[2])}:{hook}", (where(image), r)
-        got = counted(lab, vm, GETPIDS, N, maps)
+        got = counted(lab, vm, CALLS, N, maps)
         assert got == {hook: N for hook in HOOKS}, f"{where(image)}: not {N} calls counted: {got}"
 
-    for check_mode in (True, False):
-        again = loop_on_vms(lab, tmp_path, "bpf_attach", attach, check=check_mode)
-        for vm, image in vms(lab).items():
-            for (hook, _row), r in zip(rows, again[vm]):
-                assert not r["changed"] and r["action"] == "none" and "drift" not in r, (where(image), hook, r)
-
-    for vm in vms(lab):   # link pins removed by hand release the links: drift, repaired by the next run
-        assert lab.ssh(vm, "rm " + " ".join(r["link_pin"] for r in run[vm])).returncode == 0
-    repaired = loop_on_vms(lab, tmp_path, "bpf_attach", attach)
+    again = loop_on_vms(lab, tmp_path, "bpf_attach", attach)
     for vm, image in vms(lab).items():
-        links = linked(vm)
-        for (hook, _row), r in zip(rows, repaired[vm]):
-            assert r["changed"] and r["action"] == "attach" and "removed by hand" in r["drift"], (where(image), hook, r)
-            assert links[hook] == [r["link_id"]], (where(image), hook, links)
-        got = counted(lab, vm, GETPIDS, N, maps)
-        assert got == {hook: N for hook in HOOKS}, f"{where(image)}: the repaired links count {got}"
+        for (hook, _row), r in zip(rows, again[vm]):
+            assert not r["changed"] and r["action"] == "none" and "drift" not in r, (where(image), hook, r)
 
     bad = [dict(item, hook=hook, target=row[4]) for item, (hook, row) in zip(attach, rows)]
     refused = loop_on_vms(lab, tmp_path, "bpf_attach", bad)
@@ -204,7 +191,7 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
         for (hook, row), r in zip(rows, refused[vm]):
             msg = one_line_failure(r, f"{where(image)} {hook}")
             assert row[5] in msg, (where(image), hook, msg)
-        assert linked(vm) == {hook: [r["link_id"]] for (hook, _row), r in zip(rows, repaired[vm])}, \
+        assert linked(vm) == {hook: [r["link_id"]] for (hook, _row), r in zip(rows, run[vm])}, \
             f"{where(image)}: a refused target changed the links"
 
     gone = loop_on_vms(lab, tmp_path, "bpf_attach", [dict(item, state="absent") for item in attach])
@@ -212,52 +199,11 @@ def _prove(lab, tmp_path, deployments, attach, prog_ids):
         for (hook, _row), r in zip(rows, gone[vm]):
             assert r["changed"] and r["action"] == "detach", (where(image), hook, r)
         assert all(ids == [] for ids in linked(vm).values()), f"{where(image)}: still linked: {linked(vm)}"
-        got = counted(lab, vm, GETPIDS, N, maps)
+        got = counted(lab, vm, CALLS, N, maps)
         assert got == {hook: 0 for hook in HOOKS}, f"{where(image)}: still counting after state absent: {got}"
-    again = loop_on_vms(lab, tmp_path, "bpf_attach", [dict(item, state="absent") for item in attach])
-    assert all(not r["changed"] for results in again.values() for r in results), again
 
 
 def pin_key(section: str) -> str:
     """The link pin's name before ``:<hook>``: the target, percent-encoded (the bpffs refuses dots)."""
     return "".join(ch if ch.isalnum() or ch in "_-" else "".join(f"%{b:02X}" for b in ch.encode())
                    for ch in section.split("/", 1)[1])
-
-
-def test_lsm_file_open_counts_the_opens_of_a_guest_process_on_both_kernels(vm_lab, bpf_object):
-    lab = vm_lab
-    name = f"ebpfd_vmh_{lab.prefix[5:]}_lsm"
-    try:
-        loaded = on_vms(lab, "bpf_program", {"name": name, "src": str(bpf_object("lsm_count"))})
-        prog_ids = {vm: prog_id(loaded[vm], "lsm_open") for vm in vms(lab)}
-        _prove_lsm(lab, name, prog_ids)
-    finally:
-        on_vms(lab, "bpf_program", {"name": name, "state": "absent"})
-
-
-def _prove_lsm(lab, name, prog_ids):
-    args = {"deployment": name, "program": "lsm_open", "section": "lsm/file_open"}
-    run = on_vms(lab, "bpf_attach", args)
-    for vm, image in vms(lab).items():
-        r = run[vm]
-        assert r["_status"] == "CHANGED" and r["hook"] == "lsm" and r["target"] == {"target": "file_open"}, \
-            (where(image), r)
-        assert [link["id"] for link in links_of(lab, vm, prog_ids[vm])] == [r["link_id"]], where(image)
-    maps = {"lsm": f"{BPFFS}/{name}/maps/opens"}
-    for vm, image in vms(lab).items():
-        got = counted(lab, vm, OPENS, N, maps)
-        assert got == {"lsm": N}, f"{where(image)}: lsm file_open counted {got}, not {N} opens"
-    again = on_vms(lab, "bpf_attach", args)
-    assert all(r["_status"] == "SUCCESS" and r["action"] == "none" for r in again.values()), again
-
-    refused = on_vms(lab, "bpf_attach", dict(args, hook="lsm", target="bprm_check_security"))
-    for vm, image in vms(lab).items():
-        msg = one_line_failure(refused[vm], image)
-        assert "target 'bprm_check_security' disagrees with 'file_open'" in msg, (where(image), msg)
-        assert [link["id"] for link in links_of(lab, vm, prog_ids[vm])] == [run[vm]["link_id"]], where(image)
-
-    gone = on_vms(lab, "bpf_attach", dict(args, state="absent"))
-    for vm, image in vms(lab).items():
-        assert gone[vm]["_status"] == "CHANGED" and links_of(lab, vm, prog_ids[vm]) == [], (where(image), gone[vm])
-        got = counted(lab, vm, OPENS, N, maps)
-        assert got == {"lsm": 0}, f"{where(image)}: lsm still counts after state absent: {got}"
