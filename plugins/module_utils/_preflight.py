@@ -40,9 +40,6 @@ from typing import Iterable, List, Optional
 from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks, _limits, _race_lint
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
 from ansible_collections.ebpf.deploy.plugins.module_utils._features import HostFeatures, helper_label
-from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
-    DEFAULT_BPFFS_ROOT, validate_deployment_name, validate_path, validate_root,
-)
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -553,9 +550,9 @@ def summarize(findings: List[Finding]) -> str:
 class Request:
     """The bpf_preflight task's parameters, validated: the object's path and where to compare it."""
     src: str
+    bpffs_root: str
     content: Optional[str] = None
     checksum: Optional[str] = None
-    bpffs_root: str = DEFAULT_BPFFS_ROOT
     deployment: Optional[str] = None     # the module's ``name``: whose pinned maps to compare
     dry_verify: bool = False
     fail_on: str = "error"
@@ -563,6 +560,10 @@ class Request:
 
     @classmethod
     def from_params(cls, params: dict) -> "Request":
+        # _pins only when the module runs: importing bpf_preflight loads none of the host-side files
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+            DEFAULT_BPFFS_ROOT, validate_deployment_name, validate_path, validate_root)
+
         # in the order the checks ran before the request existed: root, name, then src
         bpffs_root = str(validate_root(params.get("bpffs_root") or DEFAULT_BPFFS_ROOT))
         deployment = validate_deployment_name(params["name"]) if params.get("name") else None
