@@ -1,8 +1,6 @@
 """bpf_attach planning: desired vs current → action, diff, drift and refusals (pure, no kernel)."""
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _attach as at

@@ -1,8 +1,6 @@
 """The hook table and the ELF section parser (pure, no kernel)."""
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks

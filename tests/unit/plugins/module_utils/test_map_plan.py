@@ -3,7 +3,6 @@ and the write loop that restores the snapshot when a write fails midway."""
 from __future__ import annotations
 
 import errno
-import sys
 from pathlib import Path
 
 import pytest
