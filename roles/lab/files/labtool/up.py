@@ -18,7 +18,8 @@ from labtool.errors import LabError
 from labtool.inventory import render_inventory
 from labtool.namespaces import netns_names
 from labtool.naming import (
-    AUTHORIZED_KEYS, CLIENT_KEY, HOSTS_DIR, INVENTORY_FILE, KNOWN_HOSTS_FILE, lab_lock, LabConfig, load_state, stale_indices, STATE_FILE,
+    AUTHORIZED_KEYS, CLIENT_KEY, HOSTS_DIR, INVENTORY_FILE, KNOWN_HOSTS_FILE, STATE_FILE, LabConfig, lab_lock,
+    load_state, stale_indices,
 )
 from labtool.netns_hosts import converge_host, ensure_bridge, host_facts, remove_hosts
 from labtool.sshd import close_ssh_masters, ensure_key
@@ -27,6 +28,13 @@ from labtool.vm_lab import converge_vms, known_hosts_lines, vm_facts
 
 
 def cmd_up(cfg: LabConfig, check: bool) -> dict:
+    """Plan the lab (refused before anything changes), then apply the plan."""
+    plan_up(cfg)
+    return apply_up(cfg, check)
+
+
+def plan_up(cfg: LabConfig) -> None:
+    """What the lab must be (``cfg.hosts``, ``cfg.vms``), or why this machine cannot hold it."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, mounts)")
     for bad in ("/run", "/sys", "/proc", "/dev"):
@@ -38,6 +46,10 @@ def cmd_up(cfg: LabConfig, check: bool) -> dict:
     if not os.access(cfg.sshd, os.X_OK):
         raise LabError(f"sshd not found at {cfg.sshd}")
     cfg.plan()
+
+
+def apply_up(cfg: LabConfig, check: bool) -> dict:
+    """Bring this machine to the planned lab (with ``check``, only say what would change)."""
     t0 = time.monotonic()
     actions: list[str] = []
     if check and not cfg.lab_dir.exists():
