@@ -546,38 +546,65 @@ def summarize(findings: List[Finding]) -> str:
     return f"{', '.join(parts)}: {worst.message}"
 
 
-class PreflightManager:
-    """The bpf_preflight module's run: read the object on the host, check it, judge by fail_on."""
+@dataclass(frozen=True)
+class Request:
+    """The bpf_preflight task's parameters, validated: the object's path and where to compare it."""
+    src: str
+    bpffs_root: str
+    content: Optional[str] = None
+    checksum: Optional[str] = None
+    deployment: Optional[str] = None     # the module's ``name``: whose pinned maps to compare
+    dry_verify: bool = False
+    fail_on: str = "error"
+    refresh_features: bool = False
 
-    def __init__(self, params: dict) -> None:
-        self.params = params
+    @classmethod
+    def from_params(cls, params: dict) -> "Request":
+        # _pins only when the module runs: importing bpf_preflight loads none of the host-side files
+        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import (
+            DEFAULT_BPFFS_ROOT, validate_deployment_name, validate_path, validate_root)
+
+        # in the order the checks ran before the request existed: root, name, then src
+        bpffs_root = str(validate_root(params.get("bpffs_root") or DEFAULT_BPFFS_ROOT))
+        deployment = validate_deployment_name(params["name"]) if params.get("name") else None
+        return cls(src=validate_path(params["src"], "src"), content=params.get("content"),
+                   checksum=params.get("checksum"), bpffs_root=bpffs_root, deployment=deployment,
+                   dry_verify=bool(params.get("dry_verify")), fail_on=params.get("fail_on") or "error",
+                   refresh_features=bool(params.get("refresh_features")))
+
+    @property
+    def label(self) -> str:
+        """The object as messages name it: its file name."""
+        return os.path.basename(self.src)
+
+
+class PreflightManager:
+    """The bpf_preflight module's run: read the object on the host, check it, judge by fail_on.
+    It never changes anything, so check mode and diff mode change nothing in it either."""
+
+    def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False) -> None:
+        self.request = request
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
 
     def _read_object(self) -> bytes:
         from ansible_collections.ebpf.deploy.plugins.module_utils._objects import read_source, verify_checksum
-        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_path
 
-        src = validate_path(self.params["src"], "src")
-        label = os.path.basename(src)
-        data = read_source(src, self.params.get("content"), label=label)
-        verify_checksum(data, self.params.get("checksum"), source=label)
+        req = self.request
+        data = read_source(req.src, req.content, label=req.label)
+        verify_checksum(data, req.checksum, source=req.label)
         return data
 
     def run(self) -> dict:
-        from ansible_collections.ebpf.deploy.plugins.module_utils._pins import validate_deployment_name, validate_root
-
-        params = self.params
-        bpffs_root = str(validate_root(params.get("bpffs_root") or "/sys/fs/bpf/ebpf_deploy"))
-        deployment = validate_deployment_name(params["name"]) if params.get("name") else None
-        data = self._read_object()
-        report = run(data, source=os.path.basename(params["src"]), bpffs_root=bpffs_root,
-                     deployment=deployment, dry_verify_load=bool(params.get("dry_verify")),
-                     refresh_features=bool(params.get("refresh_features")))
+        req = self.request
+        report = run(self._read_object(), source=req.label, bpffs_root=req.bpffs_root,
+                     deployment=req.deployment, dry_verify_load=req.dry_verify,
+                     refresh_features=req.refresh_features)
         findings = report.pop("_findings")
-        fail_on = params.get("fail_on") or "error"
-        blocking = at_or_above(findings, fail_on)
+        blocking = at_or_above(findings, req.fail_on)
         counts = count_by_severity(findings)
         if blocking:
-            msg = f"preflight failed ({fail_on} or worse): {summarize(findings)}"
+            msg = f"preflight failed ({req.fail_on} or worse): {summarize(findings)}"
         else:
             msg = f"preflight passed: {summarize(findings)}"
         return dict(report, changed=False, passed=not blocking, counts=counts, msg=msg)

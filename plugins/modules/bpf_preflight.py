@@ -216,7 +216,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import OBJECT, PINS, compose, require
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
-from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import PreflightManager
+from ansible_collections.ebpf.deploy.plugins.module_utils._preflight import PreflightManager, Request
 
 ARGUMENT_SPEC = compose(
     require(OBJECT, "src"), PINS,   # a preflight always has an object to check
@@ -230,7 +230,9 @@ ARGUMENT_SPEC = compose(
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # findings at fail_on or worse fail the task with the whole report
-    exit_with(module, lambda: PreflightManager(module.params).run(), fail_when=lambda result: not result["passed"])
+    exit_with(module, lambda: PreflightManager(Request.from_params(module.params), check_mode=module.check_mode,
+                                               diff_mode=module._diff).run(),
+              fail_when=lambda result: not result["passed"])
 
 
 if __name__ == "__main__":

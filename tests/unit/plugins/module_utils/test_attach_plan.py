@@ -1,19 +1,11 @@
 """bpf_attach planning: desired vs current → action, diff, drift and refusals (pure, no kernel)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _attach as at  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _attach as at
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor
 
 PIN = "/sys/fs/bpf/ebpf_deploy/cnt/links/eth0:tcx_ingress"
 TARGET = {"interface": "eth0", "ifindex": 2, "netns": None, "direction": "ingress"}

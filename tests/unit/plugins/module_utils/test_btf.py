@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 
+from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError, members_at
+from ansible_collections.ebpf.deploy.plugins.module_utils._codec import CodecError, make_codec
+
 REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf, BtfError, members_at  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._codec import CodecError, make_codec  # noqa: E402
-
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
 
 

@@ -1,19 +1,12 @@
 """Key/value codecs: every YAML type to the exact bytes the kernel holds and back, sizes enforced."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils._codec import (
     CodecError, decode_percpu, encode_percpu, make_codec, parse_hex, round_up8, split_percpu, sum_values,
 )
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
 
 
 @pytest.mark.parametrize("type_name, value, raw", [

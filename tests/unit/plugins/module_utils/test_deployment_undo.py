@@ -6,21 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import pytest
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _deployment as deployment  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, SyscallError  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._map import MapResult  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._program import ProgramResult  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import XdpResult  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _deployment as deployment
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import EbpfDeployError, SyscallError
+from ansible_collections.ebpf.deploy.plugins.module_utils._map import MapResult
+from ansible_collections.ebpf.deploy.plugins.module_utils._program import ProgramResult
+from ansible_collections.ebpf.deploy.plugins.module_utils._xdp import XdpResult
 
 NAME = "ebpfd_undo"
 V1, V2 = "111111111111", "222222222222"

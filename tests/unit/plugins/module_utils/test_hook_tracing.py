@@ -3,22 +3,14 @@ before it touches the kernel (pure parts; the links themselves are proven on the
 tests/integration/test_vm_hooks.py)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing as tracing  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing as tracing
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     InvalidInput, UnsupportedFeature)
 
-from test_elf import SEGMENTS, SYMBOLS, make_shared_object  # noqa: E402
+from test_elf import SEGMENTS, SYMBOLS, make_shared_object
 
 KALLSYMS = ("ffffffff81000000 T _stext\nffffffff810a1b20 T __x64_sys_getpid\n"
             "ffffffff810a1b40 t do_unlinkat.isra.0\nffffffffc0001000 t ebpfd_mod_fn\t[ebpfd_mod]\n")

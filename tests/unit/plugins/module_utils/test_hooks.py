@@ -1,24 +1,16 @@
 """The hook table and the ELF section parser (pure, no kernel)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._hook_cgroup import (  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_cgroup import (
     cgroup2_mounts, resolve_cgroup_path)
-from ansible_collections.ebpf.deploy.plugins.module_utils._hook_netfilter import netfilter_target  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import (  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_netfilter import netfilter_target
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tracing import (
     btf_has_raw_tracepoint, parse_tracepoint)
-from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES
 
 
 @pytest.mark.parametrize("section, hook, target", [

@@ -2,14 +2,7 @@
 slots by program, long sides cut with "N more"."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _map_diff as d  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _map_diff as d
 
 
 def e(key, value) -> dict:

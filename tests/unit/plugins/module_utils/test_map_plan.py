@@ -3,18 +3,15 @@ and the write loop that restores the snapshot when a write fails midway."""
 from __future__ import annotations
 
 import errno
-import sys
 from pathlib import Path
 
 import pytest
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
+from ansible_collections.ebpf.deploy.plugins.module_utils import _limits as lim
+from ansible_collections.ebpf.deploy.plugins.module_utils import _map as m
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 
-from ansible_collections.ebpf.deploy.plugins.module_utils import _limits as lim  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils import _map as m  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError  # noqa: E402
+REPO = Path(__file__).resolve().parents[4]
 
 
 def k(n: int) -> bytes:
@@ -230,7 +227,7 @@ def test_percpu_struct_fields_not_listed_keep_their_value_on_every_cpu():
     from ansible_collections.ebpf.deploy.plugins.module_utils._codec import make_codec
     from ansible_collections.ebpf.deploy.plugins.module_utils._objects import elf_sections
 
-    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", COLLECTIONS.parents[1] / "build" / "bpf")) / "struct_value.bpf.o"
+    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf")) / "struct_value.bpf.o"
     if not obj.exists():
         pytest.skip(f"{obj} missing: run `make bpf`")
     btf = Btf(elf_sections(obj.read_bytes())[".BTF"])
@@ -285,7 +282,7 @@ def fixture_btf(stem: str):
     from ansible_collections.ebpf.deploy.plugins.module_utils._btf import Btf
     from ansible_collections.ebpf.deploy.plugins.module_utils._objects import elf_sections
 
-    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", COLLECTIONS.parents[1] / "build" / "bpf")) / f"{stem}.bpf.o"
+    obj = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf")) / f"{stem}.bpf.o"
     if not obj.exists():
         pytest.skip(f"{obj} missing: run `make bpf`")
     return Btf(elf_sections(obj.read_bytes())[".BTF"])

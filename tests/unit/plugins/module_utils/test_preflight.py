@@ -207,3 +207,59 @@ def test_fail_on_threshold_and_summary():
     assert pf.summarize([]) == "no findings"
     expected = {"severity": "error", "check": "memory", "message": "m", "map": "x"}
     assert pf.Finding("error", "memory", "m", map="x").to_dict() == expected
+
+
+# --- the manager contract: Request.from_params(params) → PreflightManager(request).run() ------------
+def params(**over) -> dict:
+    base = {"src": "/tmp/ebpfd_counter.bpf.o", "content": None, "checksum": None, "name": None,
+            "bpffs_root": "/sys/fs/bpf/ebpf_deploy", "dry_verify": False, "fail_on": "error",
+            "refresh_features": False}
+    base.update(over)
+    return base
+
+
+def test_request_from_params_takes_the_module_options():
+    req = pf.Request.from_params(params(name="pktcount", bpffs_root="/sys/fs/bpf/x/", dry_verify=True,
+                                        fail_on="warning"))
+    assert (req.deployment, req.bpffs_root, req.dry_verify, req.fail_on) == ("pktcount", "/sys/fs/bpf/x", True, "warning")
+    assert req.label == "ebpfd_counter.bpf.o"
+    defaults = pf.Request.from_params(params(bpffs_root=None, fail_on=None))
+    assert (defaults.deployment, defaults.bpffs_root, defaults.fail_on) == (None, "/sys/fs/bpf/ebpf_deploy", "error")
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"bpffs_root": "relative/root"}, "bpffs_root must be an absolute path"),
+    ({"bpffs_root": "/sys/fs/bpf/../x"}, "must not contain '..'"),
+    ({"name": "maps"}, "is reserved"),
+    ({"name": "no/slash"}, "deployment name"),
+    ({"src": "/tmp/a\0b.o"}, "contains a NUL byte"),
+])
+def test_request_from_params_refuses_bad_input(over, needle):
+    with pytest.raises(pf.InvalidInput, match=needle):
+        pf.Request.from_params(params(**over))
+
+
+def test_manager_judges_the_report_by_fail_on(monkeypatch):
+    import base64
+    seen = {}
+
+    def fake_run(data, **kwargs):
+        seen.update(kwargs, data=data)
+        return {"findings": [], "_findings": [pf.Finding("warning", "race", "racy")]}
+
+    monkeypatch.setattr(pf, "run", fake_run)
+    content = base64.b64encode(b"\x7fELF").decode()
+    passed = pf.PreflightManager(pf.Request.from_params(params(content=content, name="d"))).run()
+    assert (passed["passed"], passed["changed"], passed["msg"]) == (True, False, "preflight passed: 1 warning: racy")
+    assert passed["counts"] == {"info": 0, "warning": 1, "error": 0} and "_findings" not in passed
+    assert (seen["data"], seen["source"], seen["deployment"]) == (b"\x7fELF", "ebpfd_counter.bpf.o", "d")
+    failed = pf.PreflightManager(pf.Request.from_params(params(content=content, fail_on="warning")),
+                                 check_mode=True).run()
+    assert (failed["passed"], failed["msg"]) == (False, "preflight failed (warning or worse): 1 warning: racy")
+
+
+def test_manager_refuses_an_object_whose_checksum_differs():
+    import base64
+    req = pf.Request.from_params(params(content=base64.b64encode(b"x").decode(), checksum="sha256:" + "0" * 64))
+    with pytest.raises(pf.InvalidInput, match="checksum mismatch for ebpfd_counter.bpf.o"):
+        pf.PreflightManager(req).run()

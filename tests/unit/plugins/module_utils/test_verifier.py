@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[4]
 DATA = REPO / "tests" / "unit" / "data" / "verifier"
-COLLECTIONS = REPO / ".build" / "collections"
-
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
 
 try:
     from ansible_collections.ebpf.deploy.plugins.module_utils import _verifier as verifier

@@ -2,17 +2,11 @@
 is missing or outdated: a commit no longer imports and reads every module_utils file each time."""
 from __future__ import annotations
 
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as watcher  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _watcher as watcher
 
 
 def _no_sources():

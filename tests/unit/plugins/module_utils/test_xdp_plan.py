@@ -1,19 +1,11 @@
 """XDP attachment planning: desired vs current → action, diff, drift and refusals (pure, no kernel)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import parse_xdp_attrs  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp as xdp
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
+from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import parse_xdp_attrs
 
 PIN = "/sys/fs/bpf/ebpf_deploy/pktcount/links/eth0.xdp"
 V1 = xdp.Prog(id=10, name="xdp_packet_counter")
