@@ -1,4 +1,4 @@
-"""VM hosts of the lab (roles/lab/files/ebpfd_vm.py): real Debian 12 and 13 kernels under qemu.
+"""VM hosts of the lab (roles/lab/files/labtool/, vm_*.py): real Debian 12 and 13 kernels under qemu.
 
 One lab (session fixture `vm_lab` in conftest.py) with a netns host and two VMs, `<prefix>-v1` on
 debian12 (kernel 6.1) and `<prefix>-v2` on debian13 (kernel 6.12), booted in parallel. Every module
