@@ -216,6 +216,25 @@ def read_note(bpffs_root: str, link_pin: str) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
+def notes_in_root(bpffs_root: str) -> list:
+    """Every note kept for links (and tc filters) under this bpffs root (what bpf_facts lists tc from)."""
+    scope = os.path.join(STATE_DIR, bpffs_root.strip("/").replace("/", "_"))
+    try:
+        names = sorted(name for name in os.listdir(scope) if name.endswith(".json"))
+    except OSError:
+        return []
+    notes = []
+    for name in names:
+        try:
+            with open(os.path.join(scope, name), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            notes.append(data)
+    return notes
+
+
 def write_note(bpffs_root: str, link_pin: str, note: Optional[dict]) -> None:
     path = _note_path(bpffs_root, link_pin)
     if note is None:

@@ -24,6 +24,7 @@ Netlink only through ``_netlink``; no Ansible here.
 from __future__ import annotations
 
 import errno as _errno
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -31,6 +32,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._attach import (
     AttachResult,
     Plan,
     Prog,
+    notes_in_root,
     read_note,
     write_note,
 )
@@ -240,7 +242,10 @@ class TcAttachment:
             if the_plan.changed:
                 chain = self.family.chain(target)
             if req.state == "present" and (the_plan.changed or last is None or last.get("prog_id") != prog.id):
-                write_note(req.bpffs_root, key, {"prog_id": prog.id, "created_qdisc": created})
+                # where the filter is, too: bpf_facts lists tc attachments from these notes
+                write_note(req.bpffs_root, key, dict(target.describe(), prog_id=prog.id, created_qdisc=created,
+                                                     hook=self.hook.name, deployment=req.deployment,
+                                                     name=os.path.basename(key)))
             elif req.state == "absent" and (the_plan.changed or current.ours is None):
                 write_note(req.bpffs_root, key, None)
         return self._report(the_plan, target, current, chain)
@@ -274,3 +279,29 @@ class TcAttachment:
             result.extra["drift"] = the_plan.drift
             result.diff["before_header"] = f"drift: {the_plan.drift}"
         return result
+
+
+# --- facts -----------------------------------------------------------------------------------------
+def attachments(bpffs_root: str) -> dict:
+    """{deployment: {name: {hook, link_id: None, prog_id, priority}}} of the tc filters our runs put
+    under this root, read back from the kernel (prog_id None: the filter is gone or runs another program)."""
+    out: dict = {}
+    for note in notes_in_root(bpffs_root):
+        hook, dep = note.get("hook"), note.get("deployment")
+        if hook not in ("tc_ingress", "tc_egress") or not dep or not note.get("name"):
+            continue
+        out.setdefault(dep, {})[note["name"]] = {"hook": hook, "link_id": None,
+                                                 "prog_id": _running(note), "priority": note.get("priority")}
+    return out
+
+
+def _running(note: dict) -> Optional[int]:
+    """The program in the filter at the note's place, when it is the note's program."""
+    nl_mod = netlink()
+    try:
+        with nl_mod.Netlink(note.get("netns")) as nl:
+            filters = nl.tc_filters(int(note["ifindex"]), note["direction"])
+    except (LookupError, OSError, KeyError, ValueError):
+        return None
+    found = next((f for f in filters if f.prio == note.get("priority") and f.handle == HANDLE), None)
+    return found.prog_id if found is not None and found.prog_id == note.get("prog_id") else None

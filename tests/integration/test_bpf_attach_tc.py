@@ -57,6 +57,11 @@ def tc(veth, *args: str) -> None:
     subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30)
 
 
+def facts_attachments(bpffs_root, name: str) -> dict:
+    facts = ok(helpers.direct("bpf_facts", {"gather_subset": ["programs", "links"], "bpffs_root": str(bpffs_root)}))
+    return facts["ansible_facts"]["ebpf"]["deployments"][name]["attachments"]
+
+
 def direct(args: dict, *, check: bool = False) -> dict:
     return helpers.direct("bpf_attach", args, check=check)
 
@@ -182,7 +187,11 @@ def test_tc_drift_repaired(veth, loaded, bpffs_root):  # noqa: F811
     args = {"deployment": dep.name, "program": "tcx_count", "hook": "tc_egress",
             "interface": veth.host_if, "netns": veth.host_ns, "bpffs_root": str(bpffs_root)}
     ok(direct(args))
+    name = f"{veth.host_ns}@{veth.host_if}:tc_egress"
+    assert facts_attachments(bpffs_root, dep.name)[name] == {"hook": "tc_egress", "link_id": None, "prog_id": v1,
+                                                             "priority": 1}
     tc(veth, "filter", "del", "dev", veth.host_if, "egress", "prio", "1", "handle", "1", "bpf")
+    assert facts_attachments(bpffs_root, dep.name)[name]["prog_id"] is None   # bpf_facts sees it gone
     fixed = ok(direct(args))
     assert fixed["action"] == "attach" and "removed by hand" in fixed["drift"]
     assert bpf_filters(veth, "egress") == [(1, 1, v1)]
