@@ -520,9 +520,9 @@ class AttachManager:
             raise InvalidInput("before/after order programs on tcx hooks only, not on xdp")
         if not req.interface:
             raise InvalidInput("hook xdp needs interface", hook="xdp")
-        params = {name: getattr(req, name) for name in ("interface", "netns", "deployment", "program", "pin",
-                                                         "bpffs_root", "mode", "method", "state", "force",
-                                                         "lock_timeout")}
+        names = ("interface", "netns", "deployment", "program", "pin", "bpffs_root", "mode", "method", "state",
+                 "force", "lock_timeout")
+        params = {name: getattr(req, name) for name in names}
         result = xdp_manager(params, check_mode=self.check_mode, diff_mode=self.diff_mode,
                              bpf=self._bpf, before_change=self.before_change).run()
         result.extra["hook"] = "xdp"

@@ -189,7 +189,8 @@ hook:
   sample: tcx_ingress
 target:
   description:
-    - The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook).
+    - The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook; a tc
+      filter's priority and handle).
     - On a failed system call, a string - what the call was for (an interface, a cgroup, a link).
   returned: always (a string on failure)
   type: dict
@@ -205,7 +206,7 @@ previous_prog_id:
   type: int
   sample: 398
 link_pin:
-  description: Where the link is pinned (V(null) after O(state=absent)).
+  description: Where the link is pinned (V(null) after O(state=absent), and for V(tc_ingress)/V(tc_egress), which have no link).
   returned: always
   type: str
   sample: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress
