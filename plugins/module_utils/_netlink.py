@@ -368,22 +368,42 @@ class _Rtnl:
 
     def get_link(self, *, index: int = 0, ifname: str | None = None) -> dict:
         """parse_link() of the link; OSError(errno) when the kernel refuses (ENODEV: no such link)."""
-        self.seq += 1
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
         if ifname is not None:
             name = ifname.encode() + b"\0"
             body += _RTATTR.pack(_RTATTR.size + len(name), IFLA_IFNAME) + name + b"\0" * (-len(name) % 4)
-        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self.seq, 0) + body)
+        # one link's reply is a few KiB (no VF list: RTEXT_FILTER_VF is not asked for)
+        for kind, payload in self._exchange(RTM_GETLINK, NLM_F_REQUEST, body, what="RTM_GETLINK reply"):
+            if kind == RTM_NEWLINK:
+                return parse_link(payload)
+            if kind == NLMSG_DONE:
+                raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
+        raise AssertionError("unreachable: _exchange does not end by itself")
+
+    def dump(self, msg_type: int, body: bytes, answer: int) -> list:
+        """The payloads of every ``answer`` message of a dump request; OSError(errno) when refused."""
+        payloads = []
+        for kind, payload in self._exchange(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body, what="netlink dump part"):
+            if kind == NLMSG_DONE:
+                return payloads
+            if kind == answer:
+                payloads.append(payload)
+        raise AssertionError("unreachable: _exchange does not end by itself")
+
+    def _exchange(self, msg_type: int, flags: int, body: bytes, *, what: str) -> Iterator[tuple]:
+        """Send one request; yield (type, payload) of each message answering it, for as long as the
+        caller reads. NLMSG_ERROR is raised as OSError(errno)."""
+        self.seq += 1
+        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
         while True:
-            # one link's reply is a few KiB (no VF list: RTEXT_FILTER_VF is not asked for)
             data, _ancdata, msg_flags, _addr = self.sock.recvmsg(1 << 20)
             if msg_flags & socket.MSG_TRUNC:
-                raise OSError(_errno.EMSGSIZE, "RTM_GETLINK reply larger than 1 MiB")
+                raise OSError(_errno.EMSGSIZE, f"{what} larger than 1 MiB")
             offset = 0
             while offset + _NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
                 if length < _NLMSG_HDR.size:  # malformed: it would never advance
-                    raise OSError(_errno.EBADMSG, "malformed RTM_GETLINK reply")
+                    raise OSError(_errno.EBADMSG, f"malformed {what}")
                 payload = data[offset + _NLMSG_HDR.size:offset + length]
                 offset += (length + 3) & ~3
                 if seq != self.seq:
@@ -391,37 +411,7 @@ class _Rtnl:
                 if kind == NLMSG_ERROR:
                     err = -struct.unpack_from("=i", payload)[0]
                     raise OSError(err, os.strerror(err))
-                if kind == RTM_NEWLINK:
-                    return parse_link(payload)
-                if kind == NLMSG_DONE:
-                    raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
-
-    def dump(self, msg_type: int, body: bytes, answer: int) -> list:
-        """The payloads of every ``answer`` message of a dump request; OSError(errno) when refused."""
-        self.seq += 1
-        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP,
-                                       self.seq, 0) + body)
-        payloads = []
-        while True:
-            data, _ancdata, msg_flags, _addr = self.sock.recvmsg(1 << 20)
-            if msg_flags & socket.MSG_TRUNC:
-                raise OSError(_errno.EMSGSIZE, "netlink dump part larger than 1 MiB")
-            offset = 0
-            while offset + _NLMSG_HDR.size <= len(data):
-                length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
-                if length < _NLMSG_HDR.size:
-                    raise OSError(_errno.EBADMSG, "malformed netlink dump")
-                payload = data[offset + _NLMSG_HDR.size:offset + length]
-                offset += (length + 3) & ~3
-                if seq != self.seq:
-                    continue
-                if kind == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", payload)[0]
-                    raise OSError(err, os.strerror(err))
-                if kind == NLMSG_DONE:
-                    return payloads
-                if kind == answer:
-                    payloads.append(payload)
+                yield kind, payload
 
 
 class Netlink:
