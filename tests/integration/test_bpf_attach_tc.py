@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -247,3 +248,36 @@ def test_xdp_through_bpf_attach_counts_rerun_unchanged_detach(ansible_module, ve
     veth.send(200)
     assert dep.counter() == before
     assert not ok(direct(absent))["changed"]
+
+
+# --- a bpf_deployment attach item on tc ------------------------------------------------------------------
+def test_tc_deployment_item_switch_rollback_and_absent(ansible_module, veth, bpffs_root, tmp_path, bpf_object):
+    """bpf_deployment runs the same tc code: v2 replaces v1 in the filter, a rollback puts v1 back in
+    it, state absent removes the filter and the qdisc the deployment made."""
+    name = helpers.unique("ebpfd_", 4)
+    state_dir = tmp_path / "state"
+    attach = [{"program": "tcx_count", "hook": "tc_ingress", "interface": veth.host_if, "netns": veth.host_ns}]
+
+    def spec(obj: str, **extra) -> dict:
+        return dict({"name": name, "src": str(bpf_object(obj)), "bpffs_root": str(bpffs_root),
+                     "state_dir": str(state_dir), "program_type": "sched_cls", "attach": attach}, **extra)
+    try:
+        run = ok(ansible_module("bpf_deployment", spec("tcx_counter")))
+        v1 = run["attach"][0]["prog_id"]
+        assert run["attach"][0]["action"] == "attach" and bpf_filters(veth, "ingress") == [(1, 1, v1)]
+        assert not ok(ansible_module("bpf_deployment", spec("tcx_counter")))["changed"]
+        v2 = ok(ansible_module("bpf_deployment", spec("tcx_counter_v2", confirm_timeout=300)))
+        assert v2["pending"] and v2["attach"][0]["action"] == "update", v2["attach"]
+        (_pref, _handle, v2_prog), = bpf_filters(veth, "ingress")
+        assert v2_prog not in (None, v1)
+        back = {"name": name, "state": "rolled_back", "bpffs_root": str(bpffs_root), "state_dir": str(state_dir)}
+        assert ok(ansible_module("bpf_deployment", back))["changed"]
+        assert bpf_filters(veth, "ingress") == [(1, 1, v1)], "v1's program is not back in the filter"
+        absent = {"name": name, "state": "absent", "bpffs_root": str(bpffs_root), "state_dir": str(state_dir),
+                  "attach": attach}
+        assert ok(ansible_module("bpf_deployment", absent))["changed"]
+        assert bpf_filters(veth, "ingress") == [] and not has_clsact(veth)
+    finally:
+        helpers.kill_pids(helpers.pids_with_argv(lambda argv: str(state_dir) in argv and "watch" in argv),
+                          signal.SIGTERM)
+        helpers.forget_deployment(name, bpffs_root)
