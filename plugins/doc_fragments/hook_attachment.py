@@ -17,9 +17,19 @@ options:
   hook:
     description:
       - The attach hook. Omitted, it is read from the program's ELF section (O(section)).
-      - V(tcx_ingress), V(tcx_egress) need O(interface); the V(cgroup_*) hooks need O(cgroup);
+      - V(xdp), V(tcx_ingress), V(tcx_egress), V(tc_ingress) and V(tc_egress) need O(interface); the
+        V(cgroup_*) hooks need O(cgroup);
         V(tracepoint) and V(raw_tracepoint) need O(target) (or a section that names it);
         V(netfilter) needs O(pf), O(hooknum) and O(priority).
+      - V(xdp) runs what M(ebpf.deploy.xdp_attach) runs (O(mode), O(method)); its results are xdp_attach's
+        (interface, mode, method, link pin) with RV(hook).
+      - V(tc_ingress)/V(tc_egress) (kernel >= 4.5, for kernels without tcx) attach a C(bpf) filter in
+        direct-action mode under the interface's C(clsact) qdisc, at O(priority) and handle 1. There is
+        no link to pin (the program stays pinned under its deployment). The qdisc is created when absent;
+        an upgrade replaces the filter in place on the same priority and handle (C(NLM_F_REPLACE)), atomic
+        for the packet path (each packet meets the old program or the new one); O(state=absent) removes
+        our filter, and the qdisc only when this collection created it and no other filter is on it.
+        A filter of another tool or deployment at our priority is refused without O(force).
     type: str
     choices: [tcx_ingress, tcx_egress, tc_ingress, tc_egress, cgroup_skb_ingress, cgroup_skb_egress,
               cgroup_sock_create, cgroup_sock_release, cgroup_post_bind4, cgroup_post_bind6, cgroup_sock_ops,
@@ -42,7 +52,7 @@ options:
       - Omitted, the section's target.
     type: str
   interface:
-    description: The network interface of a tcx hook.
+    description: The network interface of an xdp, tcx or tc hook.
     type: str
   netns:
     description:
@@ -63,7 +73,10 @@ options:
     type: str
     choices: [prerouting, local_in, forward, local_out, postrouting]
   priority:
-    description: The netfilter priority (lower runs first; the kernel refuses the extreme values).
+    description:
+      - The netfilter priority (lower runs first; the kernel refuses the extreme values).
+      - The priority of the tc filter of V(tc_ingress)/V(tc_egress), 1 to 65535 (lower runs first).
+        Omitted, V(1). Refused on the other hooks.
     type: int
   before:
     description:
@@ -138,7 +151,7 @@ options:
         type: str
         choices: [forward, local_in, local_out, postrouting, prerouting]
       priority:
-        description: The netfilter priority.
+        description: The netfilter priority, or the tc filter's (V(tc_ingress)/V(tc_egress), default V(1)).
         type: int
       before:
         description: tcx only. Run before this program (as O(ebpf.deploy.bpf_attach#module:before)).

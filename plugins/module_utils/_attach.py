@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to ebpf.deploy
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to ebpf.deploy: the attachment manager behind bpf_attach, for every hook but XDP.
+"""Private to ebpf.deploy: the attachment manager behind bpf_attach, for every hook.
 
 ``AttachManager(request, check_mode=..., diff_mode=...).run() -> AttachResult`` is read → plan → act → report, like
 ``XdpManager``; the hook decides the family (``_hook_tcx``, ``_hook_cgroup``, ``_hook_tracing``,
-``_hook_netfilter``) that talks to the kernel, everything else is shared:
+``_hook_netfilter``) that talks to the kernel, everything else is shared. Two hooks have no link
+of this shape and run their own flow after the hook is decided: ``xdp`` runs ``_xdp.XdpManager``
+(``xdp_manager()``, the code xdp_attach runs: modes, link or netlink method), and ``tc_ingress``/
+``tc_egress`` a filter under clsact (``_hook_tc.TcAttachment``). Options another hook's family takes
+(``mode`` on tcx, ``priority`` on XDP) are refused first (``_hooks.check_options_apply``).
 
 - hook:  the ``hook`` option, else the program's ELF section (``section``, or ``sections`` in the
          version's metadata) through ``_hooks.parse_section``, which also gives the target.
@@ -212,6 +216,25 @@ def read_note(bpffs_root: str, link_pin: str) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
+def notes_in_root(bpffs_root: str) -> list:
+    """Every note kept for links (and tc filters) under this bpffs root (what bpf_facts lists tc from)."""
+    scope = os.path.join(STATE_DIR, bpffs_root.strip("/").replace("/", "_"))
+    try:
+        names = sorted(name for name in os.listdir(scope) if name.endswith(".json"))
+    except OSError:
+        return []
+    notes = []
+    for name in names:
+        try:
+            with open(os.path.join(scope, name), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            notes.append(data)
+    return notes
+
+
 def write_note(bpffs_root: str, link_pin: str, note: Optional[dict]) -> None:
     path = _note_path(bpffs_root, link_pin)
     if note is None:
@@ -241,6 +264,8 @@ class Request:
     priority: Optional[int] = None
     before: Optional[str] = None
     after: Optional[str] = None
+    mode: Optional[str] = None        # XDP only
+    method: str = "link"              # XDP only
     deployment: Optional[str] = None
     program: Optional[str] = None
     pin: Optional[str] = None
@@ -289,11 +314,17 @@ def family_for(hook_row: hooks.Hook):
     if hook_row.family == "netfilter":
         from ansible_collections.ebpf.deploy.plugins.module_utils._hook_netfilter import NetfilterFamily
         return NetfilterFamily
-    if hook_row.family == "xdp":
-        raise InvalidInput("hook xdp is attached by ebpf.deploy.xdp_attach (modes, netlink method); use that module",
-                           hook="xdp")
-    raise UnsupportedFeature(f"hook {hook_row.name} (tc clsact) is not attached by this version of bpf_attach; "
-                             "use tcx_ingress/tcx_egress", requires="kernel >= 6.6 for tcx", hook=hook_row.name)
+    if hook_row.family == "tc":
+        from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tc import TcFamily
+        return TcFamily
+    # xdp: AttachManager.run hands it to xdp_manager() before a family is asked for
+    raise UnsupportedFeature(f"hook {hook_row.name} has no bpf_link family", hook=hook_row.name)
+
+
+def xdp_manager(params: dict, **kwargs):
+    """The XdpManager for bpf_attach's (or xdp_attach's) options: one code path for hook xdp."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _xdp  # pylint: disable=import-outside-toplevel
+    return _xdp.XdpManager(_xdp.Request.from_params(params), **kwargs)
 
 
 # --- the manager ---------------------------------------------------------------------------------
@@ -470,10 +501,32 @@ class AttachManager:
         return ids
 
     # --- run ---------------------------------------------------------------------------------------
-    def run(self) -> AttachResult:
+    def run(self) -> Result:
+        hook_row, _target = self.resolve_hook()
+        hooks.check_options_apply(hook_row, {name: getattr(self.request, name) for name in hooks.OPTION_FAMILIES})
+        if hook_row.family == "xdp":
+            return self._run_xdp()
         hook_row, family = self._family()
         with self._lock(hook_row):
+            if hook_row.family == "tc":
+                from ansible_collections.ebpf.deploy.plugins.module_utils._hook_tc import TcAttachment  # pylint: disable=import-outside-toplevel
+                return TcAttachment(self, hook_row, family).run()
             return self._run(hook_row, family)
+
+    def _run_xdp(self) -> Result:
+        """hook xdp: xdp_attach's manager on this request's options (its lock, its guarantees)."""
+        req = self.request
+        if req.before or req.after:
+            raise InvalidInput("before/after order programs on tcx hooks only, not on xdp")
+        if not req.interface:
+            raise InvalidInput("hook xdp needs interface", hook="xdp")
+        names = ("interface", "netns", "deployment", "program", "pin", "bpffs_root", "mode", "method", "state",
+                 "force", "lock_timeout")
+        params = {name: getattr(req, name) for name in names}
+        result = xdp_manager(params, check_mode=self.check_mode, diff_mode=self.diff_mode,
+                             bpf=self._bpf, before_change=self.before_change).run()
+        result.extra["hook"] = "xdp"
+        return result
 
     def link_pin_name(self) -> str:
         """``<target>:<hook>``, the name of the link pin, from the options alone (a missing target,

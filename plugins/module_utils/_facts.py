@@ -238,7 +238,16 @@ def gather_objects(subsets: list, *, bpffs_root: str, libbpf=None) -> dict:
     out["deployments"] = _deployments(placement, bpffs_root)
     if "links" in subsets:
         _add_attachments(out["deployments"], out["links"])
+        _add_tc_attachments(out["deployments"], bpffs_root)
     return out
+
+
+def _add_tc_attachments(deployments: dict, bpffs_root: str) -> None:
+    """tc filters have no link to pin: listed from what our runs noted, read back from the kernel."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tc  # pylint: disable=import-outside-toplevel
+    for name, filters in _hook_tc.attachments(bpffs_root).items():
+        if name in deployments:
+            deployments[name].setdefault("attachments", {}).update(filters)
 
 
 def _add_attachments(deployments: dict, links: list) -> None:

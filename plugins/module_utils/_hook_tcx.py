@@ -19,7 +19,29 @@ from typing import Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, SyscallError
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, HookFamily, Target
+from ansible_collections.ebpf.deploy.plugins.module_utils._hooks import Hook
 from ansible_collections.ebpf.deploy.plugins.module_utils._pins import link_pin_name
+
+
+def interface_target(hook: Hook, request, direction: str) -> Target:
+    """An interface's ingress or egress (tcx and tc): the interface must exist in its namespace."""
+    from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink  # pylint: disable=import-outside-toplevel
+    req = request
+    if not req.interface:
+        raise InvalidInput(f"hook {hook.name} needs interface", hook=hook.name)
+    if req.netns and not netlink.netns_exists(req.netns):
+        raise InvalidInput(f"network namespace {req.netns!r} does not exist (/run/netns/{req.netns})",
+                           netns=req.netns)
+    with netlink.Netlink(req.netns) as nl:
+        try:
+            iface = nl.interface(req.interface)
+        except netlink.NoSuchInterface as exc:
+            raise InvalidInput(str(exc), interface=req.interface, netns=req.netns) from None
+    where = repr(iface.name) + (f" (netns {req.netns})" if req.netns else "")
+    key = link_pin_name(iface.name, req.netns, kind=hook.name).rsplit(":", 1)[0]
+    return Target(key=key, label=f"interface {where} {direction}", netns=req.netns,
+                  data={"interface": iface.name, "ifindex": iface.ifindex, "netns": req.netns,
+                        "direction": direction})
 
 
 class TcxFamily(HookFamily):
@@ -30,23 +52,7 @@ class TcxFamily(HookFamily):
         return self.hook.name.split("_", 1)[1]
 
     def resolve(self, *, check_mode: bool) -> Target:
-        from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink  # pylint: disable=import-outside-toplevel
-        req = self.request
-        if not req.interface:
-            raise InvalidInput(f"hook {self.hook.name} needs interface", hook=self.hook.name)
-        if req.netns and not netlink.netns_exists(req.netns):
-            raise InvalidInput(f"network namespace {req.netns!r} does not exist (/run/netns/{req.netns})",
-                               netns=req.netns)
-        with netlink.Netlink(req.netns) as nl:
-            try:
-                iface = nl.interface(req.interface)
-            except netlink.NoSuchInterface as exc:
-                raise InvalidInput(str(exc), interface=req.interface, netns=req.netns) from None
-        where = repr(iface.name) + (f" (netns {req.netns})" if req.netns else "")
-        key = link_pin_name(iface.name, req.netns, kind=self.hook.name).rsplit(":", 1)[0]
-        return Target(key=key, label=f"interface {where} {self.direction}", netns=req.netns,
-                      data={"interface": iface.name, "ifindex": iface.ifindex, "netns": req.netns,
-                            "direction": self.direction})
+        return interface_target(self.hook, self.request, self.direction)
 
     def attach(self, prog_fd: int, target: Target, *, anchor: Optional[Anchor] = None) -> int:
         flags, relative = 0, 0

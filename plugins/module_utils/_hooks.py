@@ -57,11 +57,14 @@ def _cgroup(name: str, attach: str, prog_type: int, kernel: str = "5.7") -> Hook
 
 HOOKS: Dict[str, Hook] = {hook.name: hook for hook in (
     Hook("xdp", "xdp", AT["xdp"], (PT["xdp"],), "interface", "5.9", True,
-         note="use ebpf.deploy.xdp_attach (modes, netlink method)"),
+         note="attached by _xdp.XdpManager (modes, link or netlink method), as xdp_attach does"),
     Hook("tcx_ingress", "tcx", AT["tcx_ingress"], (PT["sched_cls"],), "interface", "6.6", True, libbpf="1.3"),
     Hook("tcx_egress", "tcx", AT["tcx_egress"], (PT["sched_cls"],), "interface", "6.6", True, libbpf="1.3"),
-    Hook("tc_ingress", "tc", None, (PT["sched_cls"],), "interface", "4.1", False),
-    Hook("tc_egress", "tc", None, (PT["sched_cls"],), "interface", "4.1", False),
+    # clsact (4.5) + a cls_bpf filter in direct-action mode: no bpf_link; replaced in place (NLM_F_REPLACE)
+    Hook("tc_ingress", "tc", None, (PT["sched_cls"],), "interface", "4.5", False,
+         note="a bpf filter under the clsact qdisc, swapped in place on the same priority and handle"),
+    Hook("tc_egress", "tc", None, (PT["sched_cls"],), "interface", "4.5", False,
+         note="a bpf filter under the clsact qdisc, swapped in place on the same priority and handle"),
     _cgroup("cgroup_skb_ingress", "cgroup_inet_ingress", PT["cgroup_skb"]),
     _cgroup("cgroup_skb_egress", "cgroup_inet_egress", PT["cgroup_skb"]),
     _cgroup("cgroup_sock_create", "cgroup_inet_sock_create", PT["cgroup_sock"]),
@@ -200,6 +203,34 @@ def parse_section(section: str) -> SectionHook:
                                    "(e.g. tracepoint/syscalls/sys_enter_getpid)", section=text)
         return SectionHook(name, rest)
     raise InvalidInput(f"section {text!r} names no hook this collection attaches; set hook", section=text)
+
+
+# options that mean something on some families only: given for another hook, they are refused
+# (a value equal to the option's default, like method link, is no choice and passes)
+OPTION_FAMILIES = {
+    "mode": ("xdp",),
+    "method": ("xdp",),
+    "priority": ("netfilter", "tc"),
+    "cgroup": ("cgroup",),
+    "pf": ("netfilter",),
+    "hooknum": ("netfilter",),
+}
+OPTION_DEFAULTS = {"method": "link"}
+
+
+def check_options_apply(hook_row: Hook, values: dict, *, prefix: str = "") -> None:
+    """Refuse, in one line, an option that the hook's family does not take (mode on tcx, priority
+    on XDP, ...). ``values`` holds the options as given (None: not given)."""
+    for name, families in OPTION_FAMILIES.items():
+        value = values.get(name)
+        if value is None or value == OPTION_DEFAULTS.get(name) or hook_row.family in families:
+            continue
+        if families == ("xdp",):
+            what = f"{name} is an XDP option" if name == "mode" else f"{name} {value} is XDP's"
+        else:
+            what = f"{name} is an option of {' and '.join(families)} hooks"
+        raise InvalidInput(f"{prefix}{what}; hook {hook_row.name} does not take it", hook=hook_row.name,
+                           option=name)
 
 
 def check_prog_type(hook_row: Hook, prog_type: int, *, prog_label: str, type_name: str) -> None:

@@ -8,6 +8,11 @@ It answers three questions about an interface, in the root network namespace or 
 mode, and what are its packet counters. It also sets and clears IFLA_XDP with the mode flags,
 atomically replacing a program with XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD.
 
+For tc (``_hook_tc``) it reads whether an interface has a clsact qdisc and the filters under its
+ingress/egress parents (RTM_GETQDISC, RTM_GETTFILTER dumps on the plain socket: pyroute2 0.7 to 0.9
+do not decode TCA_BPF_ID, the program id), and adds or removes the qdisc and one ``bpf`` filter in
+direct-action mode through pyroute2 (``IPRoute.tc``, as in 0.7).
+
 The three questions are one RTM_GETLINK each, sent and parsed here on a plain netlink socket
 (``_Rtnl``): the attributes read are few and fixed by the kernel's UAPI, and pyroute2's import
 (about 0.1 s) was most of the cost of a module run that only reads. pyroute2 is imported for the
@@ -249,7 +254,8 @@ _NLMSG_HDR = struct.Struct("=IHHII")        # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")       # family, pad, type, index, flags, change
 _RTATTR = struct.Struct("=HH")              # len, type
 NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, RTM_GETLINK = 2, 3, 16, 18
-NLM_F_REQUEST = 1
+RTM_NEWQDISC, RTM_GETQDISC, RTM_NEWTFILTER, RTM_GETTFILTER = 36, 38, 44, 46
+NLM_F_REQUEST, NLM_F_DUMP = 1, 0x300
 NLA_TYPE_MASK = 0x3FFF                      # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 IFLA_IFNAME, IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP = 3, 18, 23, 43
 IFLA_INFO_KIND = 1
@@ -260,6 +266,57 @@ _XDP_ATTRS = {2: "IFLA_XDP_ATTACHED", 4: "IFLA_XDP_PROG_ID", 5: "IFLA_XDP_DRV_PR
 _XDP_ATTACHED_NAMES = {1: "xdp", 2: "xdpgeneric", 3: "xdpoffload"}
 # the counters() reports: their position among the u64 fields of struct rtnl_link_stats64
 _STATS64_INDEX = {"rx_packets": 0, "tx_packets": 1, "rx_bytes": 2, "tx_bytes": 3, "rx_dropped": 6, "tx_dropped": 7}
+
+
+# include/uapi/linux/pkt_sched.h, pkt_cls.h: struct tcmsg, the clsact parents, the bpf filter's attributes
+_TCMSG = struct.Struct("=BxxxiIII")         # family, pad, ifindex, handle, parent, info
+TCA_KIND, TCA_OPTIONS = 1, 2
+TCA_BPF_NAME, TCA_BPF_FLAGS, TCA_BPF_ID = 7, 8, 11
+TCA_BPF_FLAG_ACT_DIRECT = 1
+TC_H_CLSACT = 0xFFFFFFF1
+TC_PARENTS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}   # TC_H_MIN_INGRESS / TC_H_MIN_EGRESS under clsact
+ETH_P_ALL = 0x0003
+
+
+@dataclass(frozen=True)
+class TcFilter:
+    """One tc filter under a clsact parent: its priority and handle, kind and, for ``bpf``, the program."""
+
+    parent: int
+    prio: int
+    handle: int
+    kind: str | None = None
+    prog_id: int | None = None
+    prog_name: str | None = None
+    direct_action: bool = False
+
+
+def _cstr(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def parse_tcmsg(payload: bytes) -> dict:
+    """An RTM_NEWQDISC/RTM_NEWTFILTER payload → {ifindex, handle, parent, info, kind, options}. Pure."""
+    _family, ifindex, handle, parent, info = _TCMSG.unpack_from(payload)
+    out = {"ifindex": ifindex, "handle": handle, "parent": parent, "info": info, "kind": None, "options": {}}
+    for kind, value in _attrs(payload, _TCMSG.size):
+        if kind == TCA_KIND:
+            out["kind"] = _cstr(value)
+        elif kind == TCA_OPTIONS:
+            out["options"] = dict(_attrs(value))
+    return out
+
+
+def tc_filter(msg: dict) -> TcFilter | None:
+    """A parsed filter message → TcFilter; None for the header of a priority (handle 0, no options)."""
+    if not msg["handle"]:
+        return None
+    opts = msg["options"] if msg["kind"] == "bpf" else {}
+    prog_id = struct.unpack_from("=I", opts[TCA_BPF_ID])[0] if len(opts.get(TCA_BPF_ID, b"")) >= 4 else None
+    flags = struct.unpack_from("=I", opts[TCA_BPF_FLAGS])[0] if len(opts.get(TCA_BPF_FLAGS, b"")) >= 4 else 0
+    return TcFilter(parent=msg["parent"], prio=msg["info"] >> 16, handle=msg["handle"], kind=msg["kind"],
+                    prog_id=prog_id, prog_name=_cstr(opts[TCA_BPF_NAME]) if TCA_BPF_NAME in opts else None,
+                    direct_action=bool(flags & TCA_BPF_FLAG_ACT_DIRECT))
 
 
 def _attrs(data: bytes, offset: int = 0) -> Iterator[tuple]:
@@ -311,22 +368,42 @@ class _Rtnl:
 
     def get_link(self, *, index: int = 0, ifname: str | None = None) -> dict:
         """parse_link() of the link; OSError(errno) when the kernel refuses (ENODEV: no such link)."""
-        self.seq += 1
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
         if ifname is not None:
             name = ifname.encode() + b"\0"
             body += _RTATTR.pack(_RTATTR.size + len(name), IFLA_IFNAME) + name + b"\0" * (-len(name) % 4)
-        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self.seq, 0) + body)
+        # one link's reply is a few KiB (no VF list: RTEXT_FILTER_VF is not asked for)
+        for kind, payload in self._exchange(RTM_GETLINK, NLM_F_REQUEST, body, what="RTM_GETLINK reply"):
+            if kind == RTM_NEWLINK:
+                return parse_link(payload)
+            if kind == NLMSG_DONE:
+                raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
+        raise AssertionError("unreachable: _exchange does not end by itself")
+
+    def dump(self, msg_type: int, body: bytes, answer: int) -> list:
+        """The payloads of every ``answer`` message of a dump request; OSError(errno) when refused."""
+        payloads = []
+        for kind, payload in self._exchange(msg_type, NLM_F_REQUEST | NLM_F_DUMP, body, what="netlink dump part"):
+            if kind == NLMSG_DONE:
+                return payloads
+            if kind == answer:
+                payloads.append(payload)
+        raise AssertionError("unreachable: _exchange does not end by itself")
+
+    def _exchange(self, msg_type: int, flags: int, body: bytes, *, what: str) -> Iterator[tuple]:
+        """Send one request; yield (type, payload) of each message answering it, for as long as the
+        caller reads. NLMSG_ERROR is raised as OSError(errno)."""
+        self.seq += 1
+        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
         while True:
-            # one link's reply is a few KiB (no VF list: RTEXT_FILTER_VF is not asked for)
             data, _ancdata, msg_flags, _addr = self.sock.recvmsg(1 << 20)
             if msg_flags & socket.MSG_TRUNC:
-                raise OSError(_errno.EMSGSIZE, "RTM_GETLINK reply larger than 1 MiB")
+                raise OSError(_errno.EMSGSIZE, f"{what} larger than 1 MiB")
             offset = 0
             while offset + _NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _pid = _NLMSG_HDR.unpack_from(data, offset)
                 if length < _NLMSG_HDR.size:  # malformed: it would never advance
-                    raise OSError(_errno.EBADMSG, "malformed RTM_GETLINK reply")
+                    raise OSError(_errno.EBADMSG, f"malformed {what}")
                 payload = data[offset + _NLMSG_HDR.size:offset + length]
                 offset += (length + 3) & ~3
                 if seq != self.seq:
@@ -334,10 +411,7 @@ class _Rtnl:
                 if kind == NLMSG_ERROR:
                     err = -struct.unpack_from("=i", payload)[0]
                     raise OSError(err, os.strerror(err))
-                if kind == RTM_NEWLINK:
-                    return parse_link(payload)
-                if kind == NLMSG_DONE:
-                    raise OSError(_errno.ENODEV, os.strerror(_errno.ENODEV))
+                yield kind, payload
 
 
 class Netlink:
@@ -424,6 +498,50 @@ class Netlink:
     def detach_xdp(self, ifindex: int, *, mode: str | None, expected_fd: int | None = None) -> None:
         """Clear the program in `mode`; with expected_fd only if that program is still attached."""
         self.set_xdp(ifindex, -1, mode=mode, expected_fd=expected_fd)
+
+    # --- tc: the clsact qdisc and bpf filters ------------------------------------------------------
+    def _tc_dump(self, msg_type: int, answer: int, ifindex: int, parent: int = 0) -> list:
+        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0)
+        try:
+            return [parse_tcmsg(p) for p in self._rtnl.dump(msg_type, body, answer)]
+        except OSError as exc:
+            raise NetlinkOpError(exc.errno or _errno.EIO, "", request="RTM_GETQDISC/RTM_GETTFILTER") from None
+
+    def has_clsact(self, ifindex: int) -> bool:
+        return any(q["ifindex"] == ifindex and q["kind"] == "clsact" and q["parent"] == TC_H_CLSACT
+                   for q in self._tc_dump(RTM_GETQDISC, RTM_NEWQDISC, ifindex))
+
+    def tc_filters(self, ifindex: int, direction: str) -> list:
+        """The filters under clsact's ingress or egress parent, in priority order ([] without clsact)."""
+        found = [tc_filter(m) for m in self._tc_dump(RTM_GETTFILTER, RTM_NEWTFILTER, ifindex, TC_PARENTS[direction])]
+        return sorted((f for f in found if f is not None), key=lambda f: (f.prio, f.handle))
+
+    def _tc(self, request: str, *argv, **kwargs) -> None:
+        try:
+            self._iproute().tc(*argv, **kwargs)
+        except pyroute2_api()["NetlinkError"] as exc:
+            raise _op_error(exc, request) from None
+
+    def add_clsact(self, ifindex: int) -> None:
+        """Create the clsact qdisc (EEXIST when the interface has one)."""
+        self._tc("RTM_NEWQDISC clsact", "add", "clsact", ifindex)
+
+    def del_clsact(self, ifindex: int) -> None:
+        self._tc("RTM_DELQDISC clsact", "del", "clsact", ifindex)
+
+    def set_tc_filter(self, ifindex: int, direction: str, *, prio: int, handle: int, prog_fd: int, name: str,
+                      replace: bool) -> None:
+        """A ``bpf`` filter in direct-action mode at (prio, handle). replace=False refuses (EEXIST) when
+        one is there; replace=True swaps it in place (NLM_F_REPLACE: the classifier swaps its program
+        under RCU, so every packet meets the old program or the new one)."""
+        command = "replace-filter" if replace else "add-filter"
+        self._tc(f"RTM_NEWTFILTER bpf ({command})", command, "bpf", ifindex, f":{handle:x}", fd=prog_fd,
+                 name=name, parent=TC_PARENTS[direction], direct_action=True, prio=prio, protocol=ETH_P_ALL)
+
+    def del_tc_filter(self, ifindex: int, direction: str, *, prio: int, handle: int) -> None:
+        """Remove the one filter at (prio, handle); other handles at that priority stay."""
+        self._tc("RTM_DELTFILTER bpf", "del-filter", "bpf", ifindex, f":{handle:x}", parent=TC_PARENTS[direction],
+                 prio=prio, protocol=ETH_P_ALL)
 
 
 def parse_xdp_attrs(xdp) -> XdpState:

@@ -17,7 +17,9 @@ bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``hook_at
     RECORD           bpf_deployment, bpf_facts                ebpf.deploy.record
     OBJECT           bpf_program, bpf_deployment, bpf_preflight  ebpf.deploy.object
     PROGRAM          bpf_program, bpf_deployment              ebpf.deploy.program
-    XDP_ATTACHMENT   xdp_attach; bpf_deployment's attach[]    ebpf.deploy.xdp_attachment
+    XDP_ATTACHMENT   xdp_attach                               ebpf.deploy.xdp_attachment (+ .xdp_mode)
+    XDP_MODE         xdp_attach, bpf_attach; bpf_deployment's ebpf.deploy.xdp_attachment.xdp_mode
+                     attach[]
     HOOK_ATTACHMENT  bpf_attach; bpf_deployment's attach[]    ebpf.deploy.hook_attachment
     MAP_ENTRIES      bpf_map; bpf_deployment's maps[]         ebpf.deploy.map_entries
 
@@ -86,7 +88,7 @@ FORCE: Spec = dict(
     force=dict(type="bool", default=False),
 )
 
-# how an XDP program is put on its interface
+# how an XDP program is put on its interface (refused on other hooks: _hooks.check_options_apply)
 XDP_MODE: Spec = dict(
     mode=dict(type="str", choices=["native", "generic", "offload"]),
     method=dict(type="str", choices=["link", "netlink"], default="link"),
@@ -122,6 +124,7 @@ HOOK_ATTACHMENT: Spec = dict(
     cgroup=dict(type="str"),
     pf=dict(type="str", choices=NF_PF_NAMES),
     hooknum=dict(type="str", choices=NF_HOOK_NAMES),
+    # netfilter's priority (required there), and a tc filter's (default _hook_tc.DEFAULT_PRIORITY)
     priority=dict(type="int"),
     before=dict(type="str"),
     after=dict(type="str"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: bpf_attach
-short_description: Attach a deployed BPF program to a tcx, cgroup, tracing or netfilter hook with a pinned bpf_link
+short_description: Attach a deployed BPF program to any hook - XDP, tcx, tc, cgroup, tracing or netfilter
 version_added: 0.1.0
 description:
   - Attaches the current version of a program deployed with M(ebpf.deploy.bpf_program), or any pinned
@@ -37,8 +37,9 @@ description:
     tracepoints, their links cannot swap a program, so an upgrade is RV(action=overlap).
   - What a host lacks is named before anything changes - no kprobe or uprobe PMU, kernel lockdown
     (fentry, fexit and lsm programs cannot load), no C(bpf) among the active LSMs.
-  - XDP is attached by M(ebpf.deploy.xdp_attach). C(tc_ingress)/C(tc_egress) (clsact) are accepted
-    and refused (use tcx).
+  - V(xdp) runs the code of M(ebpf.deploy.xdp_attach) (modes, O(method), the same guarantees and
+    return values, with RV(hook)). C(tc_ingress)/C(tc_egress) put a C(bpf) filter in direct-action mode
+    under the interface's C(clsact) qdisc (for kernels without tcx), see O(priority).
 author:
   - ebpf.deploy maintainers (@ebpf-deploy)
 requirements:
@@ -53,6 +54,7 @@ extends_documentation_fragment:
   - ebpf.deploy.pins
   - ebpf.deploy.lock
   - ebpf.deploy.hook_attachment
+  - ebpf.deploy.xdp_attachment.xdp_mode
 attributes:
   check_mode:
     details:
@@ -187,7 +189,8 @@ hook:
   sample: tcx_ingress
 target:
   description:
-    - The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook).
+    - The target as resolved (interface and ifindex, cgroup and its id, tracepoint, netfilter hook; a tc
+      filter's priority and handle).
     - On a failed system call, a string - what the call was for (an interface, a cgroup, a link).
   returned: always (a string on failure)
   type: dict
@@ -203,7 +206,7 @@ previous_prog_id:
   type: int
   sample: 398
 link_pin:
-  description: Where the link is pinned (V(null) after O(state=absent)).
+  description: Where the link is pinned (V(null) after O(state=absent), and for V(tc_ingress)/V(tc_egress), which have no link).
   returned: always
   type: str
   sample: /sys/fs/bpf/ebpf_deploy/pktcount/links/eth0:tcx_ingress
@@ -267,11 +270,11 @@ requires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._attach import AttachManager, Request
-from ansible_collections.ebpf.deploy.plugins.module_utils._options import HOOK_ATTACHMENT, LOCK, PINS, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import HOOK_ATTACHMENT, LOCK, PINS, XDP_MODE, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 
 ARGUMENT_SPEC = compose(
-    PINS, LOCK, HOOK_ATTACHMENT,
+    PINS, LOCK, HOOK_ATTACHMENT, XDP_MODE,
     section=dict(type="str"),
     deployment=dict(type="str"),
     program=dict(type="str"),

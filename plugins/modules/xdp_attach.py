@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - ebpf.deploy.attributes
   - ebpf.deploy.attributes.no_action_plugin
   - ebpf.deploy.xdp_attachment
+  - ebpf.deploy.xdp_attachment.xdp_mode
   - ebpf.deploy.pins
   - ebpf.deploy.lock
 attributes:
@@ -235,6 +236,7 @@ def main() -> None:
     )
     if not HAS_PYROUTE2:
         module.fail_json(msg=f"pyroute2 is required on the managed host: {PYROUTE2_IMPORT_ERROR}")
+    # the manager bpf_attach runs for hook xdp (_attach.xdp_manager)
     exit_with(module, lambda: XdpManager(Request.from_params(module.params), check_mode=module.check_mode,
                                          diff_mode=module._diff).run())
 

@@ -246,7 +246,15 @@ CASES = [
     Case("attach-mode-offload-on-veth", "xdp_attach", attach(mode="offload"), r"offload"),
     # --- bpf_attach (the live deployment's program is XDP) -------------------------------------------
     Case("hook-wrong-program-type", "bpf_attach", hook(hook="tcx_ingress"), r"is a xdp program; hook tcx_ingress"),
-    Case("hook-xdp-goes-to-xdp-attach", "bpf_attach", hook(hook="xdp"), r"xdp_attach"),
+    # hook xdp is attached by bpf_attach now (xdp_attach's code): what it refuses is the other hooks' options
+    Case("hook-xdp-with-priority", "bpf_attach", hook(hook="xdp", priority=3),
+         r"priority is an option of netfilter and tc hooks; hook xdp"),
+    Case("hook-mode-on-tcx", "bpf_attach", hook(hook="tcx_ingress", mode="generic"), r"mode is an XDP option"),
+    Case("hook-tc-wrong-program-type", "bpf_attach", hook(hook="tc_ingress"), r"is a xdp program; hook tc_ingress"),
+    Case("hook-tc-without-interface", "bpf_attach", hook(hook="tc_egress", interface=None, netns=None),
+         r"hook tc_egress needs interface"),
+    Case("hook-tc-unknown-interface", "bpf_attach", hook(hook="tc_ingress", interface="ebpfdnope0"), r"ebpfdnope0"),
+    Case("hook-tc-priority-out-of-range", "bpf_attach", hook(hook="tc_ingress", priority=0), r"1\.\.65535"),
     Case("hook-unknown-hook", "bpf_attach", hook(hook="tcx_sideways"), r"hook"),
     Case("hook-section-without-direction", "bpf_attach", hook(hook=None, section="tc"), r"ingress or egress"),
     Case("hook-unknown-interface", "bpf_attach", hook(hook="tcx_ingress", interface="ebpfdnope0"), r"ebpfdnope0"),

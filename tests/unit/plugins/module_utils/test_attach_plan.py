@@ -131,14 +131,13 @@ def test_request_validation(params, words):
     assert words in err.value.msg
 
 
-def test_family_dispatch_refuses_xdp_and_tc_by_name():
+def test_family_dispatch_has_no_link_family_for_xdp_and_tc_is_a_filter():
     from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
     from ansible_collections.ebpf.deploy.plugins.module_utils._errors import UnsupportedFeature
-    with pytest.raises(InvalidInput, match="xdp_attach"):
+    # xdp never reaches family_for: AttachManager.run hands it to XdpManager first
+    with pytest.raises(UnsupportedFeature, match="no bpf_link family"):
         at.family_for(hooks.HOOKS["xdp"])
-    with pytest.raises(UnsupportedFeature, match="tcx_ingress"):
-        at.family_for(hooks.HOOKS["tc_ingress"])
-    for name in ("tcx_egress", "cgroup_connect4", "tracepoint", "netfilter"):
+    for name in ("tcx_egress", "cgroup_connect4", "tracepoint", "netfilter", "tc_ingress", "tc_egress"):
         assert at.family_for(hooks.HOOKS[name]).family == hooks.HOOKS[name].family
 
 

@@ -48,8 +48,10 @@ def test_the_choices_are_the_ones_the_managers_accept():
 
 def test_bpf_attach_takes_the_hook_group_and_its_own_options_only():
     from ansible_collections.ebpf.deploy.plugins.modules.bpf_attach import ARGUMENT_SPEC
-    own = set(ARGUMENT_SPEC) - set(options.HOOK_ATTACHMENT) - set(options.PINS) - set(options.LOCK)
+    own = (set(ARGUMENT_SPEC) - set(options.HOOK_ATTACHMENT) - set(options.XDP_MODE) - set(options.PINS)
+           - set(options.LOCK))
     assert own == {"section", "deployment", "program", "pin", "state"}
+    assert ARGUMENT_SPEC["mode"] == options.XDP_MODE["mode"] and ARGUMENT_SPEC["method"] == options.XDP_MODE["method"]
 
 
 def test_deployment_parts_are_the_standalone_groups_plus_what_names_the_part():
