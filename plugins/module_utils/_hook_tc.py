@@ -228,6 +228,14 @@ class TcAttachment:
         prog = mgr.resolve_program(self.hook) if req.state == "present" else None
         key = mgr.link_pin_path(self.hook, target)   # names the note; nothing is pinned there
         last = read_note(req.bpffs_root, key)
+        moved_from = (last or {}).get("priority")
+        if req.state == "absent" and req.priority is None and moved_from is not None:
+            target.data["priority"] = moved_from   # absent without a priority removes ours, wherever it is
+        elif req.state == "present" and moved_from is not None and moved_from != target.data["priority"]:
+            # a second filter at the new priority would run beside the old one: refuse, change nothing
+            raise InvalidInput(f"our tc filter on {target.label} {self.family.direction} is at priority {moved_from}, "
+                               f"not {target.data['priority']}: detach it first (state: absent, priority: {moved_from})",
+                               priority=target.data["priority"], current_priority=moved_from)
         current = self.family.read(target, owned_ids=mgr._pinned_programs(), last=last)  # pylint: disable=protected-access
         the_plan = plan(req.state, prog, current, force=req.force, hook=self.hook.name, target=target.describe(),
                         label=target.label, where=where_of(target))

@@ -200,6 +200,22 @@ def test_tc_drift_repaired(veth, loaded, bpffs_root):  # noqa: F811
     assert not has_clsact(veth)
 
 
+def test_tc_a_new_priority_is_refused_and_absent_finds_ours_at_its_own(veth, loaded, bpffs_root):  # noqa: F811
+    dep = loaded()
+    v1 = load_counter(dep, V1)
+    args = {"deployment": dep.name, "program": "tcx_count", "hook": "tc_ingress", "priority": 5,
+            "interface": veth.host_if, "netns": veth.host_ns, "bpffs_root": str(bpffs_root)}
+    ok(direct(args))
+    assert bpf_filters(veth, "ingress") == [(5, 1, v1)]
+    msg = helpers.assert_one_line_failure(direct(dict(args, priority=7)))
+    assert "is at priority 5, not 7: detach it first" in msg, msg
+    assert bpf_filters(veth, "ingress") == [(5, 1, v1)], "a refused priority change touched the filters"
+    gone = ok(direct({k: v for k, v in dict(args, state="absent", program=None, priority=None).items()
+                      if v is not None}))
+    assert gone["changed"] and gone["action"] == "detach", gone
+    assert bpf_filters(veth, "ingress") == [] and not has_clsact(veth)
+
+
 def test_tc_bad_inputs_fail_in_one_line_and_change_nothing(veth, loaded, bpffs_root):  # noqa: F811
     dep = loaded()
     load_counter(dep, V1)
