@@ -470,11 +470,13 @@ class DeploymentManager:
                                     "method": spec.get("method") or "link"})
 
     def _refuse_per_version_tables(self, prog: "program.ProgramResult") -> None:
-        """A maps: entry naming the version's own PROG_ARRAY is refused before any interface moves."""
-        own = {m["name"]: m["pin"] for m in prog.extra.get("maps") or [] if m.get("per_version")}
+        """A maps: entry naming the version's own PROG_ARRAY or map of maps is refused before any
+        interface moves."""
+        own = {m["name"]: m for m in prog.extra.get("maps") or [] if m.get("per_version")}
         for spec in self.maps:
             if spec["map"] in own:
-                raise _maps().per_version_table_refused(self.name, spec["map"], own[spec["map"]])
+                table = own[spec["map"]]
+                raise _maps().per_version_table_refused(self.name, spec["map"], table["pin"], table["type"])
 
     def _map_one(self, spec: dict):
         """The bpf_map manager's result for one maps[] entry (predicted for a map not pinned yet)."""

@@ -455,14 +455,14 @@ class EntriesPlan:
         return self.handle is None
 
 
-def per_version_table_refused(deployment: str, map_name: str, pin) -> InvalidInput:
-    """A ``maps:`` entry or bpf_map task naming a PROG_ARRAY the object initialises: refused. Its
-    slots are the version's own (set by libbpf from ``.values`` at load, switched with the version,
-    restored by a rollback); a write would change a version without changing its digest."""
-    return InvalidInput(f"map '{map_name}' of deployment '{deployment}' is a PROG_ARRAY its object initialises "
-                        f"(.values), one per version ({pin}): its slots change only with the version, so it is "
-                        "not written by maps: or bpf_map; change .values in the object instead",
-                        map=map_name, pin=str(pin))
+def per_version_table_refused(deployment: str, map_name: str, pin, type_name: str) -> InvalidInput:
+    """A ``maps:`` entry or bpf_map task naming a PROG_ARRAY or map of maps the object initialises:
+    refused. Its slots are the version's own (set by libbpf from ``.values`` at load, switched with
+    the version, restored by a rollback); a write would change a version without changing its digest."""
+    return InvalidInput(f"map '{map_name}' of deployment '{deployment}' is a {type_name} map its object "
+                        f"initialises (.values), one per version ({pin}): its slots change only with the "
+                        "version, so it is not written by maps: or bpf_map; change .values in the object instead",
+                        map=map_name, pin=str(pin), map_type=type_name)
 
 
 class MapManager:
@@ -625,7 +625,7 @@ class MapManager:
                 current = self.deployment.current_version()
                 own = self.deployment.version_map_pin(current, self.req.map) if current else None
                 if own is not None and os.path.lexists(own):
-                    raise per_version_table_refused(self.deployment.name, self.req.map, own)
+                    raise per_version_table_refused(self.deployment.name, self.req.map, own, _pinned_type_name(own))
                 maps = ", ".join(self.deployment.pinned_maps()) or "none"
                 raise InvalidInput(f"deployment '{self.deployment.name}' has no pinned map "
                                    f"'{self.req.map}' under {self.deployment.maps_dir} (pinned maps: {maps})")
@@ -965,3 +965,12 @@ def _program_name(prog_id: int) -> Optional[str]:
             return libbpf.prog_info(fd).name
         except SyscallError:
             return None
+
+
+def _pinned_type_name(pin) -> str:
+    """The map type of what is pinned at ``pin``, as the refusals name it (``prog_array``)."""
+    try:
+        with libbpf.closing_fd(libbpf.obj_get(str(pin))) as fd:
+            return libbpf.map_type_name(libbpf.map_info(fd).type)
+    except SyscallError:
+        return "per-version"

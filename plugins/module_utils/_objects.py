@@ -9,7 +9,8 @@
   loading; ``diff_map_spec`` compares a pinned map with the object's field by field and
   ``describe_map_conflict`` says it in one line ("map 'm': type array → hash, max_entries 1 → 4096").
 * ``statically_initialised_maps`` names the maps whose slots the object itself fills at load
-  (``.values = { [0] = &prog }``): relocations in ``.rel.maps`` into that map's variable.
+  (``.values = { [0] = &prog }``): relocations in ``.rel.maps`` into that map's variable;
+  ``is_per_version_map`` says which of them are one per version (a PROG_ARRAY, a map of maps).
 * ``read_source`` reads the object on the host (inline ``content`` or the file ``src``).
 * ``compute_version`` is the deployment version: 12 hex chars of sha256 over the object bytes and
   the canonical JSON of the options that change what gets loaded.
@@ -94,6 +95,20 @@ def statically_initialised_maps(data: bytes) -> frozenset:
     return frozenset(sym.name for sym in symbols
                      if sym.shndx == maps.index and sym.name and sym.size
                      and any(sym.value <= off < sym.value + sym.size for off in offsets))
+
+
+# The map types whose slots libbpf fills from ``.values``: a PROG_ARRAY after the programs load
+# (into a reused map as well), a map of maps when libbpf creates it (a reused one keeps its slots,
+# so the object's own inner maps would silently not be there). Either way the slots belong to the
+# object: such a map is one per version, never the deployment's shared pin.
+SLOT_INITIALISED_TYPES = frozenset({MAP_TYPES["prog_array"], MAP_TYPES["array_of_maps"],
+                                    MAP_TYPES["hash_of_maps"]})
+
+
+def is_per_version_map(name: str, map_type: int, initialised: frozenset) -> bool:
+    """A map whose slots the object declares (``.values``) and libbpf writes at load: its own per
+    version (``initialised``: ``statically_initialised_maps`` of the object)."""
+    return name in initialised and map_type in SLOT_INITIALISED_TYPES
 
 
 def object_license(data: bytes) -> Optional[str]:
@@ -185,7 +200,8 @@ class MapSpec:
     max_entries: int
     map_flags: int = 0
     internal: bool = False
-    # a PROG_ARRAY whose slots the object fills at load: one per version (see _program.plan_map)
+    # a PROG_ARRAY or map of maps whose slots the object fills at load: one per version
+    # (is_per_version_map; see _program.plan_map)
     per_version: bool = False
 
     def as_dict(self) -> dict:
@@ -292,7 +308,7 @@ def open_object(data: bytes, *, name: str = "object", source: Optional[str] = No
             MapSpec(name=m.name, type=m.type, type_name=m.type_name, key_size=m.key_size,
                     value_size=m.value_size, max_entries=m.max_entries, map_flags=m.map_flags,
                     internal=m.is_internal,
-                    per_version=m.name in initialised and m.type == MAP_TYPES["prog_array"])
+                    per_version=is_per_version_map(m.name, m.type, initialised))
             for m in obj.maps())
     except Exception:
         obj.close()

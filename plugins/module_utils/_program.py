@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ansible_collections.ebpf.deploy.plugins.module_utils import _libbpf as libbpf
 from ansible_collections.ebpf.deploy.plugins.module_utils import _objects as objects
 from ansible_collections.ebpf.deploy.plugins.module_utils import _uapi as uapi
+from ansible_collections.ebpf.deploy.plugins.module_utils import _version_tables as version_tables
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
@@ -286,6 +287,7 @@ class LoadPlan:
     pinned_programs: Dict[str, List[str]]
     prune: List[str]                 # versions to unpin after the switch
     before: dict                     # the diff's before side
+    lost_tables: list = field(default_factory=list)   # _version_tables.LostTable: pinned again
 
 
 def versioned_options(options: dict, globals_values: Optional[dict]) -> dict:
@@ -476,20 +478,23 @@ class ProgramManager:
         if not self._pinned_program_infos(version):
             raise InvalidInput(f"version {version} of deployment '{self.req.name}' has no pinned "
                                "program left; deploy it again from src")
+        meta = self.dep.read_metadata(version)
+        lost_tables = self._lost_version_tables(version, meta.get("per_version_maps") or {})
         before = self._current_view()
         old = self.dep.current_version()
         action = "none" if old == version else "switch"
         prune = [] if self.defer_prune else versions_to_prune(
             self.dep.versions_by_activation(), new_current=version, old_current=old, keep=self.req.keep_versions)
+        self._repin_version_tables(version, lost_tables)
         if not self.check_mode:
             if action == "switch":
                 self._before_switch(version, old)
                 self.dep.set_current(version)
             for stale in prune:
                 self.dep.remove_version(stale)
-        meta = self.dep.read_metadata(version)
         programs = self._program_results(version, list(self._pinned_program_infos(version)))
         return self._result(action=action, version=version, old=old, before=before, prune=prune,
+                            repaired=version_tables.describe(self.dep, version, lost_tables),
                             programs=programs, maps=self._map_results([]), digest=meta.get("digest"),
                             program_names=[p["name"] for p in programs], globals_values=version_globals(meta))
 
@@ -534,6 +539,7 @@ class ProgramManager:
             programs = self._program_results(the_plan.version, the_plan.programs)
         return self._result(action=the_plan.action, version=the_plan.version, old=the_plan.current,
                             before=the_plan.before, prune=the_plan.prune, programs=programs,
+                            repaired=version_tables.describe(self.dep, the_plan.version, the_plan.lost_tables),
                             maps=self._map_results(the_plan.map_plans, the_plan.version), digest=digest,
                             program_names=the_plan.programs, map_plans=the_plan.map_plans,
                             verifier_stats=verifier_stats, globals_values=the_plan.options.get("globals"))
@@ -559,6 +565,10 @@ class ProgramManager:
                      live=live.get(m.name[:BPF_OBJ_NAME_MAX]), map_conflict=req.map_conflict)
             for m in spec.maps]
         pinned_programs = {v: list(self._pinned_program_infos(v)) for v in self.dep.pinned_versions()}
+        recorded = self.dep.read_metadata(version).get("per_version_maps") or {}
+        lost_tables = self._lost_version_tables(version, {p.name: recorded.get(p.name) for p in map_plans
+                                                          if p.action == "per_version"}) \
+            if pinned_programs.get(version) else []
         action = decide(wanted_version=version, wanted_programs=wanted_programs, current_version=current,
                         pinned_programs=pinned_programs, map_plans=map_plans)
         if self.defer_prune:
@@ -571,7 +581,7 @@ class ProgramManager:
             prune = sorted(set(prune) | set(stale), key=lambda v: (v not in stale, v))
         return LoadPlan(version=version, current=current, action=action, programs=wanted_programs,
                         options=options, map_plans=map_plans, pinned_programs=pinned_programs, prune=prune,
-                        before=before)
+                        before=before, lost_tables=lost_tables)
 
     def _act_load(self, obj, spec: objects.ObjectSpec, data: bytes, digest: str, label: str,
                   the_plan: "LoadPlan") -> Tuple[List[dict], Dict[str, dict]]:
@@ -581,8 +591,10 @@ class ProgramManager:
         version, action = the_plan.version, the_plan.action
         verifier_stats: Dict[str, dict] = {}
         programs: List[dict] = []
+        tables: Optional[Dict[str, Dict[str, str]]] = None   # recorded when this run loads them
         if action == "load" and req.preflight_fail_on:
             self._preflight(data, spec, label)
+        self._repin_version_tables(version, the_plan.lost_tables)
         if action == "load":
             self._load(obj, the_plan.map_plans, label)
             verifier_stats = self._verifier_stats(obj, the_plan.programs)
@@ -593,12 +605,15 @@ class ProgramManager:
             else:
                 self._pin_and_commit(obj, version, the_plan.programs, the_plan.map_plans,
                                      the_plan.pinned_programs.get(version, []))
+                tables = self._recorded_tables(obj, the_plan.map_plans, the_plan.programs)
         if not self.check_mode and action in ("switch", "load"):
             self._before_switch(version, the_plan.current)
             self.dep.set_current(version)
             meta = self.dep.read_metadata(version)
             meta.update(digest=digest, source=label, options=the_plan.options, object_size=len(data),
                         programs=the_plan.programs, license=spec.license)
+            if tables is not None:
+                meta["per_version_maps"] = tables
             meta.setdefault("deployed_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             self.dep.write_metadata(version, meta)
         if not self.check_mode:
@@ -618,6 +633,23 @@ class ProgramManager:
                 pin.unlink()
                 steps.append(f"new map {name} unpinned")
         return steps
+
+    # ---- a version's own tables (statically initialised PROG_ARRAY, map of maps): _version_tables
+    def _lost_version_tables(self, version: str, recorded: Dict[str, Optional[Dict[str, str]]]) -> list:
+        return version_tables.find_lost(self.dep, version, recorded, self._live_maps(version) if any(
+            not os.path.lexists(self.dep.version_map_pin(version, name)) for name in recorded) else {},
+            deployment=self.req.name)
+
+    def _repin_version_tables(self, version: str, lost: list) -> None:
+        if not self.check_mode:
+            version_tables.pin_again(self.dep, version, lost)
+
+    def _recorded_tables(self, obj, map_plans: List[MapPlan], programs: List[str]) -> Dict[str, Dict[str, str]]:
+        """A loaded version's own tables and their slots, for its metadata (``per_version_maps``)."""
+        ids = {libbpf.prog_info(obj.program(name).fd).id: name for name in programs}
+        return {plan.name: version_tables.recorded_slots(obj.map(plan.name).fd, plan.wanted.max_entries, ids)
+                if plan.wanted.type == version_tables.PROG_ARRAY else {}
+                for plan in map_plans if plan.action == "per_version"}
 
     def _before_switch(self, version: str, old: Optional[str]) -> None:
         if self.on_switch is not None and version != old:
@@ -866,8 +898,8 @@ class ProgramManager:
     def _result(self, *, action: str, version: str, old: Optional[str], before: dict, prune: List[str],
                 programs: List[dict], maps: List[dict], digest: Optional[str], program_names: List[str],
                 map_plans: Optional[List[MapPlan]] = None, verifier_stats: Optional[dict] = None,
-                globals_values: Optional[dict] = None) -> "ProgramResult":
-        changed = action != "none" or bool(prune)
+                globals_values: Optional[dict] = None, repaired: Optional[List[str]] = None) -> "ProgramResult":
+        changed = action != "none" or bool(prune) or bool(repaired)
         if self.check_mode or action == "none":
             previous = old if action != "none" else self.dep.previous_version()
             pinned_after = [v for v in self.dep.versions() if v not in prune]
@@ -882,6 +914,8 @@ class ProgramManager:
                                extra={"maps": maps, "versions": pinned_after})
         if verifier_stats:
             result.extra["verifier"] = verifier_stats
+        if repaired:
+            result.extra["repaired"] = repaired
         if self.diff_mode:
             after_maps = {}
             for entry in maps:
@@ -896,6 +930,8 @@ class ProgramManager:
             for name, spec in before.get("maps", {}).items():
                 after_maps.setdefault(name, spec)
             after = state_view(version, program_names, after_maps, pinned_after, globals_values)
+            if repaired:
+                after["repaired"] = repaired
             result.diff = {"before": before, "after": after}
         return result
 

@@ -244,7 +244,7 @@ maps:
       type: bool
       sample: true
     per_version:
-      description: V(true) for a C(prog_array) the object initialises, which each version has of its own.
+      description: V(true) for a C(prog_array) or map of maps the object initialises, which each version has of its own.
       type: bool
       sample: false
       version_added: 0.1.0
@@ -254,6 +254,17 @@ versions:
   type: list
   elements: str
   sample: [9a0b1c2d3e4f, 3f1c2a9b0d4e]
+repaired:
+  description:
+    - One line per table of the version's own (RV(maps[].per_version)) whose pin was gone and is pinned
+      again from the table the version's programs hold (a C(prog_array)'s recorded slots written again).
+  returned: when a pin was repaired (in check mode, what would be)
+  type: list
+  elements: str
+  sample:
+    - "/sys/fs/bpf/ebpf_deploy/pipeline/9a0b1c2d3e4f/maps/jmp_table pinned again (map id 7, held by version
+      9a0b1c2d3e4f's programs; slots 0 → xdp_tail_callee written again)"
+  version_added: 0.1.0
 removed_versions:
   description: Versions unpinned by this run (beyond O(keep_versions), or using a recreated map).
   returned: with O(state=present)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import assert_one_line_failure, bpftool, listing, map_u64
+from tests.helpers import ModuleRun, assert_one_line_failure, bpftool, listing, map_u64
 from tests.integration import xdp_helpers as h
 
 VETH_TAG = "bd"
@@ -295,3 +295,136 @@ def test_maps_entries_for_a_static_prog_array_are_refused_by_name(
                                        "entries": [{"key": 0, "value": "xdp_entry"}]})
     assert_one_line_failure(alone, "jmp_table", "one per version")
     assert (listing(bpffs_root), attached_id(veth), table_slots(attached_id(veth))) == before
+
+
+def test_a_lost_per_version_table_pin_is_pinned_again_from_the_running_program(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
+    a1 = tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static"))
+    v1 = ansible_module("bpf_deployment", a1)
+    assert not v1["failed"], v1
+    v1_entry = attached_id(veth)
+    own_table = bpffs_root / deployment / v1["version"] / "maps" / "jmp_table"
+    held_id = bpftool("map", "show", "pinned", str(own_table))["id"]
+    own_table.unlink()   # by hand, while v1 runs
+
+    with_diff = ModuleRun(extra_env={"ANSIBLE_VERBOSITY": "3"})   # the callbacks drop `diff` below 3
+    check = with_diff("bpf_deployment", a1, check=True, diff=True)
+    assert not check["failed"] and check["changed"] and check["action"] == "none", check
+    assert not own_table.exists(), "check mode pinned the table again"
+    fixed = with_diff("bpf_deployment", a1, diff=True)
+    assert not fixed["failed"] and fixed["changed"] and fixed["action"] == "none", fixed
+    assert bpftool("map", "show", "pinned", str(own_table))["id"] == held_id, "pinned another table than v1 runs"
+    for run in (check, fixed):
+        assert any(str(own_table) in line for line in run["program"]["repaired"]), run["program"]
+        assert any(str(own_table) in line for line in run["diff"]["after"]["program"]["repaired"]), run["diff"]
+    assert attached_id(veth) == v1_entry
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "v1's entry lost its callee with the pin"
+    again = ansible_module("bpf_deployment", a1)
+    assert not again["failed"] and not again["changed"], again
+
+    v2 = ansible_module("bpf_deployment", tailcall_args(veth, deployment, bpffs_root, bpf_object("tailcall_static_v2")))
+    assert not v2["failed"] and v2["version"] != v1["version"], v2
+    own_table.unlink()   # v1 is kept, not running: a rollback to it finds its table gone
+    rolled = ansible_module("bpf_deployment", {"name": deployment, "state": "rolled_back", "rollback_to": "previous",
+                                               "bpffs_root": str(bpffs_root)})
+    assert not rolled["failed"] and rolled["version"] == v1["version"], rolled
+    assert attached_id(veth) == v1_entry
+    assert bpftool("map", "show", "pinned", str(own_table))["id"] == held_id
+    assert hits_by_version(veth, bpffs_root, deployment) == (100, 0), "after the rollback v1's callee counts again"
+
+
+# --- a statically initialised ARRAY_OF_MAPS: each version reaches its own inner map ------------------
+def mapinmap_args(veth, name: str, root: Path, obj: Path, **extra) -> dict:
+    return dict({"name": name, "src": str(obj), "bpffs_root": str(root),
+                 "attach": [{"program": "xdp_inner_count", "interface": veth.host_if, "netns": veth.host_ns,
+                             "mode": "generic"}]}, **extra)
+
+
+def outer_slots(prog_id: int) -> dict:
+    """The slots of the ARRAY_OF_MAPS a program uses, read with bpftool: {slot: inner map id}."""
+    for map_id in bpftool("prog", "show", "id", str(prog_id))["map_ids"]:
+        if bpftool("map", "show", "id", str(map_id))["type"] == "array_of_maps":
+            return {as_int(e.get("formatted", e)["key"]): as_int(e.get("formatted", e)["value"])
+                    for e in bpftool("map", "dump", "id", str(map_id)) or []}
+    raise AssertionError(f"program {prog_id} uses no ARRAY_OF_MAPS")
+
+
+def pinned_map_id(pin: Path) -> int:
+    return bpftool("map", "show", "pinned", str(pin))["id"]
+
+
+def inner_counts(root: Path, name: str) -> tuple:
+    """What each version's inner map counted so far: (inner_v1, inner_v2), 0 for one not pinned."""
+    maps = root / name / "maps"
+    return tuple(map_u64(maps / inner) if (maps / inner).exists() else 0 for inner in ("inner_v1", "inner_v2"))
+
+
+def reached(veth, root: Path, name: str) -> tuple:
+    """Send 100 packets: ((v1, v2) counted in the shared hits, (inner_v1, inner_v2) counted)."""
+    before = inner_counts(root, name)
+    shared = hits_by_version(veth, root, name)
+    after = inner_counts(root, name)
+    return shared, (after[0] - before[0], after[1] - before[1])
+
+
+def test_a_static_map_of_maps_is_per_version_and_each_version_reaches_its_own_inner_map(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
+    v1 = ansible_module("bpf_deployment", mapinmap_args(veth, deployment, bpffs_root, bpf_object("mapinmap_static")))
+    assert not v1["failed"], v1
+    v1_prog = attached_id(veth)
+    maps = bpffs_root / deployment / "maps"
+    assert (bpffs_root / deployment / v1["version"] / "maps" / "outer").exists() and not (maps / "outer").exists()
+    v1_slots = outer_slots(v1_prog)
+    assert v1_slots == {0: pinned_map_id(maps / "inner_v1")}, "v1's outer map does not hold v1's inner map"
+    assert reached(veth, bpffs_root, deployment) == ((100, 0), (100, 0))
+
+    a2 = mapinmap_args(veth, deployment, bpffs_root, bpf_object("mapinmap_static_v2"), confirm_timeout=120)
+    pins = listing(bpffs_root)
+    check = ansible_module("bpf_deployment", a2, check=True)
+    assert not check["failed"] and check["changed"] and check["action"] == "load", check
+    assert outer_slots(v1_prog) == v1_slots, "a check-mode load wrote into the running version's outer map"
+    assert listing(bpffs_root) == pins, "check mode pinned something"
+
+    staged = ansible_module("bpf_program", {"name": deployment, "src": str(bpf_object("mapinmap_static_v2")),
+                                            "bpffs_root": str(bpffs_root), "keep_versions": 2})
+    assert not staged["failed"] and staged["action"] == "load", staged
+    assert attached_id(veth) == v1_prog and outer_slots(v1_prog) == v1_slots, "loading v2 wrote into v1's outer map"
+    assert reached(veth, bpffs_root, deployment) == ((100, 0), (100, 0)), "v1 reaches v2's inner map before the switch"
+    back_to_v1 = ansible_module("bpf_program", {"name": deployment, "version": v1["version"],
+                                                "bpffs_root": str(bpffs_root), "keep_versions": 2})
+    assert not back_to_v1["failed"], back_to_v1
+
+    v2 = ansible_module("bpf_deployment", a2)
+    assert not v2["failed"] and v2["pending"], v2
+    v2_prog = attached_id(veth)
+    assert v2_prog != v1_prog
+    assert outer_slots(v2_prog) == {0: pinned_map_id(maps / "inner_v2")}, "v2 does not reach its own inner map"
+    assert outer_slots(v1_prog) == v1_slots
+    assert reached(veth, bpffs_root, deployment) == ((0, 100), (0, 100)), "after the switch v2's inner map counts"
+    hits_ids = [m for m in bpftool("prog", "show", "id", str(v2_prog))["map_ids"]
+                if m in bpftool("prog", "show", "id", str(v1_prog))["map_ids"]]
+    assert pinned_map_id(maps / "hits") in hits_ids, "the versions do not share the ordinary map hits"
+
+    rolled = ansible_module("bpf_deployment", {"name": deployment, "state": "rolled_back",
+                                               "bpffs_root": str(bpffs_root)})
+    assert not rolled["failed"] and rolled["version"] == v1["version"], rolled
+    assert attached_id(veth) == v1_prog and outer_slots(v1_prog) == v1_slots
+    assert reached(veth, bpffs_root, deployment) == ((100, 0), (100, 0)), "after the rollback v1's inner map counts"
+
+
+def test_maps_entries_for_a_static_map_of_maps_are_refused_naming_its_type(
+        ansible_module, veth, bpffs_root, deployment, bpf_object):
+    v1 = ansible_module("bpf_deployment", mapinmap_args(veth, deployment, bpffs_root, bpf_object("mapinmap_static")))
+    assert not v1["failed"], v1
+    before = (listing(bpffs_root), attached_id(veth), outer_slots(attached_id(veth)))
+    write = [{"map": "outer", "entries": [{"key": 0, "value": 0}]}]
+    for check in (True, False):
+        refused = ansible_module("bpf_deployment", mapinmap_args(veth, deployment, bpffs_root,
+                                                                 bpf_object("mapinmap_static_v2"), maps=write),
+                                 check=check)
+        assert_one_line_failure(refused, "outer", "array_of_maps", "one per version")
+        assert (listing(bpffs_root), attached_id(veth), outer_slots(attached_id(veth))) == before
+    alone = ansible_module("bpf_map", {"deployment": deployment, "map": "outer", "bpffs_root": str(bpffs_root),
+                                       "entries": [{"key": 0, "value": 0}]})
+    assert_one_line_failure(alone, "outer", "array_of_maps", "one per version")
+    assert (listing(bpffs_root), attached_id(veth), outer_slots(attached_id(veth))) == before

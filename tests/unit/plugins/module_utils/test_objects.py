@@ -16,12 +16,14 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._objects import (
     diff_map_spec,
     elf_sections,
     encode_content,
+    is_per_version_map,
     object_license,
     parse_checksum,
     read_source,
     statically_initialised_maps,
     verify_checksum,
 )
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import MAP_TYPES
 
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", Path(__file__).resolve().parents[4] / "build" / "bpf"))
 
@@ -151,11 +153,23 @@ def fixture_bytes(stem: str) -> bytes:
 @pytest.mark.parametrize("stem, initialised", [
     ("tailcall_static", {"jmp_table"}),      # .values = { [0] = &xdp_tail_callee }
     ("tailcall_static_v2", {"jmp_table"}),
+    ("mapinmap_static", {"outer"}),          # .values = { [0] = &inner_v1 }
+    ("mapinmap_static_v2", {"outer"}),
     ("tailcall", set()),                     # a PROG_ARRAY filled by maps: entries, not by the object
     ("counter_v2", set()),
 ])
 def test_statically_initialised_maps_are_read_from_the_relocations_into_maps(stem, initialised):
     assert statically_initialised_maps(fixture_bytes(stem)) == initialised
+
+
+@pytest.mark.parametrize("type_name, per_version", [
+    ("prog_array", True), ("array_of_maps", True), ("hash_of_maps", True),
+    ("array", False), ("hash", False), ("devmap", False),
+])
+def test_a_map_whose_slots_the_object_declares_is_per_version_only_when_libbpf_writes_them(type_name, per_version):
+    initialised = frozenset({"table"})
+    assert is_per_version_map("table", MAP_TYPES[type_name], initialised) is per_version
+    assert is_per_version_map("other", MAP_TYPES[type_name], initialised) is False   # no .values: shared
 
 
 def test_an_object_without_maps_has_no_initialised_map():
