@@ -21,9 +21,10 @@ import base64
 import json
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
-from tests.integration.test_vm_lab import KERNELS, REPO, vms
+from tests.integration.test_vm_lab import KERNELS, REPO, counter, on_vms, vms
 from tests.lab import labctl
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -207,3 +208,40 @@ def pin_key(section: str) -> str:
     """The link pin's name before ``:<hook>``: the target, percent-encoded (the bpffs refuses dots)."""
     return "".join(ch if ch.isalnum() or ch in "_-" else "".join(f"%{b:02X}" for b in ch.encode())
                    for ch in section.split("/", 1)[1])
+
+
+def tc_filters(lab, vm: str) -> list:
+    """(pref, bpf program id) of each filter on eth0's clsact ingress, as the guest's tc reads them."""
+    proc = lab.ssh(vm, "tc -j filter show dev eth0 ingress", timeout=120)
+    assert proc.returncode == 0, (vm, proc.stderr)
+    return [(f["pref"], ((f.get("options") or {}).get("prog") or {}).get("id"))
+            for f in json.loads(proc.stdout or "[]") if f.get("kind") == "bpf" and "handle" in (f.get("options") or {})]
+
+
+def test_tc_clsact_counts_the_peer_s_packets_on_a_kernel_without_tcx(vm_lab, bpf_object):
+    """tc_ingress (a bpf filter under clsact) through a bpf_deployment attach item on both VMs: Debian
+    12's 6.1 has no tcx (kernel >= 6.6), so clsact is how a classifier attaches there. Packets from the
+    peer are counted exactly, a re-run is unchanged, state absent removes the filter and the qdisc."""
+    lab = vm_lab
+    name = f"ebpfd_vmtc_{lab.prefix[5:]}"
+    attach = [{"program": "tc_count", "hook": "tc_ingress", "interface": "eth0"}]
+    spec = {"name": name, "src": str(bpf_object("tc_counter")), "attach": attach}
+    try:
+        run = on_vms(lab, "bpf_deployment", spec)
+        for vm, image in vms(lab).items():
+            r = run[vm]
+            assert r["_status"] == "CHANGED" and r["attach"][0]["action"] == "attach", (where(image), r)
+            assert tc_filters(lab, vm) == [(1, r["attach"][0]["prog_id"])], (where(image), tc_filters(lab, vm))
+            assert lab.traffic(vm, count=300)["sent"] == 300
+        time.sleep(0.5)
+        for vm, image in vms(lab).items():
+            assert counter(lab, vm, name) == 300, f"{where(image)}: tc ingress did not count the peer's 300 packets"
+        again = on_vms(lab, "bpf_deployment", spec)
+        assert all(r["_status"] == "SUCCESS" and r["action"] == "none" for r in again.values()), again
+    finally:
+        gone = on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach})
+    for vm, image in vms(lab).items():
+        assert gone[vm]["_status"] == "CHANGED", (where(image), gone[vm])
+        assert tc_filters(lab, vm) == [], where(image)
+        qdiscs = json.loads(lab.ssh(vm, "tc -j qdisc show dev eth0", timeout=120).stdout or "[]")
+        assert not any(q.get("kind") == "clsact" for q in qdiscs), (where(image), qdiscs)
