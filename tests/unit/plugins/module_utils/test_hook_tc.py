@@ -2,21 +2,14 @@
 from __future__ import annotations
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-if str(COLLECTIONS) not in sys.path and COLLECTIONS.is_dir():
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tc as tc  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._attach import Prog  # noqa: E402
-from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput  # noqa: E402
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tc as tc
+from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
+from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
+from ansible_collections.ebpf.deploy.plugins.module_utils._attach import Prog
+from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
 
 TARGET = {"interface": "eth0", "ifindex": 2, "netns": None, "direction": "ingress", "priority": 1, "handle": 1}
 V1 = Prog(id=10, name="tcx_count", pin="/p/v1")
