@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _hooks as hooks
@@ -45,7 +45,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
 from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, Target
 from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES
 from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
-from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import ActionPlan, Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 STATE_DIR = "/run/ebpf_deploy/attach"
@@ -85,8 +85,7 @@ class Desired:
     overlap: bool = True          # two links may hold the target at once
 
 
-@dataclass
-class Plan:
+class Plan(ActionPlan):
     """action: none | attach | update | overlap | move | detach_attach | reattach | detach | unpin.
 
     overlap: hooks without update (and a new program that must also change place): the new link
@@ -95,16 +94,6 @@ class Plan:
     detach_attach: a new program on a hook without update that takes one link at a time
              (netfilter: one per pf, hook and priority): detached, then the new one attached.
     """
-
-    action: str
-    before: dict
-    after: dict
-    drift: Optional[str] = None
-    warnings: list = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return self.action != "none"
 
 
 # --- planning (pure) ---------------------------------------------------------------------------

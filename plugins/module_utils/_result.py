@@ -18,6 +18,23 @@ from typing import ClassVar, List, Optional, Tuple
 
 
 @dataclass
+class ActionPlan:
+    """An attachment manager's plan: one action (``none`` when there is nothing to do), the diff's
+    before and after, the drift it repairs and the warnings to pass on. Each manager names its
+    actions in its own subclass (``_xdp.Plan``, ``_attach.Plan``)."""
+
+    action: str
+    before: dict
+    after: dict
+    drift: Optional[str] = None
+    warnings: list = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "none"
+
+
+@dataclass
 class Result:
     """The common part: changed, the diff, warnings, and the module's other return values."""
 

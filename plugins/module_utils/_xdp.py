@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno as _errno
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _netlink as netlink
@@ -35,7 +35,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
 )
 from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE_NAMES, PROG_TYPES
 from ansible_collections.ebpf.deploy.plugins.module_utils._request import known_params
-from ansible_collections.ebpf.deploy.plugins.module_utils._result import Result
+from ansible_collections.ebpf.deploy.plugins.module_utils._result import ActionPlan, Result
 
 DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/ebpf_deploy"
 MODES = ("native", "generic", "offload")
@@ -96,8 +96,7 @@ class Desired:
     deployment: Optional[str] = None  # the deployment asking (None: a pin given alone)
 
 
-@dataclass
-class Plan:
+class Plan(ActionPlan):
     """One action and its diff. action is one of:
 
     none      nothing to do
@@ -108,16 +107,6 @@ class Plan:
     detach    state absent: remove our attachment
     unpin     state absent, nothing attached but our defunct link pin is left: remove it
     """
-
-    action: str
-    before: dict
-    after: dict
-    drift: Optional[str] = None
-    warnings: list = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return self.action != "none"
 
 
 # --- planning (pure) ---------------------------------------------------------------------------
