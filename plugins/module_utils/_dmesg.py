@@ -56,7 +56,8 @@ _BOOT_NOISE = re.compile(
     r"^LSM: initializing lsm="                  # security/security.c: the LSM list, bpf in it
     r"|^LSM support for eBPF active"            # security/bpf/hooks.c
     r"|^NET: Registered PF_XDP protocol family"  # net/xdp/xsk.c (AF_XDP sockets)
-    r"|^Spectre V2 : .*\bBPF\b",               # arch/x86/kernel/cpu/bugs.c mitigations
+    r"|^Spectre V2 : .*\bBPF\b"               # arch/x86/kernel/cpu/bugs.c mitigations
+    r"|^systemd\[1\]: systemd \S+ running in ",  # systemd's banner in kmsg: its features, -BPF_FRAMEWORK
     re.ASCII)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
