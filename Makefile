@@ -17,6 +17,11 @@ LAB_VM_IMAGES ?= debian12
 # the VM lab's tests are their own tier, `vm` (make test runs it beside the others)
 VM_TESTS    := tests/integration/test_vm_lab.py tests/integration/test_vm_hooks.py
 INTEGRATION ?= tests/integration $(addprefix --ignore=,$(VM_TESTS))
+# integration and fault test files run on this many pytest-xdist workers, a file to a worker (each file brings
+# up its own lab and names everything it makes at random); most of a file's time is spent waiting
+# on ssh, soaks and deadlines, not on the CPU. WORKERS=0 runs them in one process.
+WORKERS     ?= 3
+PARALLEL    := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 VM          ?= $(VM_TESTS)
 FAULT       ?= tests/fault
 COMPAT      ?=
@@ -86,7 +91,7 @@ lint: collection
 	@$(TIMED) lint tools/lint.sh
 
 integration: collection bpf
-	@$(TIMED) integration $(PY) -m pytest -q $(DURATIONS) $(INTEGRATION)
+	@$(TIMED) integration $(PY) -m pytest -q $(PARALLEL) $(DURATIONS) $(INTEGRATION)
 
 # the VM lab hosts (Debian 12 and 13 under qemu): `VM=` a test file or node id to run just that
 vm: collection bpf
@@ -96,7 +101,7 @@ molecule: collection bpf
 	@$(TIMED) molecule tools/molecule.sh
 
 fault: collection bpf
-	@$(TIMED) fault $(PY) -m pytest -q $(DURATIONS) $(FAULT)
+	@$(TIMED) fault $(PY) -m pytest -q $(PARALLEL) $(DURATIONS) $(FAULT)
 
 bench: collection bpf
 	@$(TIMED) bench $(PY) tools/bench.py $(BENCH)

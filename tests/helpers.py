@@ -31,6 +31,7 @@ from tests.session_state import SESSION, STATE_DIR as RUN_DIR
 REPO = Path(__file__).resolve().parents[1]
 BPF_DIR = Path(os.environ.get("EBPF_DEPLOY_BPF_DIR", REPO / "build" / "bpf"))
 BPFFS = Path("/sys/fs/bpf")
+TEST_ROOT_PREFIX = "ebpfd_test_"   # the integration tier's pin roots (the bpffs_root fixture)
 RECORD_DIR = Path("/var/lib/ebpf_deploy")   # the host record's default home
 PYTHON = labctl.PYTHON                              # the venv the tests run in (labctl says which)
 ANSIBLE = str(labctl.VENV_BIN / "ansible")

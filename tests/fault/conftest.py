@@ -10,6 +10,7 @@ lab of three per file.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -34,6 +35,19 @@ def lab():
 @pytest.fixture(scope="session")
 def totals():
     return faultlib.tally
+
+
+# under pytest-xdist each worker counts its own files: it hands its totals to the controlling
+# process, which prints the sum
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_totals"] = {name: dataclasses.asdict(t) for name, t in faultlib.TOTALS.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    faultlib.merge_totals(getattr(node, "workeroutput", {}).get("fault_totals", {}))
 
 
 def _line(name: str, t: faultlib.Tally, ok_word: str, bad_word: str) -> str:

@@ -55,6 +55,18 @@ class Tally:
 TOTALS: dict[str, Tally] = {}
 
 
+def merge_totals(parts: dict) -> None:
+    """Add a worker's totals (make fault WORKERS=N: {part: Tally fields}) to this process's."""
+    for part, fields in parts.items():
+        mine = tally(part)
+        mine.cases += fields["cases"]
+        mine.ok += fields["ok"]
+        mine.changed += fields["changed"]
+        mine.lost += fields["lost"]
+        for key, n in fields["notes"].items():
+            mine.count(key, n)
+
+
 def tally(part: str) -> Tally:
     return TOTALS.setdefault(part, Tally())
 

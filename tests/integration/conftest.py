@@ -31,7 +31,7 @@ def ansible_module() -> helpers.ModuleRun:
 @pytest.fixture
 def bpffs_root():
     """A fresh, prefixed pin root under the bpffs, removed afterwards with the host's record of it."""
-    root = helpers.BPFFS / helpers.unique("ebpfd_test_", 4)
+    root = helpers.BPFFS / helpers.unique(helpers.TEST_ROOT_PREFIX, 4)
     yield root
     if root.exists():
         shutil.rmtree(root, ignore_errors=True)
