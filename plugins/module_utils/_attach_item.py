@@ -96,12 +96,9 @@ def resolve(spec: dict, *, root: str, name: str, sections: Dict[str, str],
         if not spec.get("interface"):
             raise InvalidInput(f"attach: program {spec.get('program')!r} on hook xdp needs interface")
         return Item(spec=dict(spec), hook=XDP, label=xdp_label(spec))
-    for xdp_only in ("mode",):
-        if spec.get(xdp_only):
-            raise InvalidInput(f"attach: {xdp_only} is an XDP option; program {spec.get('program')!r} is on hook "
-                               f"{found.hook}")
-    if spec.get("method") == "netlink":
-        raise InvalidInput(f"attach: method netlink is XDP's; program {spec.get('program')!r} is on hook {found.hook}")
+    # the same refusal as bpf_attach's, before anything loads
+    hooks.check_options_apply(hooks.hook(found.hook), {key: spec.get(key) for key in hooks.OPTION_FAMILIES},
+                              prefix=f"attach: program {spec.get('program')!r}: ")
     resolved = dict(spec, hook=found.hook, target=found.target, method=None)
     label = manager(request(root, name, resolved)).link_pin_name()
     return Item(spec=resolved, hook=found.hook, label=label)

@@ -33,8 +33,9 @@ def recorded_slots(table_fd: int, max_entries: int, programs: Dict[int, str]) ->
     slots = {}
     for slot in range(max_entries):
         value = libbpf.map_lookup(table_fd, struct.pack("<I", slot), 4)
-        if value is not None and struct.unpack("<I", value)[0] in programs:
-            slots[str(slot)] = programs[struct.unpack("<I", value)[0]]
+        prog_id = struct.unpack("<I", value)[0] if value is not None else None   # None: an empty slot
+        if prog_id in programs:
+            slots[str(slot)] = programs[prog_id]
     return slots
 
 

@@ -197,7 +197,7 @@ def test_restore_after_a_reboot_attaches_the_tcx_item_again(ansible_module, veth
      "cgroup_skb programs"),
     ({"interface": None, "netns": None, "hook": "tcx_ingress"}, "hook tcx_ingress needs interface"),
     ({"interface": "ebpfd-nosuch0"}, "ebpfd-nosuch0"),
-    ({"mode": "generic"}, "mode is an XDP option; program 'tcx_count' is on hook tcx_ingress"),
+    ({"mode": "generic"}, "program 'tcx_count': mode is an XDP option; hook tcx_ingress does not take it"),
 ])
 def test_bad_items_are_refused_in_one_line_and_change_nothing(ansible_module, veth, bpffs_root, state_dir, name,
                                                               bpf_object, bad, message):

@@ -48,12 +48,16 @@ def test_xdp_items_keep_their_label_and_need_an_interface():
 
 
 def test_xdp_options_on_another_hook_are_refused():
-    with pytest.raises(InvalidInput, match="mode is an XDP option; program 'p' is on hook tcx_ingress"):
+    with pytest.raises(InvalidInput, match="program 'p': mode is an XDP option; hook tcx_ingress does not take it"):
         items.resolve({"program": "p", "interface": "eth0", "mode": "generic"}, root="/r", name="d",
                       sections={"p": "tcx/ingress"})
     with pytest.raises(InvalidInput, match="method netlink is XDP's"):
         items.resolve({"program": "p", "interface": "eth0", "method": "netlink"}, root="/r", name="d",
                       sections={"p": "tcx/ingress"})
+    with pytest.raises(InvalidInput, match="program 'p': priority is an option of netfilter and tc hooks; "
+                                           "hook cgroup_skb_egress does not take it"):
+        items.resolve({"program": "p", "cgroup": "/sys/fs/cgroup", "priority": 5}, root="/r", name="d",
+                      sections={"p": "cgroup_skb/egress"})
 
 
 def test_the_request_of_an_item_is_bpf_attachs():
