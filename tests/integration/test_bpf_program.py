@@ -391,6 +391,7 @@ def test_a_pin_by_name_map_lives_under_the_deployment_and_check_mode_pins_nothin
     bpffs, leftover = Path("/sys/fs/bpf"), Path("/sys/fs/bpf") / PIN_BY_NAME_MAP
     if leftover.exists():
         pytest.skip(f"{leftover} is pinned already (another run): the listing cannot tell")
+
     def top_level():   # without the pin roots of tests running beside this one (make integration WORKERS)
         return sorted(p.name for p in bpffs.iterdir() if not p.name.startswith(TEST_ROOT_PREFIX))
 
