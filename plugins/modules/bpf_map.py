@@ -353,6 +353,8 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# first of ours: it serves the module_utils below from the host's bytecode cache
+from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, MAP_ENTRIES, MAP_ENTRY_LIST, PINS, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._map import MAP_FLAGS, MAP_TYPES, MapManager, Request
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with

@@ -365,6 +365,8 @@ wanted:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# first of ours: it serves the module_utils below from the host's bytecode cache
+from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, OBJECT, PINS, PROGRAM, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import run

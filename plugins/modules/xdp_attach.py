@@ -212,6 +212,8 @@ requires:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# first of ours: it serves the module_utils below from the host's bytecode cache
+from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
 from ansible_collections.ebpf.deploy.plugins.module_utils._netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
 from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, PINS, XDP_ATTACHMENT, compose

@@ -1,0 +1,109 @@
+"""The host's bytecode cache of our module_utils (_bytecode), in fresh interpreters that import
+from a zip laid out as AnsiballZ ships one: the real _bytecode.py beside a small module."""
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+PACKAGE = "ansible_collections/ebpf/deploy/plugins/module_utils"
+PROBE_SOURCE = "VALUE = 'from source'\n"
+IMPORT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401
+from ansible_collections.ebpf.deploy.plugins.module_utils import _probe
+loader = _probe.__loader__
+print(json.dumps({"value": _probe.VALUE, "loader": type(loader).__name__, "file": _probe.__file__,
+                  "archive": getattr(loader, "archive", None), "source": loader.get_source(_probe.__name__)}))
+"""
+
+
+def payload(where: Path, *, zipped: bool = True) -> Path:
+    files = {f"{PACKAGE}/_bytecode.py": (REPO / "plugins/module_utils/_bytecode.py").read_text(),
+             f"{PACKAGE}/_probe.py": PROBE_SOURCE}
+    parts = PACKAGE.split("/")
+    files.update({"/".join(parts[:n]) + "/__init__.py": "" for n in range(1, len(parts) + 1)})
+    if not zipped:
+        for name, text in files.items():
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            (where / name).write_text(text)
+        return where
+    archive = where / "ansible_ebpfd_payload.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, text in files.items():
+            bundle.writestr(name, text)
+    return archive
+
+
+def run(path: Path, cache: Path, *flags: str) -> dict:
+    env = dict(os.environ, EBPF_DEPLOY_BYTECODE_CACHE=str(cache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    proc = subprocess.run([sys.executable, "-s", *flags, "-c", IMPORT, str(path)], capture_output=True, text=True,
+                          env=env, timeout=60, check=True)
+    return json.loads(proc.stdout)
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(cache.iterdir()) if cache.exists() else []
+
+
+@pytest.fixture
+def zipped(tmp_path):
+    return payload(tmp_path), tmp_path / "cache" / "bytecode"
+
+
+def test_a_zipped_file_is_compiled_once_then_served_from_the_cache(zipped):
+    archive, cache = zipped
+    first = run(archive, cache)
+    assert (first["value"], first["loader"]) == ("from source", "CachedZipLoader")
+    # zipimport's answers pass through: the host runtime copies sources, runtime_key reads archive
+    assert (first["source"], first["archive"]) == (PROBE_SOURCE, str(archive))
+    assert first["file"] == f"{archive}/{PACKAGE}/_probe.py"
+    assert cache.stat().st_mode & 0o777 == 0o700
+    (entry,) = entries(cache)   # _probe's (_bytecode itself is imported before the finder is there)
+    assert entry.name.endswith("-" + hashlib.sha256(PROBE_SOURCE.encode()).hexdigest())
+    # an entry under the source's key is what the next run executes: it is read, not compiled again
+    entry.write_bytes(marshal.dumps(compile("VALUE = 'from the cache'", "probe", "exec")))
+    assert run(archive, cache)["value"] == "from the cache"
+
+
+def test_a_damaged_entry_is_compiled_over(zipped):
+    archive, cache = zipped
+    run(archive, cache)
+    (entry,) = entries(cache)
+    entry.write_bytes(entry.read_bytes()[:7])
+    assert run(archive, cache)["value"] == "from source"
+    assert marshal.loads(entry.read_bytes()).co_filename.endswith("_probe.py")
+
+
+def test_a_cache_others_may_write_is_not_used(zipped):
+    archive, cache = zipped
+    cache.mkdir(parents=True)
+    cache.chmod(0o770)
+    out = run(archive, cache)
+    assert (out["value"], out["loader"]) == ("from source", "zipimporter")
+    assert entries(cache) == []
+
+
+def test_nothing_is_cached_when_python_writes_no_bytecode(zipped):
+    archive, cache = zipped
+    out = run(archive, cache, "-B")
+    assert (out["value"], out["loader"]) == ("from source", "zipimporter")
+    assert not cache.exists()
+
+
+def test_files_on_disk_keep_python_s_own_import(tmp_path):
+    cache, tree = tmp_path / "cache", tmp_path / "tree"
+    tree.mkdir()
+    out = run(payload(tree, zipped=False), cache)
+    assert (out["value"], out["loader"]) == ("from source", "SourceFileLoader")
+    assert not cache.exists()
