@@ -15,7 +15,7 @@ from pathlib import Path
 from labtool.commands import ip_json, run
 from labtool.errors import LabError
 from labtool.namespaces import netns_names
-from labtool.naming import HOST_FILES, HOST_STATE_DIR, HOSTS_DIR, lab_lock, LabConfig, load_state, LOCK_FILE, TOP_FILES
+from labtool.naming import HOST_CACHE_DIR, HOST_FILES, HOST_STATE_DIR, HOSTS_DIR, lab_lock, LabConfig, load_state, LOCK_FILE, TOP_FILES
 from labtool.netns_hosts import remove_hosts
 from labtool.sshd import close_ssh_masters
 from labtool.vm_hooks import lab_hooks
@@ -29,9 +29,10 @@ def remove_host_files(lab_dir: Path, name: str) -> bool:
         with contextlib.suppress(FileNotFoundError):
             (hdir / f).unlink()
             removed = True
-    if (hdir / HOST_STATE_DIR).is_dir() and not (hdir / HOST_STATE_DIR).is_symlink():
-        shutil.rmtree(hdir / HOST_STATE_DIR)   # the host's record of its deployments goes with it
-        removed = True
+    for own in (HOST_STATE_DIR, HOST_CACHE_DIR):   # the host's record and bytecode cache go with it
+        if (hdir / own).is_dir() and not (hdir / own).is_symlink():
+            shutil.rmtree(hdir / own)
+            removed = True
     with contextlib.suppress(FileNotFoundError, OSError):
         hdir.rmdir()
         removed = True

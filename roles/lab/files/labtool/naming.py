@@ -29,6 +29,7 @@ AUTHORIZED_KEYS = "authorized_keys"
 LOCK_FILE = "lab.lock"
 HOSTS_DIR = "hosts"
 HOST_STATE_DIR = "state"   # a host's record of its deployments, bind-mounted at /var/lib/ebpf_deploy
+HOST_CACHE_DIR = "cache"   # its bytecode cache of the modules (module_utils/_bytecode), at /var/cache/ebpf_deploy
 HOST_FILES = ("sshd_config", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "sshd.log", "start.log")
 TOP_FILES = (STATE_FILE, INVENTORY_FILE, KNOWN_HOSTS_FILE, CLIENT_KEY, CLIENT_KEY + ".pub",
              AUTHORIZED_KEYS, LOCK_FILE)

@@ -15,7 +15,7 @@ from pathlib import Path
 from labtool.commands import run, sha, write_if_changed
 from labtool.errors import LabError
 from labtool.namespaces import netns_inode
-from labtool.naming import AUTHORIZED_KEYS, HOST_STATE_DIR, HostSpec, LabConfig
+from labtool.naming import AUTHORIZED_KEYS, HOST_CACHE_DIR, HOST_STATE_DIR, HostSpec, LabConfig
 from labtool.processes import kill_pids, pid_alive
 
 
@@ -102,7 +102,7 @@ def sshd_config(cfg: LabConfig, host: HostSpec) -> str:
 
 # Runs inside `ip netns exec HOST unshare --mount --propagation private`: a private /run with the
 # privilege separation dir, a bpffs of its own (pins are per host), tracefs and cgroup2 best effort,
-# and a state directory of its own.
+# and a state directory and a cache directory of its own.
 _SSHD_START = (
     "set -e; "
     "mount -t tmpfs -o mode=0755,size=16m ebpfd-run /run; "
@@ -112,6 +112,8 @@ _SSHD_START = (
     "mount -t cgroup2 ebpfd-cgroup2 /sys/fs/cgroup 2>/dev/null || :; "
     # the host's record of its deployments (/var/lib/ebpf_deploy) is its own and survives a restart
     'mkdir -p /var/lib/ebpf_deploy "$3"; mount --bind "$3" /var/lib/ebpf_deploy; '
+    # and its modules' bytecode cache is its own too (not this machine's, and gone with the lab)
+    'mkdir -p /var/cache/ebpf_deploy "$4"; mount --bind "$4" /var/cache/ebpf_deploy; '
     'exec "$0" -D -f "$1" -E "$2"'
 )
 
@@ -142,7 +144,7 @@ def start_sshd(cfg: LabConfig, host: HostSpec, *, timeout: float = 10.0) -> int:
     hdir = cfg.host_dir(host)
     argv = ["ip", "netns", "exec", host.name, "unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", _SSHD_START, os.path.realpath(cfg.sshd), str(hdir / "sshd_config"), str(hdir / "sshd.log"),
-            str(hdir / HOST_STATE_DIR)]
+            str(hdir / HOST_STATE_DIR), str(hdir / HOST_CACHE_DIR)]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     with open(hdir / "start.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
