@@ -214,6 +214,7 @@ def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_
     rebooted = on_vms(lab, "ansible.builtin.reboot", {"reboot_timeout": 900, "test_command": "true"})
     assert all(r["_status"] in ("CHANGED", "SUCCESS") for r in rebooted.values()), rebooted
     try:
+        records = on_vms(lab, "bpf_facts", {"gather_subset": ["record"]})   # one run on both VMs
         for vm, image in vms(lab).items():
             (xdp,) = xdp_on_eth0(lab, vm)
             pinned = ssh_json(lab, vm, f"bpftool -j prog show pinned /sys/fs/bpf/ebpf_deploy/{kept}/"
@@ -224,7 +225,7 @@ def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_
             unit = lab.ssh(vm, "systemctl is-active ebpf-deploy-restore.service; "
                                "journalctl -b -u ebpf-deploy-restore.service --no-pager -o cat")
             assert unit.stdout.startswith("active") and f"{kept}: restored" in unit.stdout, (image, unit.stdout)
-            facts = on_vms(lab, "bpf_facts", {"gather_subset": ["record"]})[vm]["ansible_facts"]["ebpf"]["record"]
+            facts = records[vm]["ansible_facts"]["ebpf"]["record"]
             assert facts["last_restore"]["failed"] == 0, (image, facts)
             assert facts["deployments"][pending]["pending"] is None, (image, facts)
     finally:
