@@ -126,6 +126,9 @@ options:
         description:
           - The hook, as O(ebpf.deploy.bpf_attach#module:hook) names it. Omitted, the program's section
             tells it (an item with O(attach[].interface) and no hook in its section is XDP).
+          - Every hook of M(ebpf.deploy.bpf_attach) but V(freplace) (bpf_deployment refuses C(freplace) programs,
+            whose target is another deployment's program; load them with M(ebpf.deploy.bpf_program) and attach
+            them with M(ebpf.deploy.bpf_attach)).
           - A program whose type the hook does not take is refused before anything loads.
         type: str
         choices: [cgroup_bind4, cgroup_bind6, cgroup_connect4, cgroup_connect6, cgroup_connect_unix, cgroup_device,
@@ -133,8 +136,8 @@ options:
                   cgroup_getsockname6, cgroup_getsockname_unix, cgroup_getsockopt, cgroup_post_bind4,
                   cgroup_post_bind6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_recvmsg_unix, cgroup_sendmsg4,
                   cgroup_sendmsg6, cgroup_sendmsg_unix, cgroup_setsockopt, cgroup_skb_egress, cgroup_skb_ingress,
-                  cgroup_sock_create, cgroup_sock_ops, cgroup_sock_release, cgroup_sysctl, fentry, fexit, freplace,
-                  kprobe, kretprobe, lsm, netfilter, raw_tracepoint, tc_egress, tc_ingress, tcx_egress, tcx_ingress,
+                  cgroup_sock_create, cgroup_sock_ops, cgroup_sock_release, cgroup_sysctl, fentry, fexit, kprobe,
+                  kretprobe, lsm, netfilter, raw_tracepoint, tc_egress, tc_ingress, tcx_egress, tcx_ingress,
                   tracepoint, uprobe, uretprobe, xdp]
       interface:
         description: The network interface of an XDP or tcx item.

@@ -184,6 +184,8 @@ def names(*groups: Spec) -> Tuple[str, ...]:
 # bpf_deployment's attach[] and maps[]: an attachment or a map's entries of this deployment
 # (an item whose hook is xdp, named or from its program's section, takes the XDP mode too)
 DEPLOYMENT_ATTACH: Spec = compose(HOOK_ATTACHMENT, XDP_MODE, program=dict(type="str", required=True))
+# every hook but freplace: bpf_deployment does not load freplace programs (their target is another deployment's)
+DEPLOYMENT_ATTACH["hook"]["choices"] = [name for name in HOOK_NAMES if name != "freplace"]
 DEPLOYMENT_MAP: Spec = compose(
     MAP_ENTRIES,
     map=dict(type="str", required=True),

@@ -79,3 +79,5 @@ def test_attach_program_is_bpf_program_s_alone():
     from ansible_collections.ebpf.deploy.plugins.modules.bpf_program import ARGUMENT_SPEC as PROGRAM_SPEC
     assert PROGRAM_SPEC["attach_program"] == options.FREPLACE["attach_program"] == {"type": "path"}
     assert "attach_program" not in DEPLOYMENT_SPEC and "attach_program" not in options.PROGRAM
+    assert "freplace" in options.HOOK_ATTACHMENT["hook"]["choices"]
+    assert options.DEPLOYMENT_ATTACH["hook"]["choices"] == [h for h in options.HOOK_NAMES if h != "freplace"]
