@@ -43,7 +43,6 @@ import time
 from typing import List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _process
-from ansible_collections.ebpf.deploy.plugins.module_utils._btf import FUNC_LINKAGE, Btf, BtfError
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
     EbpfDeployError,
     InvalidInput,
@@ -135,6 +134,8 @@ def parse_freplace(target: Optional[str]) -> Tuple[str, str]:
 def replaced_function(btf_blob: bytes, function: str, *, program: str) -> int:
     """The BTF id of the global FUNC ``function`` in a loaded program's BTF (pure): the function an
     freplace program takes the place of. InvalidInput naming both when there is none, or it is not global."""
+    # only freplace reads BTF here: the other hooks' runs do not import the reader
+    from ansible_collections.ebpf.deploy.plugins.module_utils._btf import FUNC_LINKAGE, Btf, BtfError  # pylint: disable=import-outside-toplevel
     try:
         btf = Btf(btf_blob)
     except BtfError as exc:
@@ -369,6 +370,11 @@ class TracingFamily(HookFamily):
         """The program pinned at the target's path, its BTF's FUNC for the function, and the
         function the program was loaded for (its section) agreeing with it."""
         pin, function = parse_freplace(target)
+        text = f"{pin}:{function}"
+        if getattr(self.request, "state", "present") == "absent":
+            # our link pin is named by the target alone; the program there may be gone already (the link holds it)
+            return Target(key=encode_component(text), label=f"function {function} of the program at {pin}",
+                          data={"target": text, "_pin": pin})
         fd, info = open_target_program(self.lib, pin, what="hook freplace")
         try:
             program = f"program {info.name!r} (id {info.id}) at {pin}"
@@ -382,7 +388,6 @@ class TracingFamily(HookFamily):
         if function != loaded:
             raise InvalidInput(f"hook freplace: function {function!r} disagrees with {loaded!r}, the function the "
                                f"program was loaded for (section freplace/{loaded})", target=target, loaded_target=loaded)
-        text = f"{pin}:{function}"
         return Target(key=encode_component(text), label=f"function {function} of program id {info.id}",
                       data={"target": text, "_pin": pin, "_prog_id": info.id, "_btf_id": btf_id})
 

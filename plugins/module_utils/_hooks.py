@@ -39,8 +39,8 @@ class Hook:
 
     name: str
     family: str                      # the _hook_<family>.py that attaches it
-    attach_type: Optional[int]       # enum bpf_attach_type (None: attached through perf_event/raw_tp,
-                                     # or freplace: BPF_LINK_CREATE with 0, the EXT program's own)
+    # enum bpf_attach_type (None: attached through perf_event/raw_tp, or freplace: BPF_LINK_CREATE with 0)
+    attach_type: Optional[int]
     prog_types: Tuple[int, ...]      # program types the kernel accepts here
     target: str                      # one of TARGET_KINDS
     kernel: str                      # the first kernel with a bpf_link for this hook

@@ -792,11 +792,11 @@ class ProgramManager:
         """freplace programs: the pinned program (``attach_program``) checked to be a program with BTF
         whose BTF has each function their sections name, and set as their attach target (its fd
         open until the load has finished). None when the object loads no freplace program."""
-        from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing as tracing  # pylint: disable=import-outside-toplevel
         programs = [(prog.name, prog.type, prog.section) for prog in obj.programs() if prog.name in wanted]
         functions = freplace_functions(programs, self.req.attach_program, label=label, allowed=self.freplace)
         if not functions:
             return None
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing as tracing  # pylint: disable=import-outside-toplevel
         pin = os.path.normpath(self.req.attach_program)
         fd, info = tracing.open_target_program(libbpf, pin, what="attach_program")
         try:

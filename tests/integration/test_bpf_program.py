@@ -275,7 +275,7 @@ def test_an_freplace_program_is_checked_against_its_target_then_refused_naming_l
     anything loads, in check mode too: no attach_program, a path with no pin, a pinned map, a program (the XDP
     counter) whose BTF has no ebpfd_policy are refused in one line. Then the load: a locked-down kernel refuses
     ext programs (EPERM) and the module says lockdown. Nothing of the freplace deployment is left behind."""
-    target, other = (Deploy(ansible_module, bpffs_root, bpf_object) for _ in range(2))
+    target, other = Deploy(ansible_module, bpffs_root, bpf_object), Deploy(ansible_module, bpffs_root, bpf_object)
     try:
         pin = assert_ok(target("freplace_target"), True)["programs"][0]["pin"]
         counter = assert_ok(other("counter"), True)

@@ -58,9 +58,10 @@ def test_kallsyms_and_pmu_formats():
 
 
 class _Req:
-    def __init__(self, target=None, loaded_target=None):
+    def __init__(self, target=None, loaded_target=None, state="present"):
         self.target = target
         self.loaded_target = loaded_target
+        self.state = state
 
 
 def family(hook: str, **request) -> tracing.TracingFamily:
@@ -252,6 +253,16 @@ def test_freplace_refusals_name_the_pin_the_program_and_the_function(target_btf)
         with pytest.raises(InvalidInput, match=words) as err:
             freplace(lib, target, loaded).resolve(check_mode=True)
         assert "\n" not in err.value.msg and lib.open == 0, (target, err.value.msg)
+
+
+def test_freplace_absent_needs_only_the_target_s_text(target_btf):
+    """Our link pin is named by the target: state absent finds it when the program there is gone already."""
+    lib = _FakeLib(target_btf)
+    target = tracing.TracingFamily(hooks.hook("freplace"), _Req(target="/sys/fs/bpf/gone/p:ebpfd_policy",
+                                                                 loaded_target="ebpfd_policy", state="absent"),
+                                   lib=lib).resolve(check_mode=False)
+    assert target.key == tracing.encode_component("/sys/fs/bpf/gone/p:ebpfd_policy") and lib.open == 0
+    assert target.describe() == {"target": "/sys/fs/bpf/gone/p:ebpfd_policy"}
 
 
 def test_freplace_waits_for_the_old_extension_to_leave_then_says_ebusy(target_btf, monkeypatch):
