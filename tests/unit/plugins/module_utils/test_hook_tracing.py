@@ -258,9 +258,8 @@ def test_freplace_refusals_name_the_pin_the_program_and_the_function(target_btf)
 def test_freplace_absent_needs_only_the_target_s_text(target_btf):
     """Our link pin is named by the target: state absent finds it when the program there is gone already."""
     lib = _FakeLib(target_btf)
-    target = tracing.TracingFamily(hooks.hook("freplace"), _Req(target="/sys/fs/bpf/gone/p:ebpfd_policy",
-                                                                 loaded_target="ebpfd_policy", state="absent"),
-                                   lib=lib).resolve(check_mode=False)
+    request = _Req(target="/sys/fs/bpf/gone/p:ebpfd_policy", loaded_target="ebpfd_policy", state="absent")
+    target = tracing.TracingFamily(hooks.hook("freplace"), request, lib=lib).resolve(check_mode=False)
     assert target.key == tracing.encode_component("/sys/fs/bpf/gone/p:ebpfd_policy") and lib.open == 0
     assert target.describe() == {"target": "/sys/fs/bpf/gone/p:ebpfd_policy"}
 
