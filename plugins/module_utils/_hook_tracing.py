@@ -65,7 +65,7 @@ PROBES = ("kprobe", "kretprobe", "uprobe", "uretprobe")     # perf events on the
 BTF_LINKED = ("fentry", "fexit", "lsm")                      # attached where they were loaded for
 FREPLACE = "freplace"
 LOCKED_DOWN = BTF_LINKED + (FREPLACE,)                       # a locked-down kernel refuses their load
-FREPLACE_RELEASE_WAIT = 5.0     # s: a released link leaves the function after an RCU grace period
+FREPLACE_RELEASE_WAIT = 10.0    # s: an unpinned link leaves the function after an RCU grace period (slow in a TCG guest)
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*")
 _C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -394,7 +394,7 @@ class TracingFamily(HookFamily):
     def _link_freplace(self, prog_fd: int, target: Target) -> int:
         """BPF_LINK_CREATE on the target program's fd and its function's BTF id. A function takes one
         extension at a time: after our old link was released (``detach_attach``) the kernel lets go
-        of it after an RCU grace period, so EBUSY is tried again for a few seconds."""
+        of it after an RCU grace period, so EBUSY is tried again for up to FREPLACE_RELEASE_WAIT."""
         fd, info = open_target_program(self.lib, target.data["_pin"], what="hook freplace")
         deadline = time.monotonic() + FREPLACE_RELEASE_WAIT
         try:

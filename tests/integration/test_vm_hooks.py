@@ -253,7 +253,9 @@ def test_freplace_replaces_a_global_function_of_a_running_program_on_both_kernel
     freplace_policy, loaded with attach_program (the target's pin) and attached with hook freplace (check
     mode first: nothing attached), returns 1 in its place: the next N calls count in `replaced` and none in
     `entries`. A re-run is unchanged; a target naming a function the program lacks is refused in one line with
-    the link untouched; state absent releases the link and counting goes back to `entries`."""
+    the link untouched. An upgrade to freplace_policy_v2 releases the old link before it attaches the new one
+    (a function takes one extension: detach_attach). State absent releases the link and counting goes back
+    to `entries`."""
     lab = vm_lab
     tag = lab.prefix[5:]
     target_dep, policy_dep = f"ebpfd_vmfr_{tag}_target", f"ebpfd_vmfr_{tag}_policy"
@@ -269,36 +271,42 @@ def test_freplace_replaces_a_global_function_of_a_running_program_on_both_kernel
             assert kprobe[vm][0]["changed"] and kprobe[vm][0]["action"] == "attach", (where(image), kprobe[vm])
             got = counted(lab, vm, CALLS, N, maps)
             assert got == {"entries": N, "replaced": 0}, f"{where(image)}: the target program did not count: {got}"
-        policy = loop_on_vms(lab, tmp_path, "bpf_program", [{"name": policy_dep, "attach_program": pin,
-                                                             "src": str(bpf_object("freplace_policy"))}])
-        for vm, image in vms(lab).items():
-            assert policy[vm][0]["changed"] and policy[vm][0]["programs"][0]["type"] == "ext", (where(image), policy[vm])
-        _prove_freplace(lab, tmp_path, pin, policy_dep, maps,
-                        {vm: policy[vm][0]["programs"][0]["id"] for vm in vms(lab)})
+        _prove_freplace(lab, tmp_path, bpf_object, pin, policy_dep, maps)
     finally:
         loop_on_vms(lab, tmp_path, "bpf_program", [{"name": name, "state": "absent"} for name in (policy_dep, target_dep)])
 
 
-def _prove_freplace(lab, tmp_path, pin: str, policy_dep: str, maps: dict, policy_ids: dict) -> None:
+def _load_policy(lab, tmp_path, bpf_object, policy_dep: str, fixture: str, pin: str) -> dict:
+    """{vm: program id} of an freplace_policy object loaded for the target pinned at `pin`."""
+    loaded = loop_on_vms(lab, tmp_path, "bpf_program", [{"name": policy_dep, "attach_program": pin,
+                                                         "src": str(bpf_object(fixture))}])
+    for vm, image in vms(lab).items():
+        r = loaded[vm][0]
+        assert r["changed"] and r["programs"][0]["type"] == "ext", (where(image), fixture, r)
+    return {vm: loaded[vm][0]["programs"][0]["id"] for vm in vms(lab)}
+
+
+def _prove_freplace(lab, tmp_path, bpf_object, pin: str, policy_dep: str, maps: dict) -> None:
+    v1 = _load_policy(lab, tmp_path, bpf_object, policy_dep, "freplace_policy", pin)
     item = {"deployment": policy_dep, "program": "ebpfd_policy", "section": "freplace/ebpfd_policy",
             "target": f"{pin}:ebpfd_policy"}
     link_pin = f"{BPFFS}/{policy_dep}/links/{pin_key('freplace/' + item['target'])}:freplace"
 
-    def linked(vm: str) -> list:
-        return [link["id"] for link in all_links(lab, vm) if link.get("prog_id") == policy_ids[vm]]
+    def linked(vm: str, ids: dict) -> list:
+        return [link["id"] for link in all_links(lab, vm) if link.get("prog_id") == ids[vm]]
 
     check = loop_on_vms(lab, tmp_path, "bpf_attach", [item], check=True)
     for vm, image in vms(lab).items():
         r = check[vm][0]
         assert r["changed"] and r["action"] == "attach" and r["target"] == {"target": item["target"]}, (where(image), r)
-        assert linked(vm) == [], f"{where(image)}: check mode attached {linked(vm)}"
+        assert linked(vm, v1) == [], f"{where(image)}: check mode attached {linked(vm, v1)}"
 
     run = loop_on_vms(lab, tmp_path, "bpf_attach", [item])
     for vm, image in vms(lab).items():
         r = run[vm][0]
         assert r["changed"] and r["action"] == "attach" and r["hook"] == "freplace", (where(image), r)
-        assert r["prog_id"] == policy_ids[vm] and linked(vm) == [r["link_id"]] and r["link_pin"] == link_pin, \
-            (where(image), r, linked(vm))
+        assert r["prog_id"] == v1[vm] and linked(vm, v1) == [r["link_id"]] and r["link_pin"] == link_pin, \
+            (where(image), r, linked(vm, v1))
         got = counted(lab, vm, CALLS, N, maps)
         assert got == {"entries": 0, "replaced": N}, f"{where(image)}: ebpfd_policy was not replaced: {got}"
 
@@ -310,11 +318,21 @@ def _prove_freplace(lab, tmp_path, pin: str, policy_dep: str, maps: dict, policy
         msg = one_line_failure(bad, where(image))
         assert f"at {pin} has no function 'ebpfd_nope' in its BTF (its global functions: ebpfd_policy, fr_getpid)" \
             in msg, (where(image), msg)
-        assert linked(vm) == [run[vm][0]["link_id"]], f"{where(image)}: a refused target changed the link"
+        assert linked(vm, v1) == [run[vm][0]["link_id"]], f"{where(image)}: a refused target changed the link"
+
+    # an upgrade: one extension per function and no detach, so the old link is released, then the new one attached
+    v2 = _load_policy(lab, tmp_path, bpf_object, policy_dep, "freplace_policy_v2", pin)
+    upgraded = loop_on_vms(lab, tmp_path, "bpf_attach", [item])
+    for vm, image in vms(lab).items():
+        r = upgraded[vm][0]
+        assert r["changed"] and r["action"] == "detach_attach" and r["prog_id"] == v2[vm], (where(image), r)
+        assert linked(vm, v2) == [r["link_id"]] and linked(vm, v1) == [], (where(image), linked(vm, v1), linked(vm, v2))
+        got = counted(lab, vm, CALLS, N, maps)
+        assert got == {"entries": 0, "replaced": N}, f"{where(image)}: v2 does not replace ebpfd_policy: {got}"
 
     gone = loop_on_vms(lab, tmp_path, "bpf_attach", [dict(item, state="absent")])
     for vm, image in vms(lab).items():
         assert gone[vm][0]["changed"] and gone[vm][0]["action"] == "detach", (where(image), gone[vm])
-        assert linked(vm) == [], f"{where(image)}: still linked: {linked(vm)}"
+        assert linked(vm, v2) == [], f"{where(image)}: still linked: {linked(vm, v2)}"
         got = counted(lab, vm, CALLS, N, maps)
         assert got == {"entries": N, "replaced": 0}, f"{where(image)}: still replaced after state absent: {got}"
