@@ -38,7 +38,7 @@ options:
               cgroup_getsockname4, cgroup_getsockname6, cgroup_connect_unix, cgroup_sendmsg_unix,
               cgroup_recvmsg_unix, cgroup_getpeername_unix, cgroup_getsockname_unix, cgroup_sysctl,
               cgroup_getsockopt, cgroup_setsockopt, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe,
-              uretprobe, fentry, fexit, lsm, netfilter, xdp]
+              uretprobe, fentry, fexit, lsm, freplace, netfilter, xdp]
   target:
     description:
       - V(tracepoint) C(category/name) (e.g. C(syscalls/sys_enter_getpid)) or a V(raw_tracepoint)
@@ -49,6 +49,12 @@ options:
         binary's C(.symtab) or C(.dynsym) (e.g. C(/usr/lib/x86_64-linux-gnu/libc.so.6:getpid)).
       - V(fentry)/V(fexit) the kernel function and V(lsm) the LSM hook (e.g. C(file_open)) the program
         was loaded for; it must agree with O(section).
+      - V(freplace) C(/pin/of/the/program:function), the bpffs pin of the loaded program whose global
+        function the C(ext) program replaces and that function (e.g.
+        C(/sys/fs/bpf/ebpf_deploy/app/current/progs/main:policy)); the program at the pin must have
+        BTF with that function, and the function must agree with O(section) (C(freplace/<function>)).
+        The C(ext) program is loaded for it with M(ebpf.deploy.bpf_program)'s
+        O(ebpf.deploy.bpf_program#module:attach_program). Required (the section names the function only).
       - Omitted, the section's target.
     type: str
   interface:
@@ -120,6 +126,9 @@ options:
         description:
           - The hook, as O(ebpf.deploy.bpf_attach#module:hook) names it. Omitted, the program's section
             tells it (an item with O(attach[].interface) and no hook in its section is XDP).
+          - Every hook of M(ebpf.deploy.bpf_attach) but V(freplace) (bpf_deployment refuses C(freplace) programs,
+            whose target is another deployment's program; load them with M(ebpf.deploy.bpf_program) and attach
+            them with M(ebpf.deploy.bpf_attach)).
           - A program whose type the hook does not take is refused before anything loads.
         type: str
         choices: [cgroup_bind4, cgroup_bind6, cgroup_connect4, cgroup_connect6, cgroup_connect_unix, cgroup_device,

@@ -2,7 +2,8 @@
 # Copyright: contributors to ebpf.deploy
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documents the option group PROGRAM of plugins/module_utils/_options.py: what is loaded and
-how its versions are kept (bpf_program, and bpf_deployment's program part)."""
+how its versions are kept (bpf_program, and bpf_deployment's program part); and (FREPLACE) the
+group FREPLACE, the target of freplace programs (bpf_program only)."""
 from __future__ import annotations
 
 
@@ -79,4 +80,24 @@ options:
       - With O(src), the object must be this version.
       - With O(state=present), O(src) or O(version) is required.
     type: str
+"""
+
+    FREPLACE = r"""
+options:
+  attach_program:
+    description:
+      - The bpffs pin of the loaded program whose global function the object's C(freplace) programs
+        (C(SEC("freplace/<function>")), type C(ext)) replace, for example
+        V(/sys/fs/bpf/ebpf_deploy/app/current/progs/main) (a program of another deployment).
+      - Required when the object loads an C(freplace) program, refused when it loads none. The pin must
+        be a program with BTF whose BTF has each function the sections name, as a global (non-static,
+        C(__noinline)) function; otherwise the run fails in one line before anything is loaded.
+      - The freplace program is bound to that program at load, so the id of the program pinned there is
+        part of the version digest - a reloaded target program means a new version; the path is kept in
+        the version's options.
+      - Attach the loaded program with M(ebpf.deploy.bpf_attach) O(ebpf.deploy.bpf_attach#module:hook=freplace)
+        and O(ebpf.deploy.bpf_attach#module:target=<this pin>:<function>).
+      - Needs a kernel >= 5.10 without lockdown (a locked-down kernel refuses C(ext) programs, to root too).
+    type: path
+    version_added: 0.1.0
 """

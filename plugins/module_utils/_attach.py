@@ -21,8 +21,9 @@ of this shape and run their own flow after the hook is decided: ``xdp`` runs ``_
          overlap (hooks without update: the new link is created and pinned by rename over the old
          pin first, then the old link is released: both run for a moment, none is missing), move
          (a tcx program to another place: tcx holds a program once per hook, so detach, then attach
-         in place), detach_attach (netfilter: no update and one link per priority), reattach (a
-         defunct pin replaced), detach, unpin.
+         in place), detach_attach (netfilter: no update and one link per priority; freplace, whose
+         links cannot be detached: the old pin released first), reattach (a defunct pin replaced),
+         detach, unpin.
 - report: the module's return values (diff included).
 
 No Ansible here. libbpf only through ``_libbpf``, netlink only through ``_netlink``.
@@ -181,9 +182,11 @@ def plan(desired: Desired, current: Current, *, hook: str, target: dict, label: 
     why = ("the kernel cannot swap the program of this link" if not desired.updatable
            else f"program id {current.prog_id} is not {anchor.relation} {anchor.label}")
     if not desired.overlap:
+        between = ("calls in between run the function itself" if hook == "freplace"
+                   else "packets in between pass without either")
         return Plan("detach_attach", before, after, drift, warnings=[
             f"{label}: {why} and takes one link there at a time: the old program is detached and the new one "
-            "attached (packets in between pass without either)"])
+            f"attached ({between})"])
     return Plan("overlap", before, after, drift, warnings=[
         f"{label}: {why}: the new program is attached first and the old one detached after "
         "(both run for a moment, none is missing)"])
@@ -586,6 +589,8 @@ class AttachManager:
             finally:
                 self.bpf.close(old_fd)
             return link_id
+        if action == "detach_attach" and not family.can_detach:
+            return self._release_attach(family, target, desired, current)
         if action in ("move", "detach_attach"):
             old_fd = self.bpf.obj_get(pin)
             try:
@@ -609,6 +614,17 @@ class AttachManager:
             os.unlink(pin)
             return None
         raise AssertionError(f"unknown action {action}")
+
+    def _release_attach(self, family, target: Target, desired: Desired, current: Current) -> int:
+        """detach_attach on a hook whose links cannot be detached (freplace): our pin is the old
+        link's reference, so unpinning releases it; the new program is attached (the family waits
+        for the kernel to let go of the old), or the old one is put back."""
+        os.unlink(desired.link_pin)
+        try:
+            return self._attach_new(family, target, desired, replace_pin=True)
+        except EbpfDeployError as err:
+            self._put_back(family, target, desired, self._old_prog(current), err)
+            raise
 
     def _put_back(self, family, target: Target, desired: Desired, old: "Prog", err: EbpfDeployError) -> None:
         """A move whose attach failed: the old program goes back on the hook (tcx: at its end)."""

@@ -12,7 +12,8 @@ mapping by field name (missing fields are zero, unknown ones are refused with th
 an array from a list (a string for ``char``/``u8`` arrays), an enum from its name or number, an
 integer from a number (bitfields included). ``decode(type_id, raw)`` is the reverse, with enums
 shown by name when the number has one. Each DATASEC keeps its variables' offsets and sizes and each
-VAR its linkage, for the load-time globals (``_globals``).
+VAR its linkage, for the load-time globals (``_globals``); ``function()`` finds a FUNC by name
+(the function an freplace program replaces).
 
 No Ansible, no kernel access.
 """
@@ -31,6 +32,9 @@ KINDS = {
 }
 # Kinds that only qualify another type: the value is written as the type they point to.
 MODIFIERS = ("TYPEDEF", "VOLATILE", "CONST", "RESTRICT", "TYPE_TAG")
+
+# a FUNC's linkage (its vlen): only a global function of a loaded program can be replaced (freplace)
+FUNC_LINKAGE = {0: "static", 1: "global", 2: "extern"}
 
 INT_SIGNED = 1 << 0
 INT_CHAR = 1 << 1
@@ -203,6 +207,10 @@ class Btf:
             if t.name == name and (kind is None or t.kind_name == kind):
                 return type_id
         raise BtfError(f"no BTF type named {name!r}")
+
+    def function(self, name: str) -> Optional[BtfType]:
+        """The FUNC called ``name`` (its ``vlen`` is its linkage, FUNC_LINKAGE), None when there is none."""
+        return next((t for t in self.types.values() if t.kind_name == "FUNC" and t.name == name), None)
 
     def resolve(self, type_id: int) -> BtfType:
         """Skip typedefs and qualifiers: the type whose layout a value has."""

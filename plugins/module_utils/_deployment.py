@@ -121,7 +121,8 @@ class Parts:
 
     @staticmethod
     def program(request: "program.Request", **options) -> "program.ProgramManager":
-        return program.ProgramManager(request, **options)
+        # freplace programs are bpf_program's and bpf_attach's: their target is another deployment's program
+        return program.ProgramManager(request, freplace=False, **options)
 
     @staticmethod
     def xdp(request: "xdp.Request", **options) -> "xdp.XdpManager":

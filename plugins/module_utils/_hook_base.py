@@ -64,6 +64,9 @@ class HookFamily:
     """Base of the families: the link interface and shared error wording."""
 
     family = ""
+    # False: the kernel cannot detach this hook's links (freplace); one that takes a link at a time
+    # (detach_attach) has the old link released (unpinned) before the new one is attached
+    can_detach = True
 
     def __init__(self, hook: Hook, request, lib=None) -> None:
         self.hook = hook

@@ -2,7 +2,7 @@
 # Copyright: contributors to ebpf.deploy
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Private to ebpf.deploy: tracing links: tracepoint, raw_tracepoint, kprobe/kretprobe,
-uprobe/uretprobe, fentry/fexit and lsm.
+uprobe/uretprobe, fentry/fexit, lsm and freplace.
 
 - tracepoint: the id from tracefs (``events/<category>/<name>/id``; tracefs is mounted at
   ``/sys/kernel/tracing`` when it is not, never in check mode), ``perf_event_open(2)`` of it and a
@@ -18,11 +18,18 @@ uprobe/uretprobe, fentry/fexit and lsm.
   ``BPF_RAW_TRACEPOINT_OPEN`` with no name (kernel >= 5.5, lsm >= 5.7), which attaches the
   program where it was loaded for. So the section must be known and a ``target`` that disagrees
   with it is refused. lsm also needs ``bpf`` among the active LSMs (/sys/kernel/security/lsm).
+- freplace: an EXT program loaded (bpf_program's ``attach_program``) for a global function of a
+  loaded program; ``target`` is ``/pin/of/that/program:function``. resolve() reads the program's
+  BTF for the FUNC (its BTF id) and holds the function to the section's; the link is
+  ``BPF_LINK_CREATE`` with the target program's fd and that BTF id (kernel >= 5.10), not the
+  no-name BPF_RAW_TRACEPOINT_OPEN: the kernel allows that once per EXT program (it consumes the
+  target recorded at load), so a link created again (a repair, a put-back) names its target.
 - Tracing links have no BPF_LINK_UPDATE and no detach: an upgrade attaches the new link first and
   then releases the old (``overlap``: both run for a moment); state absent releases the link by
-  unpinning it.
+  unpinning it. freplace cannot overlap (a function takes one extension: EBUSY), so the old link is
+  released first and the new one attached when the kernel has let go of it (``detach_attach``).
 - What the kernel lacks is named before anything else happens: no kprobe (or uprobe) PMU,
-  lockdown (fentry/fexit/lsm programs cannot load), no BPF LSM.
+  lockdown (fentry/fexit/lsm/freplace programs cannot load), no BPF LSM.
 
 No Ansible here.
 """
@@ -32,10 +39,12 @@ import errno as _errno
 import os
 import re
 import struct
+import time
 from typing import List, Optional, Tuple
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _process
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import (
+    EbpfDeployError,
     InvalidInput,
     SyscallError,
     UnsupportedFeature,
@@ -54,7 +63,11 @@ LSM_LIST = "/sys/kernel/security/lsm"
 KALLSYMS = "/proc/kallsyms"
 PROBES = ("kprobe", "kretprobe", "uprobe", "uretprobe")     # perf events on the kprobe/uprobe PMU
 BTF_LINKED = ("fentry", "fexit", "lsm")                      # attached where they were loaded for
+FREPLACE = "freplace"
+LOCKED_DOWN = BTF_LINKED + (FREPLACE,)                       # a locked-down kernel refuses their load
+FREPLACE_RELEASE_WAIT = 10.0    # s: an unpinned link leaves the function after an RCU grace period (slow in a TCG guest)
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*")
+_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def tracefs_root() -> Optional[str]:
@@ -105,6 +118,60 @@ def parse_uprobe(target: Optional[str], *, hook: str) -> Tuple[str, str, int]:
                            f"/usr/lib/x86_64-linux-gnu/libc.so.6:getpid), not {target!r}", target=target)
     name, offset = parse_function(symbol, hook=hook)
     return os.path.normpath(binary), name, offset
+
+
+def parse_freplace(target: Optional[str]) -> Tuple[str, str]:
+    """``/sys/fs/bpf/ebpf_deploy/app/current/progs/fr_getpid:ebpfd_policy`` -> (the pin of the program
+    whose function is replaced, the function) (pure)."""
+    pin, _colon, function = (target or "").rpartition(":")
+    if not pin.startswith("/") or not _C_NAME.fullmatch(function):
+        raise InvalidInput("freplace target must be /pin/of/the/program:function (the bpffs pin of the loaded "
+                           "program and its global function, e.g. /sys/fs/bpf/ebpf_deploy/app/current/progs/"
+                           f"main:policy), not {target!r}", target=target)
+    return os.path.normpath(pin), function
+
+
+def replaced_function(btf_blob: bytes, function: str, *, program: str) -> int:
+    """The BTF id of the global FUNC ``function`` in a loaded program's BTF (pure): the function an
+    freplace program takes the place of. InvalidInput naming both when there is none, or it is not global."""
+    # only freplace reads BTF here: the other hooks' runs do not import the reader
+    from ansible_collections.ebpf.deploy.plugins.module_utils._btf import FUNC_LINKAGE, Btf, BtfError  # pylint: disable=import-outside-toplevel
+    try:
+        btf = Btf(btf_blob)
+    except BtfError as exc:
+        raise InvalidInput(f"{program}: its BTF cannot be read ({exc})", function=function) from None
+    func = btf.function(function)
+    if func is None:
+        known = sorted(t.name for t in btf.types.values() if t.kind_name == "FUNC" and t.vlen == 1)
+        raise InvalidInput(f"{program} has no function {function!r} in its BTF (its global functions: "
+                           f"{', '.join(known) or 'none'})", function=function)
+    if func.vlen != 1:
+        raise InvalidInput(f"function {function!r} of {program} is {FUNC_LINKAGE.get(func.vlen, func.vlen)}; "
+                           "freplace replaces global functions only (not static, and __noinline)", function=function)
+    return func.type_id
+
+
+def open_target_program(lib, pin: str, *, what: str) -> Tuple[int, object]:
+    """(fd, prog_info) of the program pinned at ``pin`` whose function an freplace program replaces;
+    InvalidInput when nothing is pinned there, it is no program, or it has no BTF. The caller
+    closes the fd."""
+    try:
+        fd = lib.obj_get(pin)
+    except SyscallError as exc:
+        raise InvalidInput(f"{what}: no pinned program at {pin} (bpf_obj_get: "
+                           f"{_errno.errorcode.get(exc.errno, exc.errno)})", pin=pin) from None
+    try:
+        kind = lib.fd_kind(fd)
+        if kind != "prog":
+            raise InvalidInput(f"{what}: {pin} is a pinned {kind}, not a program", pin=pin)
+        info = lib.prog_info(fd)
+        if not info.btf_id:
+            raise InvalidInput(f"{what}: program {info.name!r} (id {info.id}) at {pin} has no BTF, and freplace "
+                               "finds the function it replaces there (build its object with -g)", pin=pin)
+    except BaseException:
+        lib.close(fd)
+        raise
+    return fd, info
 
 
 def kallsyms_has(text: str, name: str) -> bool:
@@ -178,6 +245,11 @@ def _lockdown_from_log() -> Optional[str]:
 class TracingFamily(HookFamily):
     family = "tracing"
 
+    def __init__(self, hook, request, lib=None) -> None:
+        super().__init__(hook, request, lib)
+        # freplace links are released by unpinning only, and a function takes one at a time
+        self.can_detach = hook.name != FREPLACE
+
     def check_kernel(self) -> None:
         super().check_kernel()
         name = self.hook.name
@@ -189,7 +261,7 @@ class TracingFamily(HookFamily):
             raise UnsupportedFeature(f"hook {name}: this kernel has no uprobes (no uprobe PMU in {PMU_DIR}; "
                                      "CONFIG_UPROBE_EVENTS is off)", requires="a kernel built with CONFIG_UPROBE_EVENTS",
                                      hook=name)
-        if name in BTF_LINKED:
+        if name in LOCKED_DOWN:
             mode = lockdown_mode()
             if mode:
                 raise UnsupportedFeature(f"hook {name}: kernel lockdown ({mode}) refuses {name} programs "
@@ -212,6 +284,8 @@ class TracingFamily(HookFamily):
             return self._kprobe(target)
         if name in ("uprobe", "uretprobe"):
             return self._uprobe(target)
+        if name == FREPLACE:
+            return self._freplace(target)
         if name in BTF_LINKED:
             return self._loaded_target(target)
         if not target or "/" in target:
@@ -292,6 +366,59 @@ class TracingFamily(HookFamily):
         what = "LSM hook" if hook == "lsm" else "function"
         return Target(key=encode_component(target), label=f"{hook} {what} {target}", data={"target": target})
 
+    def _freplace(self, target: Optional[str]) -> Target:
+        """The program pinned at the target's path, its BTF's FUNC for the function, and the
+        function the program was loaded for (its section) agreeing with it."""
+        pin, function = parse_freplace(target)
+        text = f"{pin}:{function}"
+        if getattr(self.request, "state", "present") == "absent":
+            # our link pin is named by the target alone; the program there may be gone already (the link holds it)
+            return Target(key=encode_component(text), label=f"function {function} of the program at {pin}",
+                          data={"target": text, "_pin": pin})
+        fd, info = open_target_program(self.lib, pin, what="hook freplace")
+        try:
+            program = f"program {info.name!r} (id {info.id}) at {pin}"
+            btf_id = replaced_function(self.lib.btf_raw(info.btf_id), function, program=program)
+        finally:
+            self.lib.close(fd)
+        loaded = getattr(self.request, "loaded_target", None)
+        if not loaded:
+            raise InvalidInput(f"hook freplace: give section (the program's ELF section, freplace/{function}): an "
+                               "freplace program was loaded for one function, and its section says which", target=target)
+        if function != loaded:
+            raise InvalidInput(f"hook freplace: function {function!r} disagrees with {loaded!r}, the function the "
+                               f"program was loaded for (section freplace/{loaded})", target=target, loaded_target=loaded)
+        return Target(key=encode_component(text), label=f"function {function} of program id {info.id}",
+                      data={"target": text, "_pin": pin, "_prog_id": info.id, "_btf_id": btf_id})
+
+    def _link_freplace(self, prog_fd: int, target: Target) -> int:
+        """BPF_LINK_CREATE on the target program's fd and its function's BTF id. A function takes one
+        extension at a time: after our old link was released (``detach_attach``) the kernel lets go
+        of it after an RCU grace period, so EBUSY is tried again for up to FREPLACE_RELEASE_WAIT."""
+        fd, info = open_target_program(self.lib, target.data["_pin"], what="hook freplace")
+        deadline = time.monotonic() + FREPLACE_RELEASE_WAIT
+        try:
+            if info.id != target.data["_prog_id"]:
+                raise EbpfDeployError(f"the program pinned at {target.data['_pin']} changed while this run worked "
+                                      f"(id {target.data['_prog_id']} -> {info.id}); nothing was attached, run again")
+            while True:
+                try:
+                    return self.lib.link_create_hook(prog_fd, fd, 0, target_btf_id=target.data["_btf_id"],
+                                                     target_label=target.label)
+                except SyscallError as exc:
+                    if exc.errno != _errno.EBUSY or time.monotonic() >= deadline:
+                        raise self.freplace_refused(exc, target) from None
+                time.sleep(0.05)
+        finally:
+            self.lib.close(fd)
+
+    def freplace_refused(self, exc: SyscallError, target: Target) -> EbpfDeployError:
+        if exc.errno == _errno.EBUSY:
+            return EbpfDeployError(f"the kernel refused to attach freplace on {target.label} (BPF_LINK_CREATE: EBUSY): "
+                                   "another freplace program (or an fentry/fexit program) holds that function",
+                                   hook=FREPLACE, errno=exc.errno)
+        return self.refused(exc, target)
+
     def attach(self, prog_fd: int, target: Target, *, anchor: Optional[Anchor] = None) -> int:
         if anchor is not None:
             raise InvalidInput(f"before/after order programs on tcx hooks only, not on {self.hook.name}")
@@ -303,6 +430,8 @@ class TracingFamily(HookFamily):
                 if exc.errno == _errno.ENOENT:
                     raise InvalidInput(f"no raw tracepoint {target.data['target']!r} in this kernel") from None
                 raise self.refused(exc, target) from None
+        if name == FREPLACE:
+            return self._link_freplace(prog_fd, target)
         if name in BTF_LINKED:
             try:
                 return self.lib.tracing_link_open(prog_fd, label=target.label)

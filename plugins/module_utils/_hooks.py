@@ -28,7 +28,9 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import NF_HOOKS,
 # Program and attach types by their uapi name (enum bpf_prog_type, enum bpf_attach_type)
 PT, AT = PROG_TYPES, ATTACH_TYPES
 
-TARGET_KINDS = ("interface", "cgroup", "tracepoint", "function", "uprobe", "lsm_hook", "netfilter")
+# program_function: a global function of a loaded program (freplace), /pin/of/the/program:function
+TARGET_KINDS = ("interface", "cgroup", "tracepoint", "function", "uprobe", "lsm_hook", "netfilter",
+                "program_function")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Hook:
 
     name: str
     family: str                      # the _hook_<family>.py that attaches it
-    attach_type: Optional[int]       # enum bpf_attach_type (None: attached through perf_event/raw_tp)
+    # enum bpf_attach_type (None: attached through perf_event/raw_tp, or freplace: BPF_LINK_CREATE with 0)
+    attach_type: Optional[int]
     prog_types: Tuple[int, ...]      # program types the kernel accepts here
     target: str                      # one of TARGET_KINDS
     kernel: str                      # the first kernel with a bpf_link for this hook
@@ -103,6 +106,10 @@ HOOKS: Dict[str, Hook] = {hook.name: hook for hook in (
     Hook("fentry", "tracing", AT["trace_fentry"], (PT["tracing"],), "function", "5.5", False),
     Hook("fexit", "tracing", AT["trace_fexit"], (PT["tracing"],), "function", "5.5", False),
     Hook("lsm", "tracing", AT["lsm_mac"], (PT["lsm"],), "lsm_hook", "5.7", False),
+    # 5.10: BPF_LINK_CREATE with a target program fd and BTF id (the form a repaired link needs)
+    Hook("freplace", "tracing", None, (PT["ext"],), "program_function", "5.10", False,
+         note="an EXT program in place of a global function of a loaded program; the function takes one "
+              "extension at a time (EBUSY) and the link cannot be detached, only released", overlap=False),
     Hook("netfilter", "netfilter", AT["netfilter"], (PT["netfilter"],), "netfilter", "6.4", False, libbpf="1.2",
          note="netfilter links cannot swap their program (BPF_LINK_UPDATE: EOPNOTSUPP) and the kernel takes one "
               "link per pf, hook and priority (EBUSY)", overlap=False),
@@ -132,6 +139,7 @@ _SECTION_PREFIXES = (
     ("fexit/", "fexit", "target"),
     ("lsm.s/", "lsm", "target"),
     ("lsm/", "lsm", "target"),
+    ("freplace/", "freplace", "target"),   # the function only: bpf_attach's target adds the program's pin
 )
 _CGROUP_SECTIONS = {
     "sock_create": "cgroup_sock_create", "sock": "cgroup_sock_create", "sock_release": "cgroup_sock_release",

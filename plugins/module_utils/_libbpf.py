@@ -232,6 +232,7 @@ _SIGNATURES = {
     "bpf_program__set_expected_attach_type": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "bpf_program__set_log_level": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]),
     "bpf_program__set_log_buf": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    "bpf_program__set_attach_target": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]),
     "bpf_map__name": (ctypes.c_char_p, [ctypes.c_void_p]),
     "bpf_map__type": (ctypes.c_int, [ctypes.c_void_p]),
     "bpf_map__key_size": (ctypes.c_uint32, [ctypes.c_void_p]),
@@ -443,6 +444,13 @@ class BpfProgram:
     def set_expected_attach_type(self, attach_type: int) -> None:
         _check(lib().bpf_program__set_expected_attach_type(self._ptr, attach_type),
                "bpf_program__set_expected_attach_type", self.name)
+
+    def set_attach_target(self, attach_prog_fd: int) -> None:
+        """An freplace (EXT) program replaces a function of the loaded program ``attach_prog_fd``;
+        with no function name libbpf takes it from the section (``freplace/<function>``) at load.
+        The fd must stay open until the object is loaded."""
+        _check(lib().bpf_program__set_attach_target(self._ptr, attach_prog_fd, None),
+               "bpf_program__set_attach_target", self.name)
 
     def _prepare_log(self, log_level: int, log_size: int) -> None:
         self._log_buf = ctypes.create_string_buffer(log_size)
@@ -1203,7 +1211,7 @@ _SYSCALLS = {"x86_64": (321, 298), "aarch64": (280, 241), "armv7l": (386, 364), 
 class _LinkCreateAttr(ctypes.Structure):
     """union bpf_attr, link_create member: prog_fd, target (fd or ifindex), attach_type, flags,
     then the per-type union kept as words (tcx: relative fd/id, expected_revision at word 2;
-    netfilter: pf, hooknum, priority, flags; perf_event: bpf_cookie)."""
+    netfilter: pf, hooknum, priority, flags; perf_event: bpf_cookie; freplace: target_btf_id at word 0)."""
     _fields_ = [("prog_fd", ctypes.c_uint32), ("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
                 ("flags", ctypes.c_uint32), ("u", ctypes.c_uint32 * 12)]
 
@@ -1252,12 +1260,16 @@ def _sys_bpf(cmd: int, attr: ctypes.Structure, call: str, target: Optional[str])
 
 def link_create_hook(prog_fd: int, target: int, attach_type: int, *, flags: int = 0,
                      relative: int = 0, expected_revision: int = 0, netfilter: Optional[Tuple[int, int, int, int]] = None,
-                     target_label: Optional[str] = None) -> int:
+                     target_btf_id: Optional[int] = None, target_label: Optional[str] = None) -> int:
     """BPF_LINK_CREATE with the kernel's own attr: tcx (``relative`` id/fd + BPF_F_BEFORE/AFTER,
-    ``expected_revision``), netfilter (pf, hooknum, priority, flags), cgroup, perf_event.
-    ``target`` is the ifindex, cgroup fd or perf event fd (0 for netfilter). Returns the link fd."""
+    ``expected_revision``), netfilter (pf, hooknum, priority, flags), cgroup, perf_event, and
+    freplace (``target`` the fd of the program whose function is replaced, ``target_btf_id`` that
+    function's FUNC id in the program's BTF: the first word of the union).
+    ``target`` is the ifindex, cgroup fd, perf event fd or program fd (0 for netfilter). Returns the link fd."""
     attr = _LinkCreateAttr(prog_fd=prog_fd, target=target, attach_type=attach_type, flags=flags)
-    if netfilter is not None:
+    if target_btf_id is not None:
+        attr.u[0] = target_btf_id
+    elif netfilter is not None:
         pf, hooknum, priority, nf_flags = netfilter
         attr.u[0], attr.u[1], attr.u[2], attr.u[3] = pf, hooknum, priority & 0xFFFFFFFF, nf_flags
     else:
@@ -1316,6 +1328,9 @@ def link_info_words(fd: int) -> Tuple[int, Tuple[int, ...]]:
 # /sys/bus/event_source/devices/{kprobe,uprobe}/type, as libbpf does), and fentry/fexit/lsm links
 # through BPF_RAW_TRACEPOINT_OPEN with no name (kernel >= 5.5; lsm >= 5.7): the kernel takes the
 # target the program was loaded for (its attach_btf_id), which libbpf set from the section.
+# freplace (EXT) links are BPF_LINK_CREATE (link_create_hook with target_btf_id): the kernel lets
+# an EXT program use BPF_RAW_TRACEPOINT_OPEN's no-name form once only (it consumes the target
+# recorded at load), and a link created again after a repair must name its target itself.
 def perf_event_open_probe(pmu_type: int, name: str, offset: int, *, retprobe_bit: Optional[int], label: str) -> int:
     """perf_event_open(2) of a kprobe (``name`` a kernel function, ``offset`` into it) or uprobe
     (``name`` a binary's path, ``offset`` in the file) on its PMU, for every process (pid -1, CPU

@@ -17,6 +17,7 @@ bpf_deployment's ``attach`` and ``maps`` by the ``DEPLOYMENT`` part of ``hook_at
     RECORD           bpf_deployment, bpf_facts                ebpf.deploy.record
     OBJECT           bpf_program, bpf_deployment, bpf_preflight  ebpf.deploy.object
     PROGRAM          bpf_program, bpf_deployment              ebpf.deploy.program
+    FREPLACE         bpf_program                              ebpf.deploy.program.freplace
     XDP_ATTACHMENT   xdp_attach                               ebpf.deploy.xdp_attachment (+ .xdp_mode)
     XDP_MODE         xdp_attach, bpf_attach; bpf_deployment's ebpf.deploy.xdp_attachment.xdp_mode
                      attach[]
@@ -78,6 +79,12 @@ PROGRAM: Spec = dict(
     globals=dict(type="dict"),
 )
 
+# freplace (EXT) programs: the loaded program whose global function they replace (bpf_program only:
+# bpf_deployment refuses freplace programs)
+FREPLACE: Spec = dict(
+    attach_program=dict(type="path"),
+)
+
 # the network target of a hook: an interface, in a named network namespace
 NET_TARGET: Spec = dict(
     interface=dict(type="str"),
@@ -109,9 +116,9 @@ HOOK_NAMES = [
     "cgroup_getsockname6", "cgroup_getsockname_unix", "cgroup_getsockopt", "cgroup_post_bind4", "cgroup_post_bind6",
     "cgroup_recvmsg4", "cgroup_recvmsg6", "cgroup_recvmsg_unix", "cgroup_sendmsg4", "cgroup_sendmsg6",
     "cgroup_sendmsg_unix", "cgroup_setsockopt", "cgroup_skb_egress", "cgroup_skb_ingress", "cgroup_sock_create",
-    "cgroup_sock_ops", "cgroup_sock_release", "cgroup_sysctl", "fentry", "fexit", "kprobe", "kretprobe", "lsm",
-    "netfilter", "raw_tracepoint", "tc_egress", "tc_ingress", "tcx_egress", "tcx_ingress", "tracepoint", "uprobe",
-    "uretprobe", "xdp",
+    "cgroup_sock_ops", "cgroup_sock_release", "cgroup_sysctl", "fentry", "fexit", "freplace", "kprobe", "kretprobe",
+    "lsm", "netfilter", "raw_tracepoint", "tc_egress", "tc_ingress", "tcx_egress", "tcx_ingress", "tracepoint",
+    "uprobe", "uretprobe", "xdp",
 ]
 NF_PF_NAMES = ["ipv4", "ipv6"]
 NF_HOOK_NAMES = ["forward", "local_in", "local_out", "postrouting", "prerouting"]
@@ -177,6 +184,8 @@ def names(*groups: Spec) -> Tuple[str, ...]:
 # bpf_deployment's attach[] and maps[]: an attachment or a map's entries of this deployment
 # (an item whose hook is xdp, named or from its program's section, takes the XDP mode too)
 DEPLOYMENT_ATTACH: Spec = compose(HOOK_ATTACHMENT, XDP_MODE, program=dict(type="str", required=True))
+# every hook but freplace: bpf_deployment does not load freplace programs (their target is another deployment's)
+DEPLOYMENT_ATTACH["hook"]["choices"] = [name for name in HOOK_NAMES if name != "freplace"]
 DEPLOYMENT_MAP: Spec = compose(
     MAP_ENTRIES,
     map=dict(type="str", required=True),

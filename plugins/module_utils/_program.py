@@ -66,7 +66,9 @@ BPF_OBJ_NAME_MAX = libbpf.BPF_OBJ_NAME_LEN - 1
 
 # Program types a locked-down kernel refuses to load even for root (the rest of the EPERM hint,
 # capabilities and memory limits, does not apply then).
-LOCKDOWN_REFUSED = {uapi.PROG_TYPES["tracing"]: "tracing (fentry/fexit)", uapi.PROG_TYPES["lsm"]: "lsm"}
+LOCKDOWN_REFUSED = {uapi.PROG_TYPES["tracing"]: "tracing (fentry/fexit)", uapi.PROG_TYPES["lsm"]: "lsm",
+                    uapi.PROG_TYPES["ext"]: "ext (freplace)"}
+EXT = uapi.PROG_TYPES["ext"]
 # What libbpf says when a CO-RE object meets a kernel without (readable) vmlinux BTF.
 NO_KERNEL_BTF = "failed to find valid kernel BTF"
 
@@ -97,6 +99,49 @@ def lockdown_refusal(program: str, prog_type: Optional[int], label: str) -> Opti
         "(BPF_PROG_LOAD: EPERM); use a tracepoint or raw_tracepoint program here, or a host booted without "
         "lockdown", requires="a kernel without lockdown", program=program, lockdown=mode, errno=_errno.EPERM,
         errno_name="EPERM", syscall="BPF_PROG_LOAD", object=label)
+
+
+def freplace_functions(programs: List[Tuple[str, int, str]], attach_program: Optional[str], *, label: str,
+                       allowed: bool = True) -> Dict[str, str]:
+    """{program: the function its section names} of the freplace (EXT) programs among the wanted
+    ``(name, type, section)`` (pure). Refused in one line, before anything is loaded: an EXT program
+    without ``attach_program`` (any EXT program where not ``allowed``: bpf_deployment), ``attach_program``
+    for an object that loads none, a section that names no function."""
+    ext = [(name, section) for name, prog_type, section in programs if prog_type == EXT]
+    if ext and not allowed:
+        name, section = ext[0]
+        raise InvalidInput(f"program '{name}' (section {section}) is an freplace program: freplace programs are "
+                           "deployed with bpf_program and bpf_attach; bpf_deployment does not load them (the program "
+                           "they replace a function of is another deployment's); nothing was loaded", program=name)
+    if ext and not attach_program:
+        name, section = ext[0]
+        raise InvalidInput(f"program '{name}' (section {section}) is an freplace program: give attach_program, the "
+                           "bpffs pin of the loaded program whose function it replaces; nothing was loaded", program=name)
+    if attach_program and not ext:
+        names = ", ".join(name for name, _type, _section in programs)
+        raise InvalidInput(f"attach_program is for freplace programs and {label} loads none (programs: {names}); "
+                           "nothing was loaded", attach_program=attach_program)
+    functions = {}
+    for name, section in ext:
+        prefix, _slash, function = section.partition("/")
+        if prefix != "freplace" or not function:
+            raise InvalidInput(f"program '{name}': section {section!r} names no function to replace (write "
+                               "SEC(\"freplace/<function>\")); nothing was loaded", program=name)
+        functions[name] = function
+    return functions
+
+
+@dataclass
+class AttachProgram:
+    """The loaded program whose functions the object's freplace programs replace: its fd is held
+    open from the checks until the load has finished (libbpf reads its BTF at load)."""
+    pin: str
+    fd: int
+    id: int
+    name: str
+
+    def close(self) -> None:
+        libbpf.close(self.fd)
 
 
 def _verifier():
@@ -133,6 +178,7 @@ class Request:
     verifier_log_level: int = 0
     version: Optional[str] = None
     globals: Optional[Dict[str, Any]] = None   # {name: value} set in the data sections before load
+    attach_program: Optional[str] = None   # freplace: the pin of the program whose function is replaced
     lock_timeout: float = 60.0
     preflight_fail_on: Optional[str] = None   # run preflight before a load; refuse at this severity
     source: Optional[str] = None   # what the user called the object (for metadata and messages)
@@ -172,6 +218,13 @@ class Request:
         if self.globals and self.state == "present" and not self.has_object:
             raise InvalidInput("globals are set when an object is loaded: give src with them (a pinned version "
                                "keeps the values it was loaded with)")
+        if self.attach_program is not None:
+            if not str(self.attach_program).startswith("/"):
+                raise InvalidInput(f"attach_program must be the absolute bpffs pin of a loaded program, "
+                                   f"got {self.attach_program!r}")
+            if self.state == "present" and not self.has_object:
+                raise InvalidInput("attach_program is used when an object is loaded: give src with it (a pinned "
+                                   "version keeps the program it was loaded for)")
         if self.state == "present" and not self.has_object and not self.version:
             raise InvalidInput("state=present needs src (an object to deploy) or version "
                                "(an already pinned version to switch to)")
@@ -363,8 +416,10 @@ class ProgramManager:
 
     def __init__(self, request: Request, *, check_mode: bool = False, diff_mode: bool = False,
                  state_dir: str = STATE_DIR, on_switch: Optional[Callable[[str, Optional[str]], None]] = None,
-                 defer_prune: bool = False) -> None:
+                 defer_prune: bool = False, freplace: bool = True) -> None:
         self.req = request
+        self.freplace = freplace   # False: freplace programs are refused (bpf_deployment)
+        self.attach_target: Optional[AttachProgram] = None
         self.check_mode = check_mode
         self.diff_mode = diff_mode
         # bpf_deployment's transaction: told before `current` moves, and prunes only at commit
@@ -519,6 +574,9 @@ class ProgramManager:
                 self._log_size = retry.size
             finally:
                 obj.close()
+                if self.attach_target is not None:
+                    self.attach_target.close()
+                    self.attach_target = None
 
     def _select_programs(self, spec: objects.ObjectSpec, label: str) -> List[str]:
         if not spec.programs:
@@ -548,12 +606,16 @@ class ProgramManager:
         """Read what is pinned and decide (none | switch | load), the maps and the versions to prune."""
         req = self.req
         wanted_programs = self._select_programs(spec, label)
+        self._configure(obj, spec, wanted_programs)
+        self.attach_target = self._configure_freplace(obj, wanted_programs, label)
         options = versioned_options(dict(req.load_options, programs=sorted(wanted_programs)),
                                     self._set_globals(obj, label))
+        if self.attach_target is not None:
+            # the programs are bound to that program at load: a reloaded target is a new version
+            options.update(attach_program=self.attach_target.pin, attach_program_id=self.attach_target.id)
         version = objects.compute_version(data, options)
         if req.version and req.version != version:
             raise InvalidInput(f"src {label} is version {version}, not the requested version {req.version}")
-        self._configure(obj, spec, wanted_programs)
 
         current = self.dep.current_version()
         before = self._current_view()
@@ -725,6 +787,32 @@ class ProgramManager:
             elif prog.type == libbpf.BPF_PROG_TYPE_UNSPEC:
                 raise InvalidInput(f"program '{prog.name}' in section '{prog.section}': libbpf cannot tell its "
                                    "type from the section name; set program_type (e.g. xdp, sched_cls)")
+
+    def _configure_freplace(self, obj, wanted: List[str], label: str) -> Optional[AttachProgram]:
+        """freplace programs: the pinned program (``attach_program``) checked to be a program with BTF
+        whose BTF has each function their sections name, and set as their attach target (its fd
+        open until the load has finished). None when the object loads no freplace program."""
+        programs = [(prog.name, prog.type, prog.section) for prog in obj.programs() if prog.name in wanted]
+        functions = freplace_functions(programs, self.req.attach_program, label=label, allowed=self.freplace)
+        if not functions:
+            return None
+        from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing as tracing  # pylint: disable=import-outside-toplevel
+        pin = os.path.normpath(self.req.attach_program)
+        fd, info = tracing.open_target_program(libbpf, pin, what="attach_program")
+        try:
+            blob = libbpf.btf_raw(info.btf_id)
+            for name, function in functions.items():
+                try:
+                    tracing.replaced_function(blob, function,
+                                              program=f"attach_program {pin} (program {info.name!r}, id {info.id})")
+                except InvalidInput as err:
+                    raise InvalidInput(f"{err.msg}; program '{name}' (section freplace/{function}) replaces it, "
+                                       "nothing was loaded", **err.details) from None
+                obj.program(name).set_attach_target(fd)
+        except BaseException:
+            libbpf.close(fd)
+            raise
+        return AttachProgram(pin=pin, fd=fd, id=info.id, name=info.name)
 
     def _load(self, obj, map_plans: List[MapPlan], label: str) -> None:
         """Load with reuse of pinned/live maps; turn failures into explaining errors."""

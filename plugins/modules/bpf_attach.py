@@ -35,8 +35,15 @@ description:
     where they were loaded for (their section; libbpf resolves the kernel function or LSM hook at
     load), so O(section) must be known and a O(target) that disagrees with it is refused. Like
     tracepoints, their links cannot swap a program, so an upgrade is RV(action=overlap).
+  - C(freplace) puts an C(ext) program (loaded with M(ebpf.deploy.bpf_program)'s
+    O(ebpf.deploy.bpf_program#module:attach_program)) in place of a global function of a running program,
+    O(target=/pin/of/that/program:function) (kernel >= 5.10). The function is found in that program's
+    BTF and must agree with O(section). A function takes one C(ext) program at a time and the link cannot
+    be detached, only released, so an upgrade releases the old link and then attaches the new one
+    (RV(action=detach_attach); calls in between run the function itself); a failed attach puts the old
+    one back.
   - What a host lacks is named before anything changes - no kprobe or uprobe PMU, kernel lockdown
-    (fentry, fexit and lsm programs cannot load), no C(bpf) among the active LSMs.
+    (fentry, fexit, lsm and freplace programs cannot load), no C(bpf) among the active LSMs.
   - V(xdp) runs the code of M(ebpf.deploy.xdp_attach) (modes, O(method), the same guarantees and
     return values, with RV(hook)). C(tc_ingress)/C(tc_egress) put a C(bpf) filter in direct-action mode
     under the interface's C(clsact) qdisc (for kernels without tcx), see O(priority).
@@ -101,7 +108,7 @@ notes:
   - C(bpftool net show) of bpftool 7.1 (Debian 12) does not list tcx links; bpftool 7.3 and later do.
     RV(chain) is the kernel's own list (C(BPF_PROG_QUERY)).
   - Where each tracing hook is proven, counting the calls of a real process - tracepoint and
-    raw_tracepoint on kernel 6.18; kprobe, kretprobe, fentry, fexit, uprobe, uretprobe and lsm
+    raw_tracepoint on kernel 6.18; kprobe, kretprobe, fentry, fexit, uprobe, uretprobe, freplace and lsm
     (C(file_open)) on Debian 12 (kernel 6.1) and Debian 13 (kernel 6.12) VM lab hosts (the 6.18 test
     kernel has no kprobe PMU and is locked down).
   - The C(lsm) hook needs a kernel built with C(CONFIG_BPF_LSM) and C(bpf) in its active LSM list
@@ -162,6 +169,13 @@ EXAMPLES = r"""
     deployment: opens
     program: lsm_open
     section: lsm/file_open
+
+- name: Run the policy program in place of the function policy() of the running program app/main
+  ebpf.deploy.bpf_attach:
+    deployment: app-policy
+    program: policy
+    section: freplace/policy
+    target: /sys/fs/bpf/ebpf_deploy/app/current/progs/main:policy
 
 - name: Count packets at IPv4 local_in in namespace blue
   ebpf.deploy.bpf_attach:

@@ -39,6 +39,7 @@ extends_documentation_fragment:
   - ebpf.deploy.attributes
   - ebpf.deploy.attributes.action_plugin
   - ebpf.deploy.program
+  - ebpf.deploy.program.freplace
   - ebpf.deploy.object
   - ebpf.deploy.pins
   - ebpf.deploy.lock
@@ -108,6 +109,12 @@ EXAMPLES = r"""
       target_port: 5353
       mode: MATCH_DROP
       limits: {max_len: 1500, ttl_min: 1}
+
+- name: Load a policy that replaces the global function policy() of the running program app/main (freplace)
+  ebpf.deploy.bpf_program:
+    name: app-policy
+    src: files/policy.bpf.o          # SEC("freplace/policy") int policy(__u32 tgid) { ... }
+    attach_program: /sys/fs/bpf/ebpf_deploy/app/current/progs/main
 
 - name: Replace a pinned map whose spec changed (its contents are lost)
   ebpf.deploy.bpf_program:
@@ -368,11 +375,11 @@ from ansible.module_utils.basic import AnsibleModule
 # first of ours: it serves the module_utils below from the host's bytecode cache
 from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.ebpf.deploy.plugins.module_utils._module_run import exit_with
-from ansible_collections.ebpf.deploy.plugins.module_utils._options import LOCK, OBJECT, PINS, PROGRAM, compose
+from ansible_collections.ebpf.deploy.plugins.module_utils._options import FREPLACE, LOCK, OBJECT, PINS, PROGRAM, compose
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import run
 
 ARGUMENT_SPEC = compose(
-    PROGRAM, OBJECT, PINS, LOCK,
+    PROGRAM, FREPLACE, OBJECT, PINS, LOCK,
     state=dict(type="str", choices=["present", "absent"], default="present"),
 )
 

@@ -333,6 +333,7 @@ def test_bad_inputs_fail_in_one_line_and_change_nothing(veth, loaded, bpffs_root
         (dict(base, section="tc", interface=veth.host_if), r"ingress or egress"),
         (dict(base, hook="kprobe", target="do_unlinkat"), r"no kprobes"),
         (dict(base, hook="fentry", target="do_unlinkat"), r"lockdown"),
+        (dict(base, hook="freplace", target=f"{bpffs_root}/ebpfd-nope:ebpfd_policy"), r"kernel lockdown \(.*\) refuses freplace"),
         (dict(base, hook="netfilter", pf="ipv4", hooknum="local_in"), r"needs pf"),
         (dict(base, hook="cgroup_skb_egress", cgroup=str(hh.cgroup2_root()), before="1"), r"tcx hooks only"),
         (dict(base, program="nope", hook="tcx_ingress", interface=veth.host_if, netns=veth.host_ns), r"no program 'nope'"),

@@ -111,6 +111,22 @@ def test_bad_input_changes_nothing_and_a_late_failure_undoes_the_run(ansible_mod
     assert counted(bpffs_root, deployment) == before[2] + 10, "the old version stopped counting"
 
 
+def test_an_freplace_program_is_refused_in_one_line_before_anything_changes(ansible_module, bpffs_root, deployment,
+                                                                            bpf_object):
+    """freplace programs replace a function of another deployment's program: bpf_program and bpf_attach
+    deploy them (the module says so); bpf_deployment refuses them, in check mode too, with nothing pinned
+    and no record written."""
+    before = listing(bpffs_root)
+    spec = {"name": deployment, "src": str(bpf_object("freplace_policy")), "bpffs_root": str(bpffs_root)}
+    for check in (True, False):
+        assert_one_line_failure(ansible_module("bpf_deployment", spec, check=check),
+                                "program 'ebpfd_policy' (section freplace/ebpfd_policy) is an freplace program: "
+                                "freplace programs are deployed with bpf_program and bpf_attach; bpf_deployment "
+                                "does not load them")
+    assert listing(bpffs_root) == before
+    assert not list(Path("/var/lib/ebpf_deploy").glob(f"*/{deployment}")), "a refused run wrote a record"
+
+
 def test_absent_detaches_and_removes(ansible_module, veth, bpffs_root, deployment, bpf_object):
     a = args(veth, deployment, bpffs_root, bpf_object("counter"))
     assert not ansible_module("bpf_deployment", a)["failed"]

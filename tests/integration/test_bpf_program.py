@@ -269,6 +269,45 @@ def test_a_tracing_program_on_a_locked_down_kernel_is_refused_naming_lockdown(de
     assert listing(deploy.root) == before and deploy.current() is None
 
 
+def test_an_freplace_program_is_checked_against_its_target_then_refused_naming_lockdown(
+        deploy, ansible_module, bpffs_root, bpf_object):
+    """freplace_policy replaces ebpfd_policy() of a loaded freplace_target (attach_program, its pin). Before
+    anything loads, in check mode too: no attach_program, a path with no pin, a pinned map, a program (the XDP
+    counter) whose BTF has no ebpfd_policy are refused in one line. Then the load: a locked-down kernel refuses
+    ext programs (EPERM) and the module says lockdown. Nothing of the freplace deployment is left behind."""
+    target, other = Deploy(ansible_module, bpffs_root, bpf_object), Deploy(ansible_module, bpffs_root, bpf_object)
+    try:
+        pin = assert_ok(target("freplace_target"), True)["programs"][0]["pin"]
+        counter = assert_ok(other("counter"), True)
+        before = listing(deploy.root)
+        cases = [
+            ({}, "program 'ebpfd_policy' (section freplace/ebpfd_policy) is an freplace program: give attach_program"),
+            ({"attach_program": f"{bpffs_root}/ebpfd-nope"}, f"attach_program: no pinned program at {bpffs_root}/ebpfd-nope"),
+            ({"attach_program": counter["maps"][0]["pin"]}, "is a pinned map, not a program"),
+            ({"attach_program": counter["programs"][0]["pin"]},
+             "has no function 'ebpfd_policy' in its BTF (its global functions: xdp_packet_counter); program "
+             "'ebpfd_policy' (section freplace/ebpfd_policy) replaces it, nothing was loaded"),
+        ]
+        for args, words in cases:
+            for check in (True, False):
+                assert_one_line_failure(deploy("freplace_policy", check=check, **args), words)
+        assert_one_line_failure(deploy("counter", attach_program=pin), "attach_program is for freplace programs and "
+                                "counter.bpf.o loads none (programs: xdp_packet_counter)")
+        assert listing(deploy.root) == before and deploy.current() is None
+        result = deploy("freplace_policy", attach_program=pin)
+        mode = lockdown_mode()
+        if not mode:
+            assert assert_ok(result, True)["programs"][0]["type"] == "ext"
+            return
+        assert_one_line_failure(result, "program 'ebpfd_policy' not loaded",
+                                f"kernel lockdown ({mode}) refuses ext (freplace) programs", "BPF_PROG_LOAD: EPERM")
+        assert (result["errno"], result["lockdown"]) == (1, mode)
+        assert listing(deploy.root) == before and deploy.current() is None
+    finally:
+        target.cleanup()
+        other.cleanup()
+
+
 def test_a_co_re_object_on_a_kernel_without_vmlinux_btf_is_refused_naming_btf(deploy, tmp_path):
     """/sys/kernel/btf/vmlinux hidden (an empty file bound over it, in a private mount namespace of the
     module's own): libbpf finds no kernel BTF and the module says so, in one line, pinning nothing."""

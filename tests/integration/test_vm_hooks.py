@@ -1,4 +1,4 @@
-"""bpf_attach's kprobe/kretprobe, fentry/fexit, uprobe/uretprobe and lsm hooks, attached for real
+"""bpf_attach's kprobe/kretprobe, fentry/fexit, uprobe/uretprobe, lsm and freplace hooks, attached for real
 on the VM lab hosts: Debian 12 (kernel 6.1) and Debian 13 (6.12) have the kprobe PMU and no
 lockdown, which this machine's kernel lacks (there these hooks are refused first, see
 test_bpf_attach.py).
@@ -245,3 +245,94 @@ def test_tc_clsact_counts_the_peer_s_packets_on_a_kernel_without_tcx(vm_lab, bpf
         assert tc_filters(lab, vm) == [], where(image)
         qdiscs = json.loads(lab.ssh(vm, "tc -j qdisc show dev eth0", timeout=120).stdout or "[]")
         assert not any(q.get("kind") == "clsact" for q in qdiscs), (where(image), qdiscs)
+
+
+def test_freplace_replaces_a_global_function_of_a_running_program_on_both_kernels(vm_lab, bpf_object, tmp_path):
+    """freplace on both VMs: freplace_target's kprobe program (deployed with bpf_program, attached with
+    bpf_attach) counts a guest process's N getpid calls in `entries` while its global ebpfd_policy() returns 0.
+    freplace_policy, loaded with attach_program (the target's pin) and attached with hook freplace (check
+    mode first: nothing attached), returns 1 in its place: the next N calls count in `replaced` and none in
+    `entries`. A re-run is unchanged; a target naming a function the program lacks is refused in one line with
+    the link untouched. An upgrade to freplace_policy_v2 releases the old link before it attaches the new one
+    (a function takes one extension: detach_attach). State absent releases the link and counting goes back
+    to `entries`."""
+    lab = vm_lab
+    tag = lab.prefix[5:]
+    target_dep, policy_dep = f"ebpfd_vmfr_{tag}_target", f"ebpfd_vmfr_{tag}_policy"
+    maps = {name: f"{BPFFS}/{target_dep}/maps/{name}" for name in ("entries", "replaced")}
+    try:
+        loaded = loop_on_vms(lab, tmp_path, "bpf_program", [{"name": target_dep, "src": str(bpf_object("freplace_target"))}])
+        pins = {vm: loaded[vm][0]["programs"][0]["pin"] for vm in vms(lab)}
+        assert len(set(pins.values())) == 1, f"one object, one version, one pin on both VMs: {pins}"
+        pin = next(iter(pins.values()))
+        kprobe = loop_on_vms(lab, tmp_path, "bpf_attach", [{"deployment": target_dep, "program": "fr_getpid",
+                                                            "section": "kprobe/__x64_sys_getpid"}])
+        for vm, image in vms(lab).items():
+            assert kprobe[vm][0]["changed"] and kprobe[vm][0]["action"] == "attach", (where(image), kprobe[vm])
+            got = counted(lab, vm, CALLS, N, maps)
+            assert got == {"entries": N, "replaced": 0}, f"{where(image)}: the target program did not count: {got}"
+        _prove_freplace(lab, tmp_path, bpf_object, pin, policy_dep, maps)
+    finally:
+        loop_on_vms(lab, tmp_path, "bpf_program", [{"name": name, "state": "absent"} for name in (policy_dep, target_dep)])
+
+
+def _load_policy(lab, tmp_path, bpf_object, policy_dep: str, fixture: str, pin: str) -> dict:
+    """{vm: program id} of an freplace_policy object loaded for the target pinned at `pin`."""
+    loaded = loop_on_vms(lab, tmp_path, "bpf_program", [{"name": policy_dep, "attach_program": pin,
+                                                         "src": str(bpf_object(fixture))}])
+    for vm, image in vms(lab).items():
+        r = loaded[vm][0]
+        assert r["changed"] and r["programs"][0]["type"] == "ext", (where(image), fixture, r)
+    return {vm: loaded[vm][0]["programs"][0]["id"] for vm in vms(lab)}
+
+
+def _prove_freplace(lab, tmp_path, bpf_object, pin: str, policy_dep: str, maps: dict) -> None:
+    v1 = _load_policy(lab, tmp_path, bpf_object, policy_dep, "freplace_policy", pin)
+    item = {"deployment": policy_dep, "program": "ebpfd_policy", "section": "freplace/ebpfd_policy",
+            "target": f"{pin}:ebpfd_policy"}
+    link_pin = f"{BPFFS}/{policy_dep}/links/{pin_key('freplace/' + item['target'])}:freplace"
+
+    def linked(vm: str, ids: dict) -> list:
+        return [link["id"] for link in all_links(lab, vm) if link.get("prog_id") == ids[vm]]
+
+    check = loop_on_vms(lab, tmp_path, "bpf_attach", [item], check=True)
+    for vm, image in vms(lab).items():
+        r = check[vm][0]
+        assert r["changed"] and r["action"] == "attach" and r["target"] == {"target": item["target"]}, (where(image), r)
+        assert linked(vm, v1) == [], f"{where(image)}: check mode attached {linked(vm, v1)}"
+
+    run = loop_on_vms(lab, tmp_path, "bpf_attach", [item])
+    for vm, image in vms(lab).items():
+        r = run[vm][0]
+        assert r["changed"] and r["action"] == "attach" and r["hook"] == "freplace", (where(image), r)
+        assert r["prog_id"] == v1[vm] and linked(vm, v1) == [r["link_id"]] and r["link_pin"] == link_pin, \
+            (where(image), r, linked(vm, v1))
+        got = counted(lab, vm, CALLS, N, maps)
+        assert got == {"entries": 0, "replaced": N}, f"{where(image)}: ebpfd_policy was not replaced: {got}"
+
+    # the same item again (unchanged) and one naming a function the target program lacks (refused)
+    again = loop_on_vms(lab, tmp_path, "bpf_attach", [item, dict(item, target=f"{pin}:ebpfd_nope")])
+    for vm, image in vms(lab).items():
+        same, bad = again[vm]
+        assert not same["changed"] and same["action"] == "none" and "drift" not in same, (where(image), same)
+        msg = one_line_failure(bad, where(image))
+        assert f"at {pin} has no function 'ebpfd_nope' in its BTF (its global functions: ebpfd_policy, fr_getpid)" \
+            in msg, (where(image), msg)
+        assert linked(vm, v1) == [run[vm][0]["link_id"]], f"{where(image)}: a refused target changed the link"
+
+    # an upgrade: one extension per function and no detach, so the old link is released, then the new one attached
+    v2 = _load_policy(lab, tmp_path, bpf_object, policy_dep, "freplace_policy_v2", pin)
+    upgraded = loop_on_vms(lab, tmp_path, "bpf_attach", [item])
+    for vm, image in vms(lab).items():
+        r = upgraded[vm][0]
+        assert r["changed"] and r["action"] == "detach_attach" and r["prog_id"] == v2[vm], (where(image), r)
+        assert linked(vm, v2) == [r["link_id"]] and linked(vm, v1) == [], (where(image), linked(vm, v1), linked(vm, v2))
+        got = counted(lab, vm, CALLS, N, maps)
+        assert got == {"entries": 0, "replaced": N}, f"{where(image)}: v2 does not replace ebpfd_policy: {got}"
+
+    gone = loop_on_vms(lab, tmp_path, "bpf_attach", [dict(item, state="absent")])
+    for vm, image in vms(lab).items():
+        assert gone[vm][0]["changed"] and gone[vm][0]["action"] == "detach", (where(image), gone[vm])
+        assert linked(vm, v2) == [], f"{where(image)}: still linked: {linked(vm, v2)}"
+        got = counted(lab, vm, CALLS, N, maps)
+        assert got == {"entries": N, "replaced": 0}, f"{where(image)}: still replaced after state absent: {got}"

@@ -1,11 +1,14 @@
 """bpf_attach planning: desired vs current → action, diff, drift and refusals (pure, no kernel)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils import _attach as at
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput
-from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor
+from ansible_collections.ebpf.deploy.plugins.module_utils._hook_base import Anchor, Target
 
 PIN = "/sys/fs/bpf/ebpf_deploy/cnt/links/eth0:tcx_ingress"
 TARGET = {"interface": "eth0", "ifindex": 2, "netns": None, "direction": "ingress"}
@@ -52,6 +55,68 @@ def test_hooks_without_update_overlap_and_say_so():
 def test_hooks_that_take_one_link_at_a_time_detach_then_attach():
     p = run(want(updatable=False, overlap=False), live())
     assert p.action == "detach_attach" and "one link there at a time" in p.warnings[0]
+
+
+def test_freplace_takes_one_extension_at_a_time_and_says_what_runs_in_between():
+    p = at.plan(want(updatable=False, overlap=False), live(), hook="freplace", target={"target": "/p:f"},
+                label="function f of program id 3")
+    assert p.action == "detach_attach" and p.warnings == [
+        "function f of program id 3: the kernel cannot swap the program of this link and takes one link there at a "
+        "time: the old program is detached and the new one attached (calls in between run the function itself)"]
+
+
+class _Family:
+    """A family whose links cannot be detached (freplace): the old link must be gone before attach."""
+    can_detach = False
+
+    def __init__(self, pin, *, fail=False):
+        self.pin, self.fail, self.calls = pin, fail, []
+
+    def attach(self, prog_fd, target, *, anchor=None):
+        self.calls.append(("attach", prog_fd, os.path.exists(self.pin)))
+        if self.fail and prog_fd == 20:
+            raise InvalidInput("refused")
+        return 50 + prog_fd
+
+    def detach(self, link_fd, target):
+        raise AssertionError("freplace links are released, not detached")
+
+
+class _Bpf:
+    def obj_get(self, path):
+        return 20
+
+    def prog_fd(self, prog_id):
+        return prog_id
+
+    def close(self, fd):
+        pass
+
+    def pin(self, fd, path):
+        Path(path).write_text(str(fd))
+
+    def link_info(self, fd):
+        return {"id": fd}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_link_that_cannot_be_detached_is_released_before_the_new_one_and_put_back_on_failure(tmp_path, fail):
+    pin = str(tmp_path / "links" / "t:freplace")
+    os.makedirs(os.path.dirname(pin))
+    Path(pin).write_text("old")
+    manager = at.AttachManager(at.Request(deployment="d", program="p", hook="freplace"), bpf=_Bpf())
+    desired = at.Desired(state="present", link_pin=pin, prog=V2, updatable=False, overlap=False)
+    current = live(prog_id=10)
+    family = _Family(pin, fail=fail)
+    the_plan = at.plan(desired, current, hook="freplace", target={}, label="t")
+    if not fail:
+        assert manager._act(the_plan, family, Target("t", "t"), desired, current) == 70
+        assert family.calls == [("attach", 20, False)] and Path(pin).read_text() == "70"
+        return
+    with pytest.raises(InvalidInput, match="refused"):
+        manager._act(the_plan, family, Target("t", "t"), desired, current)
+    # the old pin released first, the new program refused, the old one (by its id) attached again
+    assert family.calls == [("attach", 20, False), ("attach", 10, False)] and Path(pin).read_text() == "60"
 
 
 def test_defunct_pin_is_drift_and_reattached():

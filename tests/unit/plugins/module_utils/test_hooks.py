@@ -40,6 +40,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPE
     ("netfilter", "netfilter", None),
     ("xdp", "xdp", None),
     ("kprobe/", "kprobe", None),
+    ("freplace/ebpfd_policy", "freplace", "ebpfd_policy"),
 ])
 def test_section_names_hook_and_target(section, hook, target):
     parsed = hooks.parse_section(section)
@@ -75,6 +76,11 @@ def test_kernel_facts_are_declared_once():
     assert hooks.HOOKS["tcx_ingress"].requires == "kernel >= 6.6"
     assert hooks.HOOKS["netfilter"].requires == "kernel >= 6.4"
     assert not hooks.HOOKS["tracepoint"].updatable and hooks.HOOKS["cgroup_skb_egress"].updatable
+    # freplace: the BPF_LINK_CREATE form with a target program (5.10); one extension per function, no overlap
+    row = hooks.HOOKS["freplace"]
+    assert (row.family, row.prog_types, row.target, row.requires, row.updatable, row.overlap) == (
+        "tracing", (PROG_TYPES["ext"],), "program_function", "kernel >= 5.10", False, False)
+    assert all(r.target in hooks.TARGET_KINDS for r in hooks.HOOKS.values())
     every_family = {row.family for row in hooks.HOOKS.values()}
     assert every_family == set(hooks.FAMILIES)
     cgroup_types = {row.attach_type for row in hooks.HOOKS.values() if row.family == "cgroup"}

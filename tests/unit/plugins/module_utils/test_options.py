@@ -71,3 +71,13 @@ def test_options_imports_nothing_of_the_collection():
     imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     assert not [name for name in imported if name and name.startswith("ansible_collections")], imported
+
+
+def test_attach_program_is_bpf_program_s_alone():
+    """freplace programs load with bpf_program (FREPLACE); bpf_deployment refuses them, so it takes no target."""
+    from ansible_collections.ebpf.deploy.plugins.modules.bpf_deployment import ARGUMENT_SPEC as DEPLOYMENT_SPEC
+    from ansible_collections.ebpf.deploy.plugins.modules.bpf_program import ARGUMENT_SPEC as PROGRAM_SPEC
+    assert PROGRAM_SPEC["attach_program"] == options.FREPLACE["attach_program"] == {"type": "path"}
+    assert "attach_program" not in DEPLOYMENT_SPEC and "attach_program" not in options.PROGRAM
+    assert "freplace" in options.HOOK_ATTACHMENT["hook"]["choices"]
+    assert options.DEPLOYMENT_ATTACH["hook"]["choices"] == [h for h in options.HOOK_NAMES if h != "freplace"]

@@ -5,10 +5,12 @@ import pytest
 
 from ansible_collections.ebpf.deploy.plugins.module_utils._errors import InvalidInput, MapConflict
 from ansible_collections.ebpf.deploy.plugins.module_utils._objects import MapSpec
+from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES
 from ansible_collections.ebpf.deploy.plugins.module_utils._program import (
     MapPlan,
     Request,
     decide,
+    freplace_functions,
     plan_map,
     state_view,
     versions_to_prune,
@@ -130,7 +132,6 @@ def test_a_program_listed_twice_is_refused_before_anything_loads():
 def test_lockdown_refusal_names_lockdown_for_tracing_and_lsm_programs_only(monkeypatch):
     from ansible_collections.ebpf.deploy.plugins.module_utils import _hook_tracing
     from ansible_collections.ebpf.deploy.plugins.module_utils import _program
-    from ansible_collections.ebpf.deploy.plugins.module_utils._uapi import PROG_TYPES
 
     monkeypatch.setattr(_hook_tracing, "lockdown_mode", lambda: "integrity")
     refused = _program.lockdown_refusal("fentry_unlink", PROG_TYPES["tracing"], "fentry_count.bpf.o")
@@ -138,6 +139,7 @@ def test_lockdown_refusal_names_lockdown_for_tracing_and_lsm_programs_only(monke
                                   "tracing (fentry/fexit) programs")
     assert refused.details["lockdown"] == "integrity" and refused.details["errno"] == 1
     assert "lsm programs" in _program.lockdown_refusal("lsm_x", PROG_TYPES["lsm"], "o").msg
+    assert "refuses ext (freplace) programs" in _program.lockdown_refusal("ebpfd_policy", PROG_TYPES["ext"], "o").msg
     assert _program.lockdown_refusal("xdp_x", PROG_TYPES["xdp"], "o") is None   # the usual EPERM hint applies
     monkeypatch.setattr(_hook_tracing, "lockdown_mode", lambda: None)
     assert _program.lockdown_refusal("fentry_unlink", PROG_TYPES["tracing"], "o") is None
@@ -152,3 +154,41 @@ def test_no_kernel_btf_is_said_only_when_libbpf_found_none():
     assert "/sys/kernel/btf/vmlinux" in found.msg and "CONFIG_DEBUG_INFO_BTF" in found.msg
     assert found.details["errno_name"] == "ESRCH"
     assert _program.no_kernel_btf(["libbpf: failed to load object 'x'"], 22, "x.bpf.o") is None
+
+
+# --- freplace: attach_program ---------------------------------------------------------------------
+EXT, KPROBE = PROG_TYPES["ext"], PROG_TYPES["kprobe"]
+
+
+def test_freplace_programs_name_their_function_and_need_attach_program():
+    programs = [("ebpfd_policy", EXT, "freplace/ebpfd_policy"), ("kp", KPROBE, "kprobe/do_unlinkat")]
+    assert freplace_functions(programs, "/sys/fs/bpf/t", label="o") == {"ebpfd_policy": "ebpfd_policy"}
+    assert freplace_functions(programs[1:], None, label="o") == {}
+    cases = [
+        (programs, None, True, "program 'ebpfd_policy' (section freplace/ebpfd_policy) is an freplace program: give "
+                               "attach_program, the bpffs pin of the loaded program whose function it replaces; "
+                               "nothing was loaded"),
+        (programs[1:], "/sys/fs/bpf/t", True, "attach_program is for freplace programs and o loads none (programs: "
+                                              "kp); nothing was loaded"),
+        ([("p", EXT, "freplace")], "/t", True, "program 'p': section 'freplace' names no function to replace (write "
+                                               "SEC(\"freplace/<function>\")); nothing was loaded"),
+        ([("p", EXT, "freplace/")], "/t", True, "program 'p': section 'freplace/' names no function to replace"),
+        (programs, "/sys/fs/bpf/t", False, "program 'ebpfd_policy' (section freplace/ebpfd_policy) is an freplace "
+                                           "program: freplace programs are deployed with bpf_program and bpf_attach; "
+                                           "bpf_deployment does not load them"),
+    ]
+    for progs, attach_program, allowed, words in cases:
+        with pytest.raises(InvalidInput) as err:
+            freplace_functions(progs, attach_program, label="o", allowed=allowed)
+        assert err.value.msg.startswith(words) and "\n" not in err.value.msg, err.value.msg
+
+
+def test_attach_program_is_an_absolute_pin_given_with_an_object():
+    req = Request.from_params({"name": "demo", "src": "/x.o", "attach_program": "/sys/fs/bpf/app/current/progs/main"})
+    assert req.attach_program == "/sys/fs/bpf/app/current/progs/main"
+    assert "attach_program" not in req.load_options   # the digest takes the target's id, once it is read
+    for bad, words in (({"name": "demo", "src": "/x.o", "attach_program": "app/main"}, "must be the absolute bpffs pin"),
+                       ({"name": "demo", "version": V1, "attach_program": "/p"}, "give src with it")):
+        with pytest.raises(InvalidInput, match=words):
+            Request.from_params(bad)
+    assert Request.from_params({"name": "demo", "state": "absent", "attach_program": "/p"}).state == "absent"
