@@ -23,6 +23,9 @@ INTEGRATION ?= tests/integration $(addprefix --ignore=,$(VM_TESTS))
 WORKERS     ?= 3
 PARALLEL    := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 VM          ?= $(VM_TESTS)
+# the two VM files run side by side, each with a lab of its own (the images are built once, under a
+# lock): their guests spend most of their time in boots, SSH handshakes and module imports under TCG
+VM_WORKERS  ?= 2
 FAULT       ?= tests/fault
 COMPAT      ?=
 DURATIONS   ?= --durations=15
@@ -95,7 +98,7 @@ integration: collection bpf
 
 # the VM lab hosts (Debian 12 and 13 under qemu): `VM=` a test file or node id to run just that
 vm: collection bpf
-	@$(TIMED) vm $(PY) -m pytest -q $(DURATIONS) $(VM)
+	@$(TIMED) vm $(PY) -m pytest -q $(if $(filter 0,$(VM_WORKERS)),,-n $(VM_WORKERS) --dist loadfile) $(DURATIONS) $(VM)
 
 molecule: collection bpf
 	@$(TIMED) molecule tools/molecule.sh

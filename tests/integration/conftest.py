@@ -67,8 +67,9 @@ def veth(request):
 @pytest.fixture(scope="session")
 def vm_lab():
     """A lab with one netns host and two VM hosts, debian12 (6.1) and debian13 (6.12), booted once
-    per session in parallel; torn down (and checked for leftovers) at the end. Skips, saying why,
-    only when qemu cannot run here at all."""
+    per session in parallel (`make vm` runs each VM file in a session of its own, side by side);
+    torn down (and checked for leftovers) at the end. Skips, saying why, only when qemu cannot run
+    here at all."""
     reason = labctl.vm_unavailable()
     if reason:
         pytest.skip(reason)

@@ -466,14 +466,15 @@ def test_rejected_loads_left_nothing_on_the_vms(vm_lab, rejections):
         assert left.returncode == 1, f"{image}: a rejected load left pins"
 
 
-def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab):
+def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab, tmp_path):
     """`up` killed (SIGKILL) while its VM boots leaves a qemu, a peer namespace and files but no state:
     the next `up --check` wants to restart the VM, and `down` ends that qemu by its PID and removes
     everything. (vm_lab only guarantees the images are built; this lab is a second, separate one.)"""
     lab = labctl.new_lab(count=0, vms=1)
     before = labctl.snapshot()
-    up = subprocess.Popen([labctl.PYTHON, str(labctl.SCRIPT), *lab.up_args()], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([labctl.PYTHON, str(labctl.SCRIPT), *lab.up_args()], stdout=out, stderr=out)
     pidfile = lab.lab_dir / "vms" / f"{lab.prefix}-v1" / "qemu.pid"
     qemu = None
     try:
@@ -482,7 +483,7 @@ def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab):
             if pidfile.exists() and pidfile.read_text().strip():
                 qemu = int(pidfile.read_text().split()[0])
             time.sleep(0.2)
-        assert qemu is not None, "lab-up started no qemu"
+        assert qemu is not None, f"lab-up started no qemu (rc {up.poll()}): {log.read_text()[-3000:]}"
     finally:
         up.kill()
         up.wait()
