@@ -483,10 +483,12 @@ def test_a_killed_lab_up_is_seen_by_the_next_up_and_cleaned_by_lab_down(vm_lab, 
             if pidfile.exists() and pidfile.read_text().strip():
                 qemu = int(pidfile.read_text().split()[0])
             time.sleep(0.2)
-        assert qemu is not None, f"lab-up started no qemu (rc {up.poll()}): {log.read_text()[-3000:]}"
     finally:
         up.kill()
         up.wait()
+    if qemu is None:
+        lab.down()   # what an up that ended early left behind (once a qemu without its pid file yet)
+    assert qemu is not None, f"lab-up started no qemu (rc {up.returncode}): {log.read_text()[-3000:]}"
     try:
         assert Path(f"/proc/{qemu}").exists(), "the VM should outlive the killed lab-up"
         assert not (lab.lab_dir / "lab.json").exists() or "vms" not in json.loads((lab.lab_dir / "lab.json").read_text())
