@@ -29,6 +29,7 @@ _watcher copies sources from the loaded modules). No Ansible here.
 """
 from __future__ import annotations
 
+import _imp
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -49,14 +50,13 @@ def cache_key(source: bytes) -> str:
     return f"{_MAGIC}-{hashlib.sha256(source).hexdigest()}"
 
 
-def usable_dir(path: str, *, create: bool) -> bool:
-    """Is ``path`` a directory only this user may write, in a parent nobody else may write?
-    With ``create``, make it (0700) when it is missing."""
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError:
-            return False
+def usable_dir(path: str) -> bool:
+    """Make ``path`` (0700) when it is missing; is it a directory only this user may write, in a
+    parent nobody else may write?"""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
     uid = os.geteuid()
     for where in (path, os.path.dirname(path)):
         try:
@@ -101,6 +101,10 @@ class CachedZipLoader:
         if code is None:
             code = compile(source, self._origin, "exec", dont_inherit=True)
             _write_entry(entry, code)
+        else:
+            # the entry was compiled in an earlier run, from a zip under another temporary path: name
+            # this file in tracebacks, as Python's own loader does for a __pycache__ entry
+            _imp._fix_co_filename(code, self._origin)
         return code
 
 
@@ -129,7 +133,7 @@ def _write_entry(entry: str, code: types.CodeType) -> None:
 class CachedZipFinder:
     """On sys.meta_path before the path finder: this collection's module_utils files in a zip."""
 
-    def __init__(self, cache_dir: str = CACHE_DIR) -> None:
+    def __init__(self, cache_dir: str) -> None:
         self.cache_dir = cache_dir
         self._usable = None       # judged once, at the first file a zip holds
 
@@ -140,7 +144,7 @@ class CachedZipFinder:
         if spec is None or not isinstance(spec.loader, zipimport.zipimporter) or spec.submodule_search_locations:
             return spec
         if self._usable is None:
-            self._usable = usable_dir(self.cache_dir, create=True)
+            self._usable = usable_dir(self.cache_dir)
         if self._usable:
             spec.loader = CachedZipLoader(spec.loader, spec.origin, self.cache_dir)
         return spec

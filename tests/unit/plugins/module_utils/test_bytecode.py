@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[4]
 PACKAGE = "ansible_collections/ebpf/deploy/plugins/module_utils"
-PROBE_SOURCE = "VALUE = 'from source'\n"
+PROBE_SOURCE = "VALUE = 'from source'\n\n\ndef where():\n    return where.__code__.co_filename\n"
 IMPORT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -23,6 +23,7 @@ from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # no
 from ansible_collections.ebpf.deploy.plugins.module_utils import _probe
 loader = _probe.__loader__
 print(json.dumps({"value": _probe.VALUE, "loader": type(loader).__name__, "file": _probe.__file__,
+                  "where": _probe.where() if hasattr(_probe, "where") else None,
                   "archive": getattr(loader, "archive", None), "source": loader.get_source(_probe.__name__)}))
 """
 
@@ -74,6 +75,19 @@ def test_a_zipped_file_is_compiled_once_then_served_from_the_cache(zipped):
     # an entry under the source's key is what the next run executes: it is read, not compiled again
     entry.write_bytes(marshal.dumps(compile("VALUE = 'from the cache'", "probe", "exec")))
     assert run(archive, cache)["value"] == "from the cache"
+
+
+def test_a_served_entry_names_the_zip_it_is_served_for(zipped, tmp_path):
+    """AnsiballZ unpacks every run's zip under a new temporary path: code compiled in one run and
+    served in the next names the second zip in tracebacks, not the first (gone by then)."""
+    archive, cache = zipped
+    assert run(archive, cache)["where"] == f"{archive}/{PACKAGE}/_probe.py"
+    moved = tmp_path / "next-run" / archive.name
+    moved.parent.mkdir()
+    archive.rename(moved)
+    served = run(moved, cache)
+    assert (served["loader"], len(entries(cache))) == ("CachedZipLoader", 1)
+    assert served["where"] == f"{moved}/{PACKAGE}/_probe.py"
 
 
 def test_a_damaged_entry_is_compiled_over(zipped):
