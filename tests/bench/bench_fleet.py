@@ -88,7 +88,6 @@ LOCAL_ACTIONS = {"ansible.builtin.set_fact", "ansible.builtin.assert", "ansible.
                  "ansible.builtin.validate_argument_spec", "ansible.builtin.include_tasks",
                  "ansible.builtin.import_tasks", "ansible.builtin.fail", "ansible.builtin.debug",
                  "ansible.builtin.meta", "set_fact", "assert", "group_by", "fail", "debug", "meta"}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- playbooks written for the run ------------------------------------------------------------------
@@ -179,20 +178,12 @@ def rollout_vars(work: Path, obj: Path, *, remote_src: bool = False, preflight: 
 # --- measuring one run -------------------------------------------------------------------------------
 
 def lab_cpu_seconds(lab: labctl.Lab) -> float:
-    """CPU time of every process in the lab's host namespaces, with their reaped children (the
-    sshds keep the module processes' time in cutime/cstime once their shells are reaped)."""
-    ticks = 0
+    """CPU time of every process in the lab's host namespaces, with their reaped children."""
+    pids = []
     for h in lab.hosts:
-        out = subprocess.run(["ip", "netns", "pids", h["netns"]], capture_output=True, text=True,
-                             check=False).stdout
-        for pid in out.split():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return ticks / CLK_TCK
+        pids += subprocess.run(["ip", "netns", "pids", h["netns"]], capture_output=True, text=True,
+                               check=False).stdout.split()
+    return labctl.cpu_seconds(pids)
 
 
 def ssh_masters(lab: labctl.Lab) -> set[tuple[str, int]]:

@@ -6,7 +6,9 @@ exactly what a playbook user would get back (tests/helpers.py). One name, one me
 * `veth` — a veth pair between two fresh namespaces (tests/integration/xdp_helpers.py VethLab), per
   test; a file names its namespaces with `VETH_TAG` (`ebpfd-<tag>-…`);
 * `lab` — netns lab hosts reached over SSH (tests/lab/labctl.py), one lab per file;
-* `vm_lab` — a lab with VM hosts, one per session.
+* `vm_lab` — a lab with VM hosts, one per session; each test using it reports what it cost in CPU
+  (its guests' and the whole machine's) in a table at the end of the run: on 2 cores with TCG guests
+  the suite is CPU-bound, so CPU, not wall time, says which test to make cheaper.
 """
 from __future__ import annotations
 
@@ -78,14 +80,44 @@ def vm_lab():
     try:
         t0 = time.monotonic()
         result = lab.up(timeout=1200)
-        print(f"\nvm_lab: up in {time.monotonic() - t0:.1f} s; images {result.get('images')}; "
-              f"boot {result.get('boot_seconds')}; {'; '.join(result.get('notices', []))}")
+        print(f"\nvm_lab: up in {time.monotonic() - t0:.1f} s (guests' CPU {labctl.cpu_seconds(v['pid'] for v in lab.vm_hosts):.1f} s); "
+              f"images {result.get('images')}; boot {result.get('boot_seconds')}; {'; '.join(result.get('notices', []))}")
         yield lab
     finally:
         lab.down()
         leaks = labctl.leaks(before, labctl.snapshot(), lab)
         assert leaks == {"netns": [], "links": [], "bpffs": [], "pids": {}}, leaks
         assert not lab.lab_dir.exists(), list(lab.lab_dir.rglob("*"))
+
+
+@pytest.fixture(autouse=True)
+def _vm_cpu(request):
+    """A VM test's wall time, its guests' CPU time (every qemu of the lab) and the machine's."""
+    if "vm_lab" not in request.fixturenames:
+        yield
+        return
+    lab = request.getfixturevalue("vm_lab")
+    pids = [v["pid"] for v in lab.vm_hosts]
+    guests, machine, start = labctl.cpu_seconds(pids), labctl.machine_cpu_seconds(), time.monotonic()
+    yield
+    request.node.user_properties.append(("vm_cpu", {
+        "wall": time.monotonic() - start, "guests": labctl.cpu_seconds(pids) - guests,
+        "machine": labctl.machine_cpu_seconds() - machine}))
+
+
+def pytest_terminal_summary(terminalreporter):
+    rows = [(report.nodeid, dict(report.user_properties)["vm_cpu"])
+            for reports in terminalreporter.stats.values() for report in reports
+            if getattr(report, "when", None) == "teardown" and "vm_cpu" in dict(getattr(report, "user_properties", []))]
+    if not rows:
+        return
+    terminalreporter.write_sep("-", "VM tests: wall and CPU seconds (guests: the lab's qemus; machine: every core)")
+    for nodeid, cpu in sorted(rows, key=lambda row: -row[1]["guests"]):
+        terminalreporter.write_line(f"{cpu['wall']:8.1f} wall {cpu['guests']:8.1f} guests {cpu['machine']:8.1f} machine  "
+                                    f"{nodeid.split('::', 1)[-1]}")
+    totals = {key: sum(cpu[key] for _nodeid, cpu in rows) for key in ("wall", "guests", "machine")}
+    terminalreporter.write_line(f"{totals['wall']:8.1f} wall {totals['guests']:8.1f} guests {totals['machine']:8.1f} "
+                                f"machine  all {len(rows)} VM tests")
 
 
 class Signing(type(Path())):

@@ -248,6 +248,30 @@ def rx_packets(netns: str, ifname: str = "eth0") -> int:
     return int(link_stats(netns, ifname)["rx"]["packets"])
 
 
+# --- CPU accounting (what suite time is made of on a CPU-bound machine) ---------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids) -> float:
+    """CPU time of these processes with their reaped children (utime stime cutime cstime: an sshd
+    keeps its sessions' module processes in cutime/cstime); a process gone counts nothing."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, TypeError):
+            continue
+        ticks += sum(int(f) for f in stat[stat.rindex(")") + 2:].split()[11:15])
+    return ticks / CLK_TCK
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every core of this machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLK_TCK
+
+
 # --- before/after snapshots -------------------------------------------------------------------------
 
 def _cmdline(pid: str) -> str:
