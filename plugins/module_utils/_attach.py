@@ -520,13 +520,15 @@ class AttachManager:
         result.extra["hook"] = "xdp"
         return result
 
-    def link_pin_name(self) -> str:
-        """``<target>:<hook>``, the name of the link pin, from the options alone (a missing target,
-        an unknown one or a kernel without the hook refused in one line; nothing is changed)."""
+    def planned_target(self) -> Tuple[str, dict]:
+        """``<target>:<hook>``, the name of the link pin, and the result's ``target``, from the options
+        alone (a missing target, an unknown one or a kernel without the hook refused in one line;
+        nothing is changed)."""
         hook_row, family = self._family()
         if (self.request.before or self.request.after) and hook_row.family != "tcx":
             raise InvalidInput(f"before/after order programs on tcx hooks only, not on {hook_row.name}")
-        return os.path.basename(self.link_pin_path(hook_row, family.resolve(check_mode=True)))
+        target = family.resolve(check_mode=True)
+        return os.path.basename(self.link_pin_path(hook_row, target)), target.describe()
 
     def _family(self):
         hook_row, target_opt = self.resolve_hook()

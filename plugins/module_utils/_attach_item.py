@@ -36,12 +36,13 @@ HOOK_KEYS = tuple(key for key in options.names(options.HOOK_ATTACHMENT) if key !
 
 @dataclass(frozen=True)
 class Item:
-    """An attach[] item with its hook decided: ``spec`` is the item with ``hook`` (and a
-    tracepoint's ``target``) filled in for the hooks other than XDP."""
+    """An attach[] item with its hook decided: ``spec`` is the item with ``hook``, its program's
+    ``section`` (and a tracepoint's ``target``) filled in for the hooks other than XDP."""
 
     spec: dict
     hook: str
     label: str
+    target: Optional[dict] = None   # what the result's ``target`` says (hooks other than XDP)
 
     @property
     def xdp(self) -> bool:
@@ -99,17 +100,19 @@ def resolve(spec: dict, *, root: str, name: str, sections: Dict[str, str],
     # the same refusal as bpf_attach's, before anything loads
     hooks.check_options_apply(hooks.hook(found.hook), {key: spec.get(key) for key in hooks.OPTION_FAMILIES},
                               prefix=f"attach: program {spec.get('program')!r}: ")
-    resolved = dict(spec, hook=found.hook, target=found.target, method=None)
-    label = manager(request(root, name, resolved)).link_pin_name()
-    return Item(spec=resolved, hook=found.hook, label=label)
+    # the section goes with the item: fentry/fexit/lsm attach where they were loaded for, which the
+    # section names, and before this run loads the version no recorded section says it
+    resolved = dict(spec, hook=found.hook, target=found.target, method=None, section=sections.get(spec.get("program")))
+    label, target = manager(request(root, name, resolved)).planned_target()
+    return Item(spec=resolved, hook=found.hook, label=label, target=target)
 
 
 def request(root: str, name: str, spec: dict, **changes):
     """The AttachManager request for an item of deployment ``name`` (``changes`` over it)."""
     from ansible_collections.ebpf.deploy.plugins.module_utils import _attach  # pylint: disable=import-outside-toplevel
     values = {key: spec.get(key) for key in HOOK_KEYS}
-    values.update(deployment=name, program=spec.get("program"), bpffs_root=root, state="present",
-                  force=bool(spec.get("force")))
+    values.update(deployment=name, program=spec.get("program"), section=spec.get("section"), bpffs_root=root,
+                  state="present", force=bool(spec.get("force")))
     values.update(changes)
     return _attach.Request.from_params({k: v for k, v in values.items() if v is not None})
 

@@ -79,6 +79,7 @@ def test_tcx_deployment_switch_rollback_and_absent(ansible_module, veth, bpffs_r
     assert run["changed"] and run["committed"] == run["version"]
     attached = run["attach"][0]
     assert attached["hook"] == "tcx_ingress" and attached["action"] == "attach" and attached["program"] == "tcx_count"
+    assert check["attach"][0]["target"] == attached["target"] and attached["target"]["interface"] == veth.host_if
     assert not idem_check["changed"] and not idem["changed"] and idem["attach"][0]["action"] == "none"
     v1_link = link(bpffs_root, name, veth)
     v1_prog = v1_link["prog_id"]
@@ -93,6 +94,7 @@ def test_tcx_deployment_switch_rollback_and_absent(ansible_module, veth, bpffs_r
                          [item(veth), item(veth, "tcx_count_egress")], confirm_timeout=300)
     predicted = ok(ansible_module("bpf_deployment", v2_args, check=True))
     assert [a["action"] for a in predicted["attach"]] == ["update", "attach"] and tcx_ids(veth) == [v1_prog]
+    assert [a["target"] for a in predicted["attach"]] == [attached["target"], dict(attached["target"], direction="egress")]
     v2 = ok(ansible_module("bpf_deployment", v2_args))
     assert v2["pending"] and [a["action"] for a in v2["attach"]] == ["update", "attach"], v2["attach"]
     v2_link = link(bpffs_root, name, veth)

@@ -78,3 +78,11 @@ def test_the_sections_of_an_object_are_read_without_libbpf():
     assert items.program_sections(path.read_bytes()) == {"tcx_count": "tcx/ingress",
                                                          "tcx_count_egress": "tcx/egress"}
     assert items.program_sections(b"not an object") == {}
+
+
+def test_the_request_carries_the_item_s_section():
+    """fentry/fexit/lsm attach where they were loaded for, which the section names: the request takes
+    the section the item was resolved with (before the run loads a version, none is recorded)."""
+    req = items.request("/r", "d", {"program": "fe", "hook": "fentry", "section": "fentry/__do_sys_getpid"})
+    assert (req.hook, req.section, req.deployment, req.program) == ("fentry", "fentry/__do_sys_getpid", "d", "fe")
+    assert items.request("/r", "d", {"program": "p", "hook": "tcx_ingress", "interface": "eth0"}).section is None
