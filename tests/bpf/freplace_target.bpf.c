@@ -5,7 +5,7 @@
  *
  * fr_getpid (kprobe __x64_sys_getpid) asks ebpfd_policy(tgid): 0 counts the call in entries[tgid],
  * anything else in replaced[tgid]. ebpfd_policy returns 0 until freplace_policy.bpf.c (which returns 1)
- * is attached in its place. (returns, from tgid_counts.h, is not used here.)
+ * is attached in its place.
  *
  * ebpfd_policy is global and __noinline: the kernel replaces global functions only (a static one
  * may have been inlined or changed by the compiler). The empty asm hides its value from the
@@ -14,6 +14,7 @@
  */
 #include "tgid_counts.h"
 
+COUNTS(entries);
 COUNTS(replaced);
 
 __noinline int ebpfd_policy(__u32 tgid)

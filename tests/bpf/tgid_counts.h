@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * tgid_counts.h - what the VM lab's tracing fixtures share (kprobe_count, fentry_getpid,
- * uprobe_count): two hash maps of u64 counts per process (tgid), entries and returns, and bump().
+ * tgid_counts.h - what the VM lab's tracing fixtures share (probe_hooks, freplace_target): COUNTS(name),
+ * a hash map of u64 counts per process (tgid), and bump(map), one more for the current process.
  */
 #ifndef EBPFD_TGID_COUNTS_H
 #define EBPFD_TGID_COUNTS_H
@@ -16,9 +16,6 @@
 		__type(key, __u32); \
 		__type(value, __u64); \
 	} name SEC(".maps")
-
-COUNTS(entries);
-COUNTS(returns);
 
 static __always_inline int bump(void *map)
 {
