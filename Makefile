@@ -14,8 +14,8 @@ LAB_HOSTS   ?= 3
 LAB_STATE   ?= $(BUILD)/lab
 LAB_VMS     ?= 0
 LAB_VM_IMAGES ?= debian12
-# the VM lab's tests are their own tier, `vm` (make test runs it beside the others)
-VM_TESTS    := tests/integration/test_vm_lab.py tests/integration/test_vm_hooks.py
+# the VM lab's tests are their own tier, `vm` (make test runs it beside the tiers that mostly use one core)
+VM_TESTS    := tests/integration/test_vm_lab.py tests/integration/test_vm_hooks.py tests/integration/test_vm_rollout.py
 INTEGRATION ?= tests/integration $(addprefix --ignore=,$(VM_TESTS))
 # integration and fault test files run on this many pytest-xdist workers, a file to a worker (each file brings
 # up its own lab and names everything it makes at random); most of a file's time is spent waiting
@@ -23,8 +23,10 @@ INTEGRATION ?= tests/integration $(addprefix --ignore=,$(VM_TESTS))
 WORKERS     ?= 3
 PARALLEL    := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 VM          ?= $(VM_TESTS)
-# the two VM files run side by side, each with a lab of its own (the images are built once, under a
-# lock): their guests spend most of their time in boots, SSH handshakes and module imports under TCG
+# the VM files run on two workers, each with a lab of its own (the images are built once, under a
+# lock): test_vm_lab.py on one, test_vm_hooks.py then test_vm_rollout.py on the other (pytest-xdist
+# hands a file to the first worker with two tests or fewer left, and test_vm_lab.py holds the most), so
+# both take about as long; their guests spend most of their time in module imports under TCG
 VM_WORKERS  ?= 2
 FAULT       ?= tests/fault
 COMPAT      ?=
@@ -46,7 +48,7 @@ TIMED := tools/timed
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs publish compat integration molecule fault, and vm beside them"
+	@echo "make test   - every test tier: unit sanity lint docs publish compat molecule with vm beside them, then integration fault"
 	@echo "finer: deps venv bpf unit sanity lint integration vm molecule fault bench docs publish compat lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -120,10 +122,11 @@ publish: collection $(PUB_VENV)/.installed
 compat: collection bpf
 	@$(TIMED) compat tools/compat.sh $(COMPAT)
 
-# the vm tier runs beside the others from the start (tools/run-tiers --beside); its first test
-# builds the VM images (cached under build/images) before it boots them
+# the vm tier runs beside the tiers that mostly use one core, from the start (tools/run-tiers
+# --beside; its first test builds the VM images, cached under build/images, before it boots them);
+# integration and fault keep both cores busy, so they come after, alone (--then)
 test: collection bpf
-	@tools/run-tiers --beside vm unit sanity lint docs publish compat integration molecule fault
+	@tools/run-tiers --beside vm unit sanity lint docs publish compat molecule --then integration fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection

@@ -86,10 +86,15 @@ def test_the_main_venv_runs_the_python_constraints_txt_names():
     assert f"{sys.version_info[0]}.{sys.version_info[1]}" == _declared_python("constraints.txt")
 
 
-def test_make_test_runs_the_compat_tier_and_the_vm_tier_beside_the_others():
+def test_make_test_runs_every_tier_and_the_vm_tier_beside_the_light_ones():
     tiers = re.search(r"^\t@tools/run-tiers (.*)$", (REPO / "Makefile").read_text(), re.M)
-    assert tiers and "compat" in tiers[1].split(), "make test's tier list has no compat"
-    assert "--beside vm" in tiers[1], "make test does not run the vm tier (beside the others)"
+    assert tiers, "make test does not go through tools/run-tiers"
+    words = tiers[1].split()
+    every = {"unit", "sanity", "lint", "docs", "publish", "compat", "integration", "molecule", "fault", "vm"}
+    assert every <= set(words) - {"--beside", "--then"}, f"make test leaves out {every - set(words)}"
+    assert words[:2] == ["--beside", "vm"], "make test does not run the vm tier beside the others"
+    # the tiers that keep both cores busy on their own run after the vm lane, not beside it
+    assert "--then" in words and {"integration", "fault"} <= set(words[words.index("--then"):]), words
 
 
 def test_tested_with_covers_controller_host_and_debian_releases():
