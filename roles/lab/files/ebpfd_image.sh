@@ -64,6 +64,9 @@ tar -xf "$dev" -C "$seed"
 . "$seed/lab.env"
 hostname "$LAB_HOSTNAME"
 echo "$LAB_HOSTNAME" >/etc/hostname
+# the host's own name resolves without DNS, as on a Debian install (setup's getfqdn waited 10 s for
+# a resolver the guest cannot reach)
+printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$LAB_HOSTNAME" >/etc/hosts
 install -m 0600 "$seed/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
 install -m 0644 "$seed/ssh_host_ed25519_key.pub" /etc/ssh/ssh_host_ed25519_key.pub
 install -d -m 0700 /root/.ssh
@@ -119,6 +122,9 @@ EOF
         systemd-update-utmp.service systemd-update-utmp-runlevel.service >/dev/null 2>&1
     echo ebpfd-vm >"$root/etc/hostname"
     printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
+    # no resolver: the guest reaches nothing but the lab (restrict=on), and mmdebstrap copied this
+    # machine's resolv.conf, whose name server the guest would wait for on every lookup
+    rm -f "$root/etc/resolv.conf" && : >"$root/etc/resolv.conf"   # a file of its own, never a link out of the chroot
     # shellcheck disable=SC2016  # dpkg-query expands the format, not the shell
     chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$root/ebpfd-packages.txt"
 }
