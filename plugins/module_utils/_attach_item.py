@@ -42,7 +42,8 @@ class Item:
     spec: dict
     hook: str
     label: str
-    target: Optional[dict] = None   # what the result's ``target`` says (hooks other than XDP)
+    # what the result's ``target`` says (hooks other than XDP); spec["target"] is the option
+    result_target: Optional[dict] = None
 
     @property
     def xdp(self) -> bool:
@@ -92,7 +93,8 @@ def hook_of(spec: dict, *, section: Optional[str], program_type: Optional[str] =
 def resolve(spec: dict, *, root: str, name: str, sections: Dict[str, str],
             program_type: Optional[str] = None) -> Item:
     """The item with its hook, and its label; a missing or absent target refused in one line."""
-    found = hook_of(spec, section=sections.get(spec.get("program")), program_type=program_type)
+    section = sections.get(spec.get("program"))
+    found = hook_of(spec, section=section, program_type=program_type)
     if found.hook == XDP:
         if not spec.get("interface"):
             raise InvalidInput(f"attach: program {spec.get('program')!r} on hook xdp needs interface")
@@ -102,9 +104,9 @@ def resolve(spec: dict, *, root: str, name: str, sections: Dict[str, str],
                               prefix=f"attach: program {spec.get('program')!r}: ")
     # the section goes with the item: fentry/fexit/lsm attach where they were loaded for, which the
     # section names, and before this run loads the version no recorded section says it
-    resolved = dict(spec, hook=found.hook, target=found.target, method=None, section=sections.get(spec.get("program")))
-    label, target = manager(request(root, name, resolved)).planned_target()
-    return Item(spec=resolved, hook=found.hook, label=label, target=target)
+    resolved = dict(spec, hook=found.hook, target=found.target, method=None, section=section)
+    label, result_target = manager(request(root, name, resolved)).planned_target()
+    return Item(spec=resolved, hook=found.hook, label=label, result_target=result_target)
 
 
 def request(root: str, name: str, spec: dict, **changes):

@@ -861,7 +861,7 @@ def _predict_hook(item: "items.Item", before: dict, version: Optional[str]):
     after = {"program": item.spec["program"], "version": version, "hook": item.hook}
     return AttachResult(changed=True, action=action, previous_prog_id=before.get("prog_id"),
                         diff={"before": before, "after": after},
-                        extra={"predicted": True, "hook": item.hook, "target": item.target,
+                        extra={"predicted": True, "hook": item.hook, "target": item.result_target,
                                "program": item.spec["program"], "prog_id": None, "link_pin": None, "link_id": None})
 
 
