@@ -159,13 +159,26 @@ def wait_booted(opts: VmOptions, vm: VmSpec, pid: int, port: int) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < opts.boot_timeout:
         if not is_our_qemu(pid, vm.name, d):
-            raise VmError(f"qemu for {vm.name} exited during boot", qemu_log=_tail(d / "qemu.log"),
-                          console=_tail(d / "console.log"))
+            raise VmError(f"qemu for {vm.name} exited during boot ({_exit_status(pid)})",
+                          qemu_log=_tail(d / "qemu.log"), console=_tail(d / "console.log"))
         if ssh_banner(port, timeout=2.0):
             return round(time.monotonic() - t0, 1)
         time.sleep(0.5)
     raise VmError(f"{vm.name} did not answer SSH on 127.0.0.1:{port} in {opts.boot_timeout:.0f} s",
                   console=_tail(d / "console.log"))
+
+
+def _exit_status(pid: int) -> str:
+    """How the qemu this process started ended (it is our child, a zombie until reaped here)."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "not a child of this process: status unknown"
+    if not reaped:
+        return f"PID {pid} is no longer that qemu, status unknown"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _tail(path: Path, size: int = 3000) -> str:
