@@ -6,7 +6,8 @@ that are not the code under test, and the assertions every case makes.
   makes and must remove again;
 * processes: `run_group` starts a command in its own process group and ends that group by its id when
   it overruns; `pids_with_argv` finds our own children by their arguments, `kill_pids` ends them by PID;
-* modules: `ModuleRun` runs one module ad hoc through `ansible` (what a playbook user gets back),
+* modules: `ModuleRun` runs one module ad hoc through `ansible` (what a playbook user gets back), or
+  several runs as the tasks of one playbook (`steps`),
   `run_module_file` runs a module file directly (the whole result, `diff` included);
 * readers: `bpftool`, `map_u64`, `listing`;
 * assertions: `ok`, `one_line` / `assert_one_line_failure`, `four_steps` (check → run → check → run).
@@ -182,6 +183,35 @@ class ModuleRun:
         done = run_group(self.command(module, args, **how), env=self.env, timeout=timeout)
         return parse_results(done[1]), done
 
+    def steps(self, module: str, steps: list[dict], *, timeout: float = 300) -> list[dict]:
+        """Several runs of `module` as the tasks of one playbook: one controller start for all of them
+        (about 1 CPU-s each, the module itself a tenth of that), and each task still one module
+        process on the host. A step is {"args": {...}, "check": bool, "diff": bool}; every task
+        ignores errors, so each step runs and reports. The results in order, as __call__ gives them."""
+        fqcn = module if "." in module else f"ebpf.deploy.{module}"
+        play = [{"name": f"ebpfd steps of {fqcn}", "hosts": self.host, "gather_facts": False, "tasks": [
+            {"name": f"step {n}", fqcn: step["args"], "check_mode": bool(step.get("check")),
+             "diff": bool(step.get("diff")), "ignore_errors": True} for n, step in enumerate(steps)]}]
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ebpfd_steps_") as playbook:
+            json.dump(play, playbook)
+            playbook.flush()
+            cmd = [ANSIBLE_PLAYBOOK, "-i", self.inventory, playbook.name]
+            if self.inventory == "localhost,":
+                cmd += ["-c", "local", "-e", f"ansible_python_interpreter={PYTHON}"]
+            _rc, out, err, timed_out = run_group(cmd, env=self.env, timeout=timeout)
+        results = parse_results(out)
+        if len(results) != len(steps):
+            hung = " (hung: process group killed)" if timed_out else ""
+            raise AssertionError(f"{len(results)} results for {len(steps)} steps of {fqcn}{hung}"
+                                 f"\nstdout:\n{out}\nstderr:\n{err}")
+        for result in results:
+            result["_stderr"] = err
+        return results
+
+    def check_then_run(self, module: str, args: dict) -> list[dict]:
+        """`module` with `args` in check mode, then for real: [check result, run result] (steps)."""
+        return self.steps(module, [{"args": args, "check": True}, {"args": args}])
+
     def __call__(self, module: str, args: dict, *, check: bool = False, diff: bool = False,
                  host: str | None = None) -> dict:
         results, (_rc, out, err, _timed_out) = self.run(module, args, check=check, diff=diff, host=host)
@@ -287,11 +317,11 @@ def assert_one_line_failure(result: dict, *words: str) -> str:
     return msg
 
 
-def four_steps(run: Callable[..., dict], module: str, args: dict, *, changes: bool = True) -> list[dict]:
-    """check → run → idempotent check → idempotent run of `module` through `run` (a ModuleRun), with
-    --diff; each succeeds, the first two report `changes` and the last two no change."""
-    results = [run(module, args, check=True, diff=True), run(module, args, diff=True),
-               run(module, args, check=True, diff=True), run(module, args, diff=True)]
+def four_steps(run: ModuleRun, module: str, args: dict, *, changes: bool = True) -> list[dict]:
+    """check → run → idempotent check → idempotent run of `module`, with --diff, as one playbook of
+    four tasks (ModuleRun.steps); each succeeds, the first two report `changes` and the last two no
+    change."""
+    results = run.steps(module, [{"args": args, "check": check, "diff": True} for check in (True, False, True, False)])
     for result in results:
         ok(result)
     assert [r["changed"] for r in results] == [changes, changes, False, False], results

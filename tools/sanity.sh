@@ -32,4 +32,4 @@ mkdir -p "$dest"
 cd "$dest"
 git init -q . && git add -A >/dev/null 2>&1   # ansible-test lists files through git when present
 "$venv/bin/ansible-test" sanity --venv --python "$py_version" --color no "$@" 2>&1 \
-  | grep -v "^WARNING: Location 'file:///opt/"   # this machine's pip config lists absent local indexes
+  | grep --line-buffered -v "^WARNING: Location 'file:///opt/"   # this machine's pip config lists absent local indexes

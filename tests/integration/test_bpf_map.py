@@ -261,8 +261,7 @@ def test_prog_array_refuses_a_program_of_another_type(ansible_module, deploy, bp
     before = dump(maps["jmp_table"])
 
     bad = dict(args, value_deployment=tc_name, entries=[{"key": 1, "value": "tc_pass"}])
-    for check in (True, False):
-        result = ansible_module("bpf_map", bad, check=check)
+    for result in ansible_module.check_then_run("bpf_map", bad):
         assert result["failed"], result
         assert "is a sched_cls program but PROG_ARRAY jmp_table holds xdp programs" in result["msg"]
         assert result["_stderr"].count("Traceback") == 0
@@ -340,13 +339,16 @@ def test_invalid_input_fails_clearly_and_writes_nothing(ansible_module, deploy, 
         (dict(base, value_type="btf", key_type="btf", entries=[{"key": 1, "value": {"a": 1}}]),
          "entries[0]: value {'a': 1}"),
     ]
-    for args, message in cases:
-        for check in (True, False):
-            result = ansible_module("bpf_map", args, check=check)
-            assert result["failed"], (message, result)
-            assert message in result["msg"], (message, result["msg"])
-            assert "Traceback" not in result["_stderr"]
-        assert dump(maps["blocklist"]) == before, message
+    # every case in check mode and for real, as the tasks of one playbook (a controller start each
+    # would cost ten times the module runs)
+    results = ansible_module.steps("bpf_map", [{"args": args, "check": check} for args, _message in cases
+                                               for check in (True, False)])
+    for n, result in enumerate(results):
+        message = cases[n // 2][1]
+        assert result["failed"], (message, result)
+        assert message in result["msg"], (message, result["msg"])
+        assert "Traceback" not in result["_stderr"]
+    assert dump(maps["blocklist"]) == before
 
     # more entries than fit next to the ones already there, without purge
     many = dict(base, entries=[{"key": f"10.{n // 256}.{n % 256}.1", "value": 0} for n in range(1024)])
@@ -360,8 +362,7 @@ def test_oversized_standalone_maps_are_refused_with_the_numbers(ansible_module, 
     path = standalone("huge")
     args = {"path": str(path), "create": {"type": "array", "key_size": 4, "value_size": 4096,
                                           "max_entries": 100_000_000}}
-    for check in (True, False):
-        result = ansible_module("bpf_map", args, check=check)
+    for result in ansible_module.check_then_run("bpf_map", args):
         assert result["failed"], result
         assert "map ebpfd_huge (array, key 4 + value 4096 bytes x 100000000 entries) would need about" in result["msg"]
         assert "409600000312 bytes" in result["msg"] and "is available" in result["msg"]   # 312 + 4096 x 1e8

@@ -50,6 +50,12 @@ class Deploy:
         run = self.verbose_run if diff else self.run_module
         return run("bpf_program", params, check=check, diff=diff)
 
+    def each(self, cases: list[dict]) -> list[dict]:
+        """bpf_program once per case (its arguments over this deployment's name and root), the runs
+        as the tasks of one playbook (ModuleRun.steps)."""
+        base = {"name": self.name, "bpffs_root": str(self.root)}
+        return self.run_module.steps("bpf_program", [{"args": {**base, **case}} for case in cases])
+
     def current(self) -> str | None:
         link = self.path / "current"
         return os.readlink(link) if link.is_symlink() else None
@@ -384,8 +390,7 @@ def test_bad_objects_fail_in_one_line(deploy, tmp_path, bpf_object):
         ({"src": str(tmp_path / "missing.bpf.o")}, "not found on the controller"),
         ({"src": str(bpf_object("counter")), "name": "a.b"}, "only contain letters"),
     ]
-    for args, words in cases:
-        result = deploy(**args)
+    for (args, words), result in zip(cases, deploy.each([args for args, _words in cases])):
         assert_one_line_failure(result)
         assert words in result["msg"], (args, result["msg"])
     assert not deploy.root.exists(), "a refused object left something in the bpffs"

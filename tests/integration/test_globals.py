@@ -80,7 +80,7 @@ def test_the_port_global_decides_what_is_counted_and_each_value_is_a_version(
 
     # the same value, however written, is the same version: nothing changes
     same = dict(a, globals={"target_port": hex(PORT_A)})
-    for again in (ansible_module("bpf_deployment", same, check=True), ansible_module("bpf_deployment", same)):
+    for again in ansible_module.check_then_run("bpf_deployment", same):
         ok(again)
         assert not again["changed"] and again["action"] == "none" and again["version"] == v1["version"], again
 
@@ -154,12 +154,15 @@ def test_bad_globals_are_refused_by_name_and_change_nothing(ansible_module, veth
            ({"target_port": 70000}, "globals.target_port: 70000 does not fit in 16 unsigned bits (0..65535)"),
            ({"limits": {"ttl": 1}}, "globals.limits: no field ttl"),
            ({"port_hits": 1}, "no global 'port_hits'")]
-    for index, (wanted, words) in enumerate(bad):
-        for check in (True, False) if index < 2 else (False,):
-            result = ansible_module("bpf_deployment", args(veth, deployment, bpffs_root, obj, PORT_A, globals=wanted),
-                                    check=check)
-            assert_one_line_failure(result, words)
-            assert snapshot() == before, f"{wanted} changed the host"
+    # the refusals as the tasks of one playbook (ModuleRun.steps), the first two in check mode too
+    runs = [(wanted, words, check) for index, (wanted, words) in enumerate(bad)
+            for check in ((True, False) if index < 2 else (False,))]
+    results = ansible_module.steps("bpf_deployment", [
+        {"args": args(veth, deployment, bpffs_root, obj, PORT_A, globals=wanted), "check": check}
+        for wanted, _words, check in runs])
+    for (_wanted, words, _check), result in zip(runs, results):
+        assert_one_line_failure(result, words)
+    assert snapshot() == before, "a refused globals run changed the host"
     refused = ansible_module("bpf_program", {"name": deployment, "src": str(bpf_object("counter")),
                                              "bpffs_root": str(bpffs_root), "globals": {"target_port": 1}})
     assert_one_line_failure(refused, "no global 'target_port' (its globals: none)")

@@ -91,7 +91,7 @@ def test_pending_until_committed_then_converged(ansible_module, veth, bpffs_root
     done = ok(ansible_module("bpf_deployment", commit))
     assert done["changed"] and done["committed"] == run["version"] and not done["pending"]
     assert not ok(ansible_module("bpf_deployment", commit))["changed"], "a second commit changed something"
-    for last in (ansible_module("bpf_deployment", a, check=True), ansible_module("bpf_deployment", a)):
+    for last in ansible_module.check_then_run("bpf_deployment", a):
         assert not ok(last)["changed"] and last["committed"] == run["version"], last
     assert (state_dir / next(state_dir.glob("root-*")).name / name / "objects" / f"{run['version']}.bpf.o").exists()
 
