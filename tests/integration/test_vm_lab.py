@@ -3,7 +3,8 @@
 One lab (session fixture `vm_lab` in conftest.py) with a netns host and two VMs, `<prefix>-v1` on
 debian12 (kernel 6.1) and `<prefix>-v2` on debian13 (kernel 6.12), booted in parallel. Every module
 runs over real SSH (127.0.0.1 port forwards) with the guests' own /usr/bin/python3 and Debian's
-libbpf and pyroute2; each step runs on both VMs at once (`ansible vm ...`), and every assertion
+libbpf and pyroute2; each step runs on both VMs at once (`ansible vm ...`; the reboot on Debian 12
+alone, see there), and every assertion
 names the kernel it is about. Packets come from each VM's traffic peer namespace through a tap to
 the guest's virtio_net eth0, where the program is attached in native (driver) mode.
 """
@@ -31,17 +32,19 @@ REJECTIONS = {**{f: (prog, kind) for f, (prog, kind, _words) in REJECTS.items()}
               "reject_stack_limit": ("xdp_stack_limit", "stack_limit")}
 
 
-def vms(lab) -> dict[str, str]:
-    """VM name -> image."""
-    return {v["name"]: v["image"] for v in lab.vm_hosts}
+def vms(lab, only: str | None = None) -> dict[str, str]:
+    """VM name -> image (`only`: the VMs of that image)."""
+    return {v["name"]: v["image"] for v in lab.vm_hosts if only in (None, v["image"])}
 
 
-def on_vms(lab, module: str, args: dict | str | None = None, *extra: str) -> dict[str, dict]:
-    """Run a module on every VM at once; the per-host results (all VMs must answer)."""
+def on_vms(lab, module: str, args: dict | str | None = None, *extra: str, only: str | None = None) -> dict[str, dict]:
+    """Run a module on every VM at once (`only`: on the VMs of that image); the per-host results (all
+    of them must answer)."""
     fqcn = module if "." in module else f"ebpf.deploy.{module}"
-    proc = lab.ansible("vm", fqcn, json.dumps(args) if isinstance(args, dict) else args, *extra, timeout=600)
+    pattern = ":".join(vms(lab, only)) if only else "vm"
+    proc = lab.ansible(pattern, fqcn, json.dumps(args) if isinstance(args, dict) else args, *extra, timeout=600)
     results = labctl.parse_oneline(proc.stdout)
-    assert sorted(results) == sorted(vms(lab)), proc.stdout + proc.stderr
+    assert sorted(results) == sorted(vms(lab, only)), proc.stdout + proc.stderr
     return results
 
 
@@ -197,23 +200,29 @@ def test_a_hook_one_kernel_lacks_is_refused_there_by_preflight_and_passes_on_the
 
 def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_lab, bpf_object):
     """The host role's ebpf-deploy-restore.service, after `ansible.builtin.reboot`, with no Ansible run
-    in between: the committed deployment is on eth0 again; the one pending at shutdown is not."""
+    in between: the committed deployment is on eth0 again; the one pending at shutdown is not. On
+    the Debian 12 VM (the hosts the README promises) alone: the unit and `ebpf-deploy-host restore` are
+    the same on both images, the restore also runs on this machine's 6.18 (test_record.py), loading
+    and attaching on 6.12 is proven by the deploy test above, and a TCG reboot costs about 100 s of
+    emulated CPU per VM in a CPU-bound suite."""
     lab = vm_lab
+    image = "debian12"
     kept, pending = f"ebpfd_vk_{lab.prefix[5:]}", f"ebpfd_vp_{lab.prefix[5:]}"
     attach = [{"program": PROGRAM, "interface": "eth0", "mode": "native"}]
-    committed = on_vms(lab, "bpf_deployment", {"name": kept, "src": str(bpf_object("counter")), "attach": attach})
+    committed = on_vms(lab, "bpf_deployment", {"name": kept, "src": str(bpf_object("counter")), "attach": attach},
+                       only=image)
     assert all(r["committed"] == r["version"] for r in committed.values()), committed
     staged = on_vms(lab, "bpf_deployment", {"name": pending, "src": str(bpf_object("counter_v2")),
-                                            "confirm_timeout": 0})
+                                            "confirm_timeout": 0}, only=image)
     assert all(r["pending"] for r in staged.values()), staged
-    for vm in vms(lab):
+    for vm in vms(lab, image):
         assert lab.ssh(vm, "systemctl is-enabled ebpf-deploy-restore.service").returncode == 0, vm
 
-    rebooted = on_vms(lab, "ansible.builtin.reboot", {"reboot_timeout": 900, "test_command": "true"})
+    rebooted = on_vms(lab, "ansible.builtin.reboot", {"reboot_timeout": 900, "test_command": "true"}, only=image)
     assert all(r["_status"] in ("CHANGED", "SUCCESS") for r in rebooted.values()), rebooted
     try:
-        records = on_vms(lab, "bpf_facts", {"gather_subset": ["record"]})   # one run on both VMs
-        for vm, image in vms(lab).items():
+        records = on_vms(lab, "bpf_facts", {"gather_subset": ["record"]}, only=image)
+        for vm in vms(lab, image):
             (xdp,) = xdp_on_eth0(lab, vm)
             pinned = ssh_json(lab, vm, f"bpftool -j prog show pinned /sys/fs/bpf/ebpf_deploy/{kept}/"
                                        f"{committed[vm]['version']}/progs/{PROGRAM}")
@@ -228,7 +237,8 @@ def test_a_real_reboot_restores_the_committed_deployment_not_the_pending_one(vm_
             assert facts["deployments"][pending]["pending"] is None, (image, facts)
     finally:
         for name in (kept, pending):
-            on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach if name == kept else []})
+            on_vms(lab, "bpf_deployment", {"name": name, "state": "absent", "attach": attach if name == kept else []},
+                   only=image)
 
 
 @pytest.fixture(scope="module")
