@@ -156,6 +156,11 @@ def parse_results(stdout: str) -> list[dict]:
     return out
 
 
+def _fqcn(module: str) -> str:
+    """A module name as Ansible takes it: this collection's short names made fully qualified."""
+    return module if "." in module else f"ebpf.deploy.{module}"
+
+
 class ModuleRun:
     """Runs one module ad hoc (`ansible -m`) and returns the `oneline` callback's parsed result."""
 
@@ -166,12 +171,16 @@ class ModuleRun:
                                       ANSIBLE_RETRY_FILES_ENABLED="0", PYTHONDONTWRITEBYTECODE="1",
                                       **(extra_env or {}))
 
+    def _connection(self) -> list[str]:
+        """The local connection and this venv's Python for the implicit localhost, else nothing."""
+        if self.inventory == "localhost,":
+            return ["-c", "local", "-e", f"ansible_python_interpreter={PYTHON}"]
+        return []
+
     def command(self, module: str, args: dict, *, check: bool = False, diff: bool = False,
                 host: str | None = None) -> list[str]:
-        fqcn = module if "." in module else f"ebpf.deploy.{module}"
-        cmd = [ANSIBLE, host or self.host, "-i", self.inventory, "-m", fqcn, "-a", json.dumps(args)]
-        if self.inventory == "localhost,":
-            cmd += ["-c", "local", "-e", f"ansible_python_interpreter={PYTHON}"]
+        cmd = [ANSIBLE, host or self.host, "-i", self.inventory, "-m", _fqcn(module), "-a", json.dumps(args),
+               *self._connection()]
         if check:
             cmd.append("--check")
         if diff:
@@ -188,16 +197,14 @@ class ModuleRun:
         (about 1 CPU-s each, the module itself a tenth of that), and each task still one module
         process on the host. A step is {"args": {...}, "check": bool, "diff": bool}; every task
         ignores errors, so each step runs and reports. The results in order, as __call__ gives them."""
-        fqcn = module if "." in module else f"ebpf.deploy.{module}"
+        fqcn = _fqcn(module)
         play = [{"name": f"ebpfd steps of {fqcn}", "hosts": self.host, "gather_facts": False, "tasks": [
             {"name": f"step {n}", fqcn: step["args"], "check_mode": bool(step.get("check")),
              "diff": bool(step.get("diff")), "ignore_errors": True} for n, step in enumerate(steps)]}]
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ebpfd_steps_") as playbook:
             json.dump(play, playbook)
             playbook.flush()
-            cmd = [ANSIBLE_PLAYBOOK, "-i", self.inventory, playbook.name]
-            if self.inventory == "localhost,":
-                cmd += ["-c", "local", "-e", f"ansible_python_interpreter={PYTHON}"]
+            cmd = [ANSIBLE_PLAYBOOK, "-i", self.inventory, playbook.name, *self._connection()]
             _rc, out, err, timed_out = run_group(cmd, env=self.env, timeout=timeout)
         results = parse_results(out)
         if len(results) != len(steps):

@@ -4,8 +4,7 @@ One lab (session fixture `vm_lab` in conftest.py) with a netns host and two VMs,
 debian12 (kernel 6.1) and `<prefix>-v2` on debian13 (kernel 6.12), booted in parallel. Every module
 runs over real SSH (127.0.0.1 port forwards) with the guests' own /usr/bin/python3 and Debian's
 libbpf and pyroute2; each step runs on both VMs at once (`ansible vm ...`; the reboot on Debian 12
-alone, see there), and every assertion
-names the kernel it is about. Packets come from each VM's traffic peer namespace through a tap to
+alone, see there), and every assertion names the kernel it is about. Packets come from each VM's traffic peer namespace through a tap to
 the guest's virtio_net eth0, where the program is attached in native (driver) mode.
 """
 from __future__ import annotations
