@@ -28,6 +28,22 @@ print(json.dumps({"value": _probe.VALUE, "loader": type(loader).__name__, "file"
 """
 
 
+# how often _probe.py is compiled in one import of it (zipimport calls the builtin by name)
+COMPILES = """
+import builtins, json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.ebpf.deploy.plugins.module_utils import _bytecode  # noqa: F401
+seen, real = [], builtins.compile
+def counting(source, filename, *args, **kwargs):
+    seen.append(str(filename))
+    return real(source, filename, *args, **kwargs)
+builtins.compile = counting
+from ansible_collections.ebpf.deploy.plugins.module_utils import _probe
+builtins.compile = real
+print(json.dumps({"value": _probe.VALUE, "compiles": sum(name.endswith("_probe.py") for name in seen)}))
+"""
+
+
 def payload(where: Path, *, zipped: bool = True) -> Path:
     files = {f"{PACKAGE}/_bytecode.py": (REPO / "plugins/module_utils/_bytecode.py").read_text(),
              f"{PACKAGE}/_probe.py": PROBE_SOURCE}
@@ -45,10 +61,10 @@ def payload(where: Path, *, zipped: bool = True) -> Path:
     return archive
 
 
-def run(path: Path, cache: Path, *flags: str) -> dict:
+def run(path: Path, cache: Path | str, *flags: str, script: str = IMPORT) -> dict:
     env = dict(os.environ, EBPF_DEPLOY_BYTECODE_CACHE=str(cache))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    proc = subprocess.run([sys.executable, "-s", *flags, "-c", IMPORT, str(path)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-s", *flags, "-c", script, str(path)], capture_output=True, text=True,
                           env=env, timeout=60, check=True)
     return json.loads(proc.stdout)
 
@@ -75,6 +91,15 @@ def test_a_zipped_file_is_compiled_once_then_served_from_the_cache(zipped):
     # an entry under the source's key is what the next run executes: it is read, not compiled again
     entry.write_bytes(marshal.dumps(compile("VALUE = 'from the cache'", "probe", "exec")))
     assert run(archive, cache)["value"] == "from the cache"
+
+
+def test_a_file_is_compiled_once_when_cached_and_never_when_served(zipped):
+    """zipimport alone compiles a file twice per import (its find_spec compiles it to name it):
+    with the cache the first import compiles it once, every later one not at all."""
+    archive, cache = zipped
+    assert run(archive, "", script=COMPILES) == {"value": "from source", "compiles": 2}   # cache off: zipimport alone
+    assert run(archive, cache, script=COMPILES) == {"value": "from source", "compiles": 1}
+    assert run(archive, cache, script=COMPILES) == {"value": "from source", "compiles": 0}
 
 
 def test_a_served_entry_names_the_zip_it_is_served_for(zipped, tmp_path):
