@@ -23,11 +23,12 @@ if command -v dpkg-query >/dev/null 2>&1; then
 else
     dpkg=false
 fi
+systemd=$(flag test -d /run/systemd/system)
 restore_enabled=false
-if [ -d /run/systemd/system ] && systemctl --quiet is-enabled ebpf-deploy-restore.service 2>/dev/null; then
+if [ "$systemd" = true ] && systemctl --quiet is-enabled ebpf-deploy-restore.service 2>/dev/null; then
     restore_enabled=true
 fi
 printf '{"kernel": "%s", "btf": %s, "systemd": %s, "restore_enabled": %s, "dpkg": %s, "installed": [%s], "bpffs": %s, "tracefs": %s}\n' \
-    "$(uname -r)" "$(flag test -e /sys/kernel/btf/vmlinux)" "$(flag test -d /run/systemd/system)" \
+    "$(uname -r)" "$(flag test -e /sys/kernel/btf/vmlinux)" "$systemd" \
     "$restore_enabled" "$dpkg" \
     "$installed" "$(mounted "$bpffs")" "$(mounted "$tracefs")"

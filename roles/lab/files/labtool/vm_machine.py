@@ -153,14 +153,20 @@ def start_vm(opts: VmOptions, vm: VmSpec, image: Path, accel: str, port: int, *,
     return proc.pid
 
 
+class QemuEnded(VmError):
+    """The VM's qemu ended before its guest answered SSH (the message says how)."""
+
+
 def wait_booted(opts: VmOptions, vm: VmSpec, pid: int, port: int) -> float:
-    """Seconds until the guest's sshd answers on the forwarded port; raises with the console's tail."""
+    """Seconds until the guest's sshd answers on the forwarded port; raises with the console's tail
+    (QemuEnded when qemu ended first)."""
     d = vm_dir(opts, vm)
     t0 = time.monotonic()
     while time.monotonic() - t0 < opts.boot_timeout:
-        if not is_our_qemu(pid, vm.name, d):
-            raise VmError(f"qemu for {vm.name} exited during boot ({_exit_status(pid)})",
-                          qemu_log=_tail(d / "qemu.log"), console=_tail(d / "console.log"))
+        ended = exit_status(pid, vm.name, d)
+        if ended:
+            raise QemuEnded(f"qemu for {vm.name} exited during boot ({ended})",
+                            qemu_log=_tail(d / "qemu.log"), console=_tail(d / "console.log"))
         if ssh_banner(port, timeout=2.0):
             return round(time.monotonic() - t0, 1)
         time.sleep(0.5)
@@ -168,14 +174,16 @@ def wait_booted(opts: VmOptions, vm: VmSpec, pid: int, port: int) -> float:
                   console=_tail(d / "console.log"))
 
 
-def _exit_status(pid: int) -> str:
-    """How the qemu this process started ended (it is our child, a zombie until reaped here)."""
+def exit_status(pid: int, name: str, d: Path) -> str | None:
+    """How the VM's qemu ended, None while it runs. A qemu this process started is its child, and
+    waitpid (which reaps it) is the kernel's own answer; /proc (is_our_qemu) judges only one started
+    by another process: it once read a child waitpid still had running as not that qemu."""
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return "not a child of this process: status unknown"
+        return None if is_our_qemu(pid, name, d) else "not a child of this process: status unknown"
     if not reaped:
-        return f"PID {pid} is no longer that qemu, status unknown"
+        return None
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
