@@ -163,11 +163,13 @@ def _source_in_zip(fullname: str, entry: str):
     which Python's own finders then take."""
     try:
         importer = zipimport.zipimporter(entry)
-        if importer.is_package(fullname) or importer.get_source(fullname) is None:
+        if importer.is_package(fullname):
             return None
+        origin = f"{importer.archive}{os.sep}{importer.prefix}{fullname.rpartition('.')[2]}.py"
+        importer.get_data(origin)   # bytes, as compile() takes them (a coding line is honoured there)
     except (zipimport.ZipImportError, OSError):
         return None
-    return importer, f"{importer.archive}{os.sep}{importer.prefix}{fullname.rpartition('.')[2]}.py"
+    return importer, origin
 
 
 def install(cache_dir: str) -> None:

@@ -44,9 +44,9 @@ print(json.dumps({"value": _probe.VALUE, "compiles": sum(name.endswith("_probe.p
 """
 
 
-def payload(where: Path, *, zipped: bool = True) -> Path:
+def payload(where: Path, *, zipped: bool = True, probe: str | bytes = PROBE_SOURCE) -> Path:
     files = {f"{PACKAGE}/_bytecode.py": (REPO / "plugins/module_utils/_bytecode.py").read_text(),
-             f"{PACKAGE}/_probe.py": PROBE_SOURCE}
+             f"{PACKAGE}/_probe.py": probe}
     parts = PACKAGE.split("/")
     files.update({"/".join(parts[:n]) + "/__init__.py": "" for n in range(1, len(parts) + 1)})
     if not zipped:
@@ -146,3 +146,14 @@ def test_files_on_disk_keep_python_s_own_import(tmp_path):
     out = run(payload(tree, zipped=False), cache)
     assert (out["value"], out["loader"]) == ("from source", "SourceFileLoader")
     assert not cache.exists()
+
+
+def test_a_source_with_a_coding_line_is_served_as_python_reads_it(tmp_path):
+    """The finder takes a file's bytes as compile() does: a latin-1 file with its coding line is
+    served (a strict UTF-8 read would have refused it)."""
+    archive = payload(tmp_path, probe="# -*- coding: latin-1 -*-\nVALUE = 'caf\xe9'\n".encode("latin-1"))
+    cache = tmp_path / "cache" / "bytecode"
+    for _run in (1, 2):
+        out = run(archive, cache, script=COMPILES)
+        assert out["value"] == "caf\xe9", out
+    assert out["compiles"] == 0 and len(entries(cache)) == 1
