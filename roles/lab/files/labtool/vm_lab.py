@@ -116,6 +116,11 @@ def converge_vms(opts: VmOptions, prefix: str, data_network: str, vms: list[VmSp
     accel, notice = choose_accel(opts.accel, first / "vmlinuz", opts.lab_dir)
     if notice:
         out["notices"].append(notice)
+
+    def start(vm: VmSpec, port: int) -> int:
+        return start_vm(opts, vm, images[vm.image], accel, port, authorized_keys=authorized_keys,
+                        in_netns=hooks.in_netns, write_sysctl=hooks.write_sysctl)
+
     started = []
     for vm, sv, problems in todo:
         d = vm_dir(opts, vm)
@@ -124,8 +129,7 @@ def converge_vms(opts: VmOptions, prefix: str, data_network: str, vms: list[VmSp
         old = sv.get("port")
         port = int(old) if old and port_free(int(old)) else free_port()
         try:
-            pid = start_vm(opts, vm, images[vm.image], accel, port, authorized_keys=authorized_keys,
-                           in_netns=hooks.in_netns, write_sysctl=hooks.write_sysctl)
+            pid = start(vm, port)
         except (VmError, OSError) as exc:
             out["errors"][vm.name] = {"error": getattr(exc, "msg", str(exc))}
             continue
@@ -143,8 +147,7 @@ def converge_vms(opts: VmOptions, prefix: str, data_network: str, vms: list[VmSp
             return vm, pid, None, exc
         destroy_vm(opts, vm, pid, kill_pids=hooks.kill_pids, namespaces=hooks.netns_names())
         try:
-            pid = start_vm(opts, vm, images[vm.image], accel, port, authorized_keys=authorized_keys,
-                           in_netns=hooks.in_netns, write_sysctl=hooks.write_sysctl)
+            pid = start(vm, port)
             return vm, pid, wait_booted(opts, vm, pid, port), None
         except (VmError, OSError) as exc:
             return vm, pid, None, exc if isinstance(exc, VmError) else VmError(str(exc))

@@ -177,7 +177,7 @@ def wait_booted(opts: VmOptions, vm: VmSpec, pid: int, port: int) -> float:
 def exit_status(pid: int, name: str, d: Path) -> str | None:
     """How the VM's qemu ended, None while it runs. A qemu this process started is its child, and
     waitpid (which reaps it) is the kernel's own answer; /proc (is_our_qemu) judges only one started
-    by another process: it once read a child waitpid still had running as not that qemu."""
+    by another process: it once read a child as not that qemu while waitpid had nothing to reap."""
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
