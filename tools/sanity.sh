@@ -19,7 +19,9 @@ PY
 )
 cache=~/.ansible/test/cache
 mkdir -p "$cache"
-install -m 0644 "$repo/tools/offline_get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
+# written aside and renamed: a sanity run of another ansible-core may be reading it meanwhile
+script="$cache/get_pip_${pip_version//./_}.py"
+install -m 0644 "$repo/tools/offline_get_pip.py" "$script.$$" && mv -f "$script.$$" "$script"
 
 # a clean copy of what git would ship (tracked and new files, not ignored ones)
 # a private copy per run, so that two runs never share (or delete) each other's tree
