@@ -48,7 +48,7 @@ TIMED := tools/timed
 
 help:
 	@echo "make demo   - canary rollout onto a local lab of hosts (sets itself up)"
-	@echo "make test   - every test tier: unit sanity lint docs publish compat molecule with vm beside them, then integration fault"
+	@echo "make test   - every test tier: compat sanity publish molecule docs unit lint with vm beside them, then integration fault"
 	@echo "finer: deps venv bpf unit sanity lint integration vm molecule fault bench docs publish compat lab-up lab-down build-collection"
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -123,10 +123,12 @@ compat: collection bpf
 	@$(TIMED) compat tools/compat.sh $(COMPAT)
 
 # the vm tier runs beside the tiers that mostly use one core, from the start (tools/run-tiers
-# --beside; its first test builds the VM images, cached under build/images, before it boots them);
-# integration and fault keep both cores busy, so they come after, alone (--then)
+# --beside; its first test builds the VM images, cached under build/images, before it boots them),
+# and its lane then takes the next of those tiers not yet started: the long ones come first, so what
+# is left when the vm tier ends is short; integration and fault keep both cores busy, so they come
+# after, alone (--then)
 test: collection bpf
-	@tools/run-tiers --beside vm unit sanity lint docs publish compat molecule --then integration fault
+	@tools/run-tiers --beside vm compat sanity publish molecule docs unit lint --then integration fault
 
 # --- lab and demo ---------------------------------------------------------------------------
 lab-up: collection
