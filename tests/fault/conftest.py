@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -24,6 +26,26 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="the fault suite needs root (BPF, netns)")
         for item in items:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ansible_temp_of_this_session():
+    """Ansible's local and remote temp directories under one of this session's (a worker's, under
+    pytest-xdist), removed at its end: the runs this suite kills leave theirs behind (module
+    payload caches, AnsiballZ files), which under ~/.ansible/tmp would outlive the suite. The lab
+    hosts share this machine's /tmp, so the remote one is reachable from here too."""
+    root = tempfile.mkdtemp(prefix="ebpfd-fault-ansible-")
+    saved = {name: os.environ.get(name) for name in ("ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TMP")}
+    os.environ.update(ANSIBLE_LOCAL_TEMP=os.path.join(root, "local"), ANSIBLE_REMOTE_TMP=os.path.join(root, "remote"))
+    try:
+        yield root
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
