@@ -23,7 +23,7 @@ def main() -> None:
     args = ["install", "--disable-pip-version-check",
             *(arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-wheel"))]
     base = base_python()
-    if sys.prefix != sys.base_prefix and os.access(base, os.X_OK) and subprocess.call(
+    if os.access(base, os.X_OK) and subprocess.call(
             [base, "-m", "pip", "--python", sys.executable, *args], stderr=subprocess.DEVNULL) == 0:
         return
     subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"], stdout=subprocess.DEVNULL)

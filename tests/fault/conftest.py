@@ -35,16 +35,12 @@ def _ansible_temp_of_this_session():
     payload caches, AnsiballZ files), which under ~/.ansible/tmp would outlive the suite. The lab
     hosts share this machine's /tmp, so the remote one is reachable from here too."""
     root = tempfile.mkdtemp(prefix="ebpfd-fault-ansible-")
-    saved = {name: os.environ.get(name) for name in ("ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TMP")}
-    os.environ.update(ANSIBLE_LOCAL_TEMP=os.path.join(root, "local"), ANSIBLE_REMOTE_TMP=os.path.join(root, "remote"))
     try:
-        yield root
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("ANSIBLE_LOCAL_TEMP", os.path.join(root, "local"))
+            env.setenv("ANSIBLE_REMOTE_TMP", os.path.join(root, "remote"))
+            yield root
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         shutil.rmtree(root, ignore_errors=True)
 
 
